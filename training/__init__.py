@@ -1,0 +1,1 @@
+"""Data, training, export and evaluation of the mask classifier (needs torch; not used at run time)."""

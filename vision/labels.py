@@ -1,0 +1,40 @@
+"""The three mask classes, their aliases in the datasets, and how they are shown."""
+
+from __future__ import annotations
+
+LABELS: tuple[str, ...] = ("with_mask", "without_mask", "mask_worn_incorrectly")
+
+# The scene datasets name the third class differently; both mean a mask below the nose or chin.
+_ALIASES: dict[str, str] = {
+    "mask_weared_incorrect": "mask_worn_incorrectly",
+    "with_incorrect_mask": "mask_worn_incorrectly",
+    "mask_worn_incorrectly": "mask_worn_incorrectly",
+    "with_mask": "with_mask",
+    "without_mask": "without_mask",
+}
+
+# BGR, as OpenCV draws: green, red, orange.
+LABEL_COLOURS_BGR: dict[str, tuple[int, int, int]] = {
+    "with_mask": (60, 200, 60),
+    "without_mask": (40, 40, 230),
+    "mask_worn_incorrectly": (0, 150, 255),
+}
+
+SHORT_TEXT: dict[str, str] = {
+    "with_mask": "Mask",
+    "without_mask": "No mask",
+    "mask_worn_incorrectly": "Incorrect",
+}
+
+
+def canonical_label(name: str) -> str:
+    """Map a dataset's class name to one of LABELS; raise ValueError for anything else."""
+    key = name.strip().lower()
+    if key not in _ALIASES:
+        raise ValueError(f"unknown mask label {name!r}; expected one of {sorted(_ALIASES)}")
+    return _ALIASES[key]
+
+
+def is_compliant(label: str) -> bool:
+    """Binary view used at an entrance: only a mask worn properly is compliant."""
+    return label == "with_mask"
