@@ -1,0 +1,224 @@
+"""HTTP hardening for an unattended server: access token, offer rate limit, security headers.
+
+`security_middlewares()` returns aiohttp middlewares, outermost first, for `web.Application(middlewares=...)`:
+
+1. security headers on every response, errors and static files included;
+2. a per-client-address limit on `POST /offer` (sliding window, bounded memory), checked before the token
+   so that guessing tokens through `/offer` is throttled too;
+3. the optional access token. Everything except `/healthz` needs it once a token is set. The token arrives
+   as `?token=` (the URL typed into a phone or a kiosk's autostart file) or `Authorization: Bearer`; a
+   successful `?token=` also sets a same-site, HttpOnly cookie so that the page's own requests (static
+   files, `/config`, `/offer`) pass without the page having to copy the token around.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+RejectCallback = Callable[[str], None]
+"""Called with the reason ("unauthorized" or "rate_limited") whenever a middleware refuses a request."""
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Permissions-Policy": "camera=(self)",
+    "X-Frame-Options": "DENY",
+}
+OPEN_PATHS = frozenset({"/healthz"})
+"""Paths that never need the token: load balancers and container health checks probe them."""
+HTML_PATHS = frozenset({"/", "/kiosk"})
+OFFER_PATH = "/offer"
+TOKEN_COOKIE = "maskcam_auth"
+RATE_WINDOW_SECONDS = 60.0
+MAX_TRACKED_ADDRESSES = 4096
+
+_UNAUTHORIZED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Access token required</title></head>
+<body><h1>Access token required</h1>
+<p>This mask-detection server needs an access token. Open the address you were given, which ends in
+<code>?token=...</code>, or ask the operator for it.</p></body></html>
+"""
+
+
+def security_middlewares(
+    token: str | None,
+    offers_per_minute: int,
+    *,
+    on_reject: RejectCallback | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Middleware]:
+    """Middlewares for `create_app`: headers always; rate limit when > 0; token check when a token is set."""
+    middlewares: list[Middleware] = [_security_headers_middleware]
+    if offers_per_minute > 0:
+        limiter = SlidingWindowLimiter(offers_per_minute, RATE_WINDOW_SECONDS, MAX_TRACKED_ADDRESSES, clock)
+        middlewares.append(_offer_rate_limit_middleware(limiter, on_reject))
+    if token:
+        middlewares.append(_token_middleware(token, on_reject))
+    return middlewares
+
+
+@web.middleware
+async def _security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _add_security_headers(exc.headers)
+        raise
+    if not response.prepared:
+        _add_security_headers(response.headers)
+    return response
+
+
+def _add_security_headers(headers: Any) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+
+
+class SlidingWindowLimiter:
+    """At most `limit` events per `window` seconds per key, remembering at most `max_keys` keys.
+
+    Memory stays bounded whatever the traffic: a key holds at most `limit` timestamps, keys are kept in
+    least-recently-seen order, idle keys are pruned, and beyond `max_keys` the least recent are forgotten
+    (which can only make the limiter more lenient towards them, never block anyone wrongly).
+    """
+
+    def __init__(self, limit: int, window: float, max_keys: int, clock: Callable[[], float]) -> None:
+        if limit < 1 or window <= 0 or max_keys < 1:
+            raise ValueError("limit, window and max_keys must be positive")
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self._clock = clock
+        self._events: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def acquire(self, key: str) -> float:
+        """Record an event for `key` and return 0, or return the seconds to wait when over the limit."""
+        now = self._clock()
+        events = self._events.get(key)
+        if events is None:
+            self._prune(now)
+            events = deque(maxlen=self.limit)
+            self._events[key] = events
+        else:
+            self._events.move_to_end(key)
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        if len(events) >= self.limit:
+            return max(events[0] + self.window - now, 0.001)
+        events.append(now)
+        return 0.0
+
+    def _prune(self, now: float) -> None:
+        """Make room for one more key."""
+        if len(self._events) < self.max_keys:
+            return
+        stale = [key for key, events in self._events.items() if not events or events[-1] <= now - self.window]
+        for key in stale:
+            del self._events[key]
+        while len(self._events) >= self.max_keys:
+            self._events.popitem(last=False)
+
+
+def _offer_rate_limit_middleware(
+    limiter: SlidingWindowLimiter, on_reject: RejectCallback | None
+) -> Middleware:
+    @web.middleware
+    async def offer_rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST" and request.path == OFFER_PATH:
+            wait = limiter.acquire(request.remote or "unknown")
+            if wait > 0:
+                if on_reject is not None:
+                    on_reject("rate_limited")
+                retry_after = max(1, math.ceil(wait))
+                return web.json_response(
+                    {
+                        "error": f"Too many connection attempts from this address; retry in {retry_after} s.",
+                        "reason": "rate_limited",
+                    },
+                    status=429,
+                    headers={"Retry-After": str(retry_after)},
+                )
+        return await handler(request)
+
+    return offer_rate_limit
+
+
+def _token_middleware(token: str, on_reject: RejectCallback | None) -> Middleware:
+    expected = token.encode()
+    cookie_value = _cookie_value(token)
+
+    @web.middleware
+    async def access_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        query_token = request.query.get("token")
+        candidates: Iterable[tuple[str | None, bytes]] = (
+            (query_token, expected),
+            (_bearer_token(request), expected),
+            (request.cookies.get(TOKEN_COOKIE), cookie_value.encode()),
+        )
+        if not any(
+            given is not None and hmac.compare_digest(given.encode(), want) for given, want in candidates
+        ):
+            if on_reject is not None:
+                on_reject("unauthorized")
+            return _unauthorized_response(request)
+        response = await handler(request)
+        query_ok = query_token is not None and hmac.compare_digest(query_token.encode(), expected)
+        if query_ok and not response.prepared:
+            response.set_cookie(
+                TOKEN_COOKIE,
+                cookie_value,
+                httponly=True,
+                samesite="Strict",
+                secure=request.secure,
+                path="/",
+            )
+        return response
+
+    return access_token
+
+
+def _cookie_value(token: str) -> str:
+    """A value derived from the token, so that the cookie store never holds the token itself."""
+    return hmac.new(token.encode(), b"maskcam page cookie", hashlib.sha256).hexdigest()
+
+
+def _bearer_token(request: web.Request) -> str | None:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _unauthorized_response(request: web.Request) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="maskcam"', "Cache-Control": "no-store"}
+    wants_html = request.method in ("GET", "HEAD") and (
+        request.path in HTML_PATHS or "text/html" in request.headers.get("Accept", "")
+    )
+    if wants_html:
+        return web.Response(
+            text=_UNAUTHORIZED_PAGE, status=401, content_type="text/html", charset="utf-8", headers=headers
+        )
+    return web.json_response(
+        {"error": "Access token missing or wrong.", "reason": "unauthorized"}, status=401, headers=headers
+    )
