@@ -1,0 +1,340 @@
+"""The evaluation command: every figure this project reports is measured with it.
+
+Three modes, one report format (a printed table and a JSON file):
+
+- ``--scenes DIR``: detector + classifier end to end on photos with Pascal VOC face boxes; predicted
+  faces are matched to annotated ones greedily by IoU, then the labels of matched faces are compared.
+- ``--scenes DIR --boxes annotated``: the classifier alone, on crops of the annotated boxes, which
+  separates classifier errors from detector errors.
+- ``--faces DIR``: the classifier on a folder of face crops with ``splits.csv``; each image is cropped
+  with the training geometry (``training.data.face_image_box``), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.matching import FloatBox, Tally, classification_metrics, short_side
+from training.voc import AnnotationError, SceneAnnotation, load_scene_annotations
+from vision.classifier import MaskClassifier, ModelFileError
+from vision.detector import DetectorFileError, FaceDetector
+from vision.image_files import ImageFileError, read_image
+from vision.labels import LABELS, canonical_label
+from vision.pipeline import MaskDetectionPipeline
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CLASSIFIER = REPO_ROOT / "models" / "mask_classifier.onnx"
+DEFAULT_IOU = 0.4
+DEFAULT_CONFIDENCE = 0.5
+DEFAULT_DETECTOR_SIZE = (300, 300)
+FACES_BATCH = 64
+# Meaningless when the annotated boxes are classified: every face is "found".
+DETECTION_KEYS = frozenset(
+    {"predictions", "recall", "precision", "recall_40px", "recall_<20px", "recall_20-40px", "recall_>=40px"}
+)
+
+IOU_HELP = (
+    "minimum IoU for a predicted box to count as an annotated face (default 0.4). Lower than the usual "
+    "0.5 because the res10 detector's box and the annotators' boxes differ in extent (res10 boxes are "
+    "taller and include forehead and chin; annotators drew tight boxes, on small faces often a few "
+    "pixels off), so a face that was plainly found can still overlap its annotation by only 0.4-0.5"
+)
+
+# (label, box, score) for each face a predictor reports in one image.
+Prediction = tuple[str, FloatBox, float]
+Predictor = Callable[[np.ndarray, SceneAnnotation], list[Prediction]]
+
+
+class EvaluationError(RuntimeError):
+    """Input that makes a figure impossible to compute honestly: a missing or unreadable file."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``WxH`` (e.g. ``300x300``) as a (width, height) tuple."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected WxH such as 300x300, got {text!r}") from exc
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError(f"detector input must be at least 16x16, got {text!r}")
+    return width, height
+
+
+def detected_faces(pipeline: MaskDetectionPipeline) -> Predictor:
+    """Detector + classifier, as the server runs them; the annotation is not looked at."""
+
+    def predict(image: np.ndarray, annotation: SceneAnnotation) -> list[Prediction]:
+        return [
+            (d.label, (float(d.box[0]), float(d.box[1]), float(d.box[2]), float(d.box[3])), d.score)
+            for d in pipeline.analyse(image)
+        ]
+
+    return predict
+
+
+def annotated_faces(classifier: MaskClassifier) -> Predictor:
+    """The classifier alone on the annotated boxes: a perfect detector, to isolate classifier errors."""
+
+    def predict(image: np.ndarray, annotation: SceneAnnotation) -> list[Prediction]:
+        boxes = [face.box for face in annotation.faces]
+        probabilities = classifier.predict_boxes(image, boxes)
+        return [
+            (classifier.labels[int(np.argmax(probs))], box, float(np.max(probs)))
+            for box, probs in zip(boxes, probabilities, strict=True)
+        ]
+
+    return predict
+
+
+def evaluate_scenes(
+    pairs: Sequence[tuple[Path, SceneAnnotation]],
+    predictor: Predictor,
+    min_iou: float = DEFAULT_IOU,
+    root: Path | None = None,
+) -> dict[str, Any]:
+    """Detection and classification figures over annotated scene photos.
+
+    ``misclassified`` lists each matched face whose label is wrong (image path relative to ``root``),
+    for the contact sheet of errors.
+    """
+    tally = Tally()
+    misclassified: list[dict[str, Any]] = []
+    seconds = 0.0
+    for image_path, annotation in pairs:
+        image = _read(image_path)
+        started = time.perf_counter()
+        predictions = predictor(image, annotation)
+        seconds += time.perf_counter() - started
+        truths = [(face.label, face.box) for face in annotation.faces]
+        matches = tally.add_image(truths, [(label, box) for label, box, _ in predictions], min_iou)
+        for t, p in matches:
+            true_label, truth_box = truths[t]
+            label, box, score = predictions[p]
+            if label != true_label:
+                misclassified.append(
+                    {
+                        "image": _relative(image_path, root),
+                        "box": [round(v, 1) for v in truth_box],
+                        "predicted_box": [round(v, 1) for v in box],
+                        "true": true_label,
+                        "predicted": label,
+                        "score": round(score, 4),
+                        "short_side": round(short_side(truth_box), 1),
+                    }
+                )
+    return {
+        "images": len(pairs),
+        "faces": len(tally.truth_sizes),
+        "faces_by_size": tally.size_counts(),
+        "predictions": tally.predictions,
+        **tally.detection_metrics(),
+        **classification_metrics(tally.confusion),
+        "confusion": tally.confusion,
+        "ms_per_image": round(1000.0 * seconds / len(pairs), 2) if pairs else None,
+        "misclassified": misclassified,
+    }
+
+
+def face_folder_entries(faces_dir: Path, split: str | None) -> list[tuple[Path, str]]:
+    """(image path, label) of the crops listed in ``faces_dir/splits.csv``, optionally one split."""
+    splits_file = faces_dir / "splits.csv"
+    if not splits_file.is_file():
+        raise EvaluationError(f"--faces needs {splits_file} (path,label,split,group)")
+    with splits_file.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if split is None or row["split"] == split]
+    if not rows:
+        raise EvaluationError(f"{splits_file} lists no images in split {split!r}")
+    return [(faces_dir / row["path"], canonical_label(row["label"])) for row in rows]
+
+
+def evaluate_faces(
+    entries: Sequence[tuple[Path, str]], classifier: MaskClassifier, root: Path | None = None
+) -> dict[str, Any]:
+    """Classification figures over face crops, each cropped as training crops ``faces/`` images."""
+    from training.data import face_image_box
+
+    confusion: dict[str, dict[str, int]] = {t: dict.fromkeys(LABELS, 0) for t in LABELS}
+    misclassified: list[dict[str, Any]] = []
+    seconds = 0.0
+    for start in range(0, len(entries), FACES_BATCH):
+        batch = entries[start : start + FACES_BATCH]
+        images = [_read(path) for path, _ in batch]
+        started = time.perf_counter()
+        crops = [classifier.crop(image, face_image_box(image)) for image in images]
+        probabilities = classifier.predict_crops(crops)
+        seconds += time.perf_counter() - started
+        for (path, true_label), probs in zip(batch, probabilities, strict=True):
+            label = classifier.labels[int(np.argmax(probs))]
+            confusion[true_label][label] += 1
+            if label != true_label:
+                misclassified.append(
+                    {
+                        "image": _relative(path, root),
+                        "box": None,
+                        "true": true_label,
+                        "predicted": label,
+                        "score": round(float(np.max(probs)), 4),
+                    }
+                )
+    return {
+        "images": len(entries),
+        "faces": len(entries),
+        **classification_metrics(confusion),
+        "confusion": confusion,
+        "ms_per_image": round(1000.0 * seconds / len(entries), 2) if entries else None,
+        "misclassified": misclassified,
+    }
+
+
+def _read(path: Path) -> np.ndarray:
+    try:
+        return read_image(path)
+    except ImageFileError as exc:
+        raise EvaluationError(str(exc)) from exc
+
+
+def _relative(path: Path, root: Path | None) -> str:
+    if root is not None and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return path.as_posix()
+
+
+def _percent(value: Any) -> str:
+    return "-" if value is None else f"{100.0 * value:6.2f}%"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a readable table."""
+    settings = report.get("settings", {})
+    lines = [
+        "evaluation of " + ", ".join(f"{key}={value}" for key, value in settings.items()),
+        f"images {report['images']}   faces {report['faces']}",
+    ]
+    if "recall" in report:
+        lines.append(f"predicted faces {report['predictions']}")
+        sizes = report.get("faces_by_size", {})
+        for key in ("recall", "precision", "recall_40px"):
+            lines.append(f"  {key:<26}{_percent(report[key])}")
+        for name, count in sizes.items():
+            lines.append(f"  {'recall ' + name:<26}{_percent(report['recall_' + name])}   ({count} faces)")
+    lines.append(f"classified (matched) faces {report['classified']}")
+    for key in ("accuracy_3class", "accuracy_binary"):
+        lines.append(f"  {key:<26}{_percent(report[key])}")
+    macro = report["macro_f1"]
+    lines.append(f"  {'macro_f1':<26}{'-' if macro is None else f'{macro:7.4f}'}")
+    for label in LABELS:
+        f1 = report.get(f"f1_{label}")
+        lines.append(f"  {'f1 ' + label:<26}{'-' if f1 is None else f'{f1:7.4f}'}")
+    width = max(len(label) for label in LABELS) + 2
+    lines.append("confusion (rows: true, columns: predicted)")
+    lines.append(" " * width + "".join(f"{label:>{width}}" for label in LABELS))
+    for true_label in LABELS:
+        row = report["confusion"][true_label]
+        lines.append(f"{true_label:<{width}}" + "".join(f"{row[label]:>{width}}" for label in LABELS))
+    if report.get("ms_per_image") is not None:
+        lines.append(f"time per image {report['ms_per_image']} ms (noisy on a shared machine)")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate",
+        description="Measure the face detector and mask classifier on annotated photos or face crops.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--scenes", type=Path, help="dataset folder with images/ and annotations/ (VOC)")
+    source.add_argument("--faces", type=Path, help="face-crop folder with splits.csv (path,label,split)")
+    parser.add_argument("--json", type=Path, required=True, help="where to write the report")
+    parser.add_argument(
+        "--split", help="train, val or test: images listed in splits.csv (for --scenes: beside DIR)"
+    )
+    parser.add_argument("--iou", type=float, default=DEFAULT_IOU, help=IOU_HELP)
+    parser.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER, help="a .onnx or .pt model")
+    parser.add_argument(
+        "--confidence", type=float, default=DEFAULT_CONFIDENCE, help="face detector threshold (default 0.5)"
+    )
+    parser.add_argument(
+        "--detector-size",
+        type=parse_size,
+        default=DEFAULT_DETECTOR_SIZE,
+        metavar="WxH",
+        help="face detector network input (default 300x300)",
+    )
+    parser.add_argument(
+        "--boxes",
+        choices=("detected", "annotated"),
+        default="detected",
+        help="with --scenes: classify detected faces (end to end, default) or the annotated boxes "
+        "(classifier alone)",
+    )
+    parser.add_argument("--confusion-png", type=Path, help="also save the confusion matrix as an image")
+    parser.add_argument("--errors-png", type=Path, help="also save a contact sheet of misclassified crops")
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    classifier = MaskClassifier(args.classifier)
+    settings: dict[str, Any] = {
+        "classifier": _relative(args.classifier.resolve(), REPO_ROOT),
+        "backend": classifier.backend,
+        "split": args.split,
+    }
+    if args.faces is not None:
+        root = args.faces
+        settings["faces"] = args.faces.as_posix()
+        report = evaluate_faces(face_folder_entries(args.faces, args.split), classifier, root=root)
+    else:
+        root = args.scenes
+        settings.update(scenes=args.scenes.as_posix(), boxes=args.boxes)
+        try:
+            pairs = load_scene_annotations(args.scenes, args.split)
+        except (FileNotFoundError, ValueError) as exc:
+            raise EvaluationError(str(exc)) from exc
+        if args.boxes == "annotated":
+            predictor = annotated_faces(classifier)
+        else:
+            detector = FaceDetector(input_size=args.detector_size, confidence=args.confidence)
+            settings.update(
+                iou=args.iou, confidence=args.confidence, detector_size="{}x{}".format(*args.detector_size)
+            )
+            predictor = detected_faces(MaskDetectionPipeline(detector, classifier))
+        report = evaluate_scenes(pairs, predictor, args.iou, root=root)
+        if args.boxes == "annotated":
+            report = {key: value for key, value in report.items() if key not in DETECTION_KEYS}
+    report = {"settings": settings, **report}
+    if args.confusion_png is not None or args.errors_png is not None:
+        from training.eval_figures import save_confusion_png, save_contact_sheet
+
+        title = f"{root.name} ({args.split or 'all'})"
+        if args.confusion_png is not None:
+            save_confusion_png(report["confusion"], args.confusion_png, title)
+        if args.errors_png is not None:
+            save_contact_sheet(report["misclassified"], root, classifier, args.errors_png, title)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = run(args)
+    except (EvaluationError, AnnotationError, ModelFileError, DetectorFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_report(report))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

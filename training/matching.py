@@ -1,0 +1,148 @@
+"""Matching predicted face boxes to annotated ones, and the metrics computed from the matches.
+
+Greedy matching by IoU, highest pair first, each box used at most once: the usual detection-benchmark
+rule. It is kept apart from the evaluation command so that tests can check it on hand-written boxes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vision.labels import LABELS, is_compliant
+
+FloatBox = tuple[float, float, float, float]
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when either is empty."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
+    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
+def greedy_match(
+    truths: Sequence[Sequence[float]], predictions: Sequence[Sequence[float]], min_iou: float
+) -> list[tuple[int, int]]:
+    """Pairs (truth index, prediction index) with IoU >= min_iou, best pairs first, one-to-one."""
+    candidates = [
+        (overlap, t, p)
+        for t, truth in enumerate(truths)
+        for p, prediction in enumerate(predictions)
+        if (overlap := iou(truth, prediction)) >= min_iou
+    ]
+    candidates.sort(key=lambda item: (-item[0], item[1], item[2]))
+    used_truths: set[int] = set()
+    used_predictions: set[int] = set()
+    pairs = []
+    for _, t, p in candidates:
+        if t in used_truths or p in used_predictions:
+            continue
+        used_truths.add(t)
+        used_predictions.add(p)
+        pairs.append((t, p))
+    return sorted(pairs)
+
+
+SIZE_BUCKETS: tuple[tuple[str, float, float], ...] = (
+    ("<20px", 0.0, 20.0),
+    ("20-40px", 20.0, 40.0),
+    (">=40px", 40.0, float("inf")),
+)
+
+
+@dataclass
+class Tally:
+    """Running counts over images: which annotated faces were found, and the labels of matched faces."""
+
+    predictions: int = 0
+
+    def __post_init__(self) -> None:
+        self.truth_sizes: list[tuple[float, bool]] = []
+        self.confusion: dict[str, dict[str, int]] = {t: dict.fromkeys(LABELS, 0) for t in LABELS}
+
+    def add_image(
+        self,
+        truths: Sequence[tuple[str, FloatBox]],
+        predictions: Sequence[tuple[str, FloatBox]],
+        min_iou: float,
+    ) -> list[tuple[int, int]]:
+        """Count one image's faces; returns the matched (truth, prediction) index pairs."""
+        pairs = greedy_match([box for _, box in truths], [box for _, box in predictions], min_iou)
+        matched_truths = {t for t, _ in pairs}
+        self.predictions += len(predictions)
+        for index, (_, box) in enumerate(truths):
+            self.truth_sizes.append((short_side(box), index in matched_truths))
+        for t, p in pairs:
+            self.confusion[truths[t][0]][predictions[p][0]] += 1
+        return pairs
+
+    def detection_metrics(self) -> dict[str, float | None]:
+        """Recall over annotated faces (all, and those with short side >= 40 px) and precision."""
+        matched = sum(found for _, found in self.truth_sizes)
+        metrics: dict[str, float | None] = {
+            "recall": _ratio(matched, len(self.truth_sizes)),
+            "precision": _ratio(matched, self.predictions),
+            "recall_40px": self.recall_between(40.0, float("inf")),
+        }
+        for name, low, high in SIZE_BUCKETS:
+            metrics[f"recall_{name}"] = self.recall_between(low, high)
+        return metrics
+
+    def recall_between(self, low: float, high: float) -> float | None:
+        found = [hit for side, hit in self.truth_sizes if low <= side < high]
+        return _ratio(sum(found), len(found))
+
+    def size_counts(self) -> dict[str, int]:
+        return {
+            name: sum(low <= side < high for side, _ in self.truth_sizes) for name, low, high in SIZE_BUCKETS
+        }
+
+
+def short_side(box: Sequence[float]) -> float:
+    return min(box[2] - box[0], box[3] - box[1])
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def classification_metrics(confusion: dict[str, dict[str, int]]) -> dict[str, float | None]:
+    """3-class accuracy, macro-F1 over the classes present in the truth, and binary accuracy.
+
+    Binary: compliant (with_mask) against violation (the other two), the decision an entrance makes.
+    A class with no true faces is left out of the macro average: its F1 is undefined, not zero.
+    """
+    total = sum(sum(row.values()) for row in confusion.values())
+    correct = sum(confusion[label].get(label, 0) for label in confusion)
+    binary_correct = sum(
+        count
+        for true_label, row in confusion.items()
+        for predicted_label, count in row.items()
+        if is_compliant(true_label) == is_compliant(predicted_label)
+    )
+    f1_scores = []
+    per_class: dict[str, float | None] = {}
+    for label in LABELS:
+        support = sum(confusion.get(label, {}).values())
+        predicted = sum(row.get(label, 0) for row in confusion.values())
+        true_positive = confusion.get(label, {}).get(label, 0)
+        if support == 0:
+            per_class[f"f1_{label}"] = None
+            continue
+        f1 = 2 * true_positive / (support + predicted)
+        per_class[f"f1_{label}"] = f1
+        f1_scores.append(f1)
+    return {
+        "classified": total,
+        "accuracy_3class": _ratio(correct, total),
+        "macro_f1": float(np.mean(f1_scores)) if f1_scores else None,
+        "accuracy_binary": _ratio(binary_correct, total),
+        **per_class,
+    }
