@@ -1,0 +1,238 @@
+"""One benchmark camera: a real aiortc peer that sends moving scene photos and measures what comes back.
+
+It sends 640x480 frames at a steady 30 fps (VP8), each carrying its index as a block code in a corner;
+the annotated video that returns is decoded, the code read, and the frame matched to its send time:
+that difference is the glass-to-glass latency (camera capture and screen excluded). Detection messages
+on the data channel are counted too. Run one process per client so that clients do not slow each other:
+
+    python -m bench.client --url http://127.0.0.1:8080 --duration 30 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fractions
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from bench.frames import Scene, moved, read_code, stamp_code, stream_scenes
+
+VIDEO_CLOCK = 90000
+_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
+
+
+class SceneVideoTrack(MediaStreamTrack):
+    """A camera at a fixed frame rate showing each scene for a few seconds, moving gently."""
+
+    kind = "video"
+
+    def __init__(self, scenes: list[Scene], fps: float, scene_seconds: float) -> None:
+        super().__init__()
+        self._scenes = scenes
+        self._fps = fps
+        self._scene_seconds = scene_seconds
+        self._index = 0
+        self._start: float | None = None
+        self.sent_at: dict[int, float] = {}
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._index / self._fps
+        if due > now:
+            await asyncio.sleep(due - now)
+        elif now - due > 1.0:
+            # Fell far behind (the machine was starved): skip ahead instead of bursting.
+            self._start = now - self._index / self._fps
+        t = self._index / self._fps
+        scene = self._scenes[int(t / self._scene_seconds) % len(self._scenes)]
+        image, _ = moved(scene, t)
+        stamp_code(image, self._index)
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+        frame.pts = round(t * VIDEO_CLOCK)
+        frame.time_base = _TIME_BASE
+        self.sent_at[self._index % 65536] = time.monotonic()
+        self._index += 1
+        return frame
+
+
+@dataclass
+class Observations:
+    """Raw timestamps (monotonic seconds) of what the client saw."""
+
+    frames: list[tuple[float, int | None]] = field(default_factory=list)
+    """(arrival time, latency ms or None when the code was unreadable) per returned frame."""
+    messages: list[float] = field(default_factory=list)
+    inference_ms: list[float] = field(default_factory=list)
+    faces_per_message: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ClientResult:
+    duration_s: float
+    window_start_unix: float
+    window_end_unix: float
+    frames_sent: int
+    frames_received: int
+    fps_received: float
+    code_readable: float
+    detections_per_s: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_first5s_ms: float | None
+    latency_last5s_ms: float | None
+    latency_growth: float | None
+    server_inference_ms_p50: float | None
+    faces_per_message: float | None
+    error: str | None = None
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def summarise(
+    observations: Observations, sent: list[float], start: float, end: float, unix_offset: float
+) -> ClientResult:
+    """Figures over the window [start, end) (monotonic seconds)."""
+    duration = end - start
+    in_window = [(t, lat) for t, lat in observations.frames if start <= t < end]
+    latencies = [float(lat) for _, lat in in_window if lat is not None]
+    first = [float(lat) for t, lat in in_window if lat is not None and t < start + 5.0]
+    last = [float(lat) for t, lat in in_window if lat is not None and t >= end - 5.0]
+    first_median, last_median = _percentile(first, 50), _percentile(last, 50)
+    messages = [t for t in observations.messages if start <= t < end]
+    return ClientResult(
+        duration_s=round(duration, 2),
+        window_start_unix=start + unix_offset,
+        window_end_unix=end + unix_offset,
+        frames_sent=sum(start <= t < end for t in sent),
+        frames_received=len(in_window),
+        fps_received=len(in_window) / duration,
+        code_readable=len(latencies) / len(in_window) if in_window else 0.0,
+        detections_per_s=len(messages) / duration,
+        latency_p50_ms=_percentile(latencies, 50),
+        latency_p95_ms=_percentile(latencies, 95),
+        latency_first5s_ms=first_median,
+        latency_last5s_ms=last_median,
+        latency_growth=last_median / first_median if first_median and last_median else None,
+        server_inference_ms_p50=_percentile(observations.inference_ms, 50),
+        faces_per_message=float(np.mean(observations.faces_per_message))
+        if observations.faces_per_message
+        else None,
+    )
+
+
+async def _read_video(track: MediaStreamTrack, sender: SceneVideoTrack, observations: Observations) -> None:
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        arrived = time.monotonic()
+        assert isinstance(frame, av.VideoFrame)
+        index = read_code(frame.to_ndarray(format="gray"))
+        sent = sender.sent_at.get(index) if index is not None else None
+        latency = round((arrived - sent) * 1000.0) if sent is not None and arrived >= sent else None
+        observations.frames.append((arrived, latency))
+
+
+async def run_client(
+    url: str, duration: float, warmup: float, scenes: list[Scene], fps: float = 30.0
+) -> ClientResult:
+    """Connect, stream for warmup + duration seconds, hang up, and summarise the measured window."""
+    pc = RTCPeerConnection()
+    sender = SceneVideoTrack(scenes, fps, scene_seconds=5.0)
+    observations = Observations()
+    transceiver = pc.addTransceiver(sender, direction="sendrecv")
+    capabilities = RTCRtpSender.getCapabilities("video")
+    transceiver.setCodecPreferences([c for c in capabilities.codecs if c.mimeType == "video/VP8"])
+    channel = pc.createDataChannel("detections")
+    readers: list[asyncio.Task[None]] = []
+
+    @channel.on("message")
+    def on_message(message: Any) -> None:
+        if not isinstance(message, str):
+            return
+        payload = json.loads(message)
+        if payload.get("type", "detections") != "detections":
+            return
+        observations.messages.append(time.monotonic())
+        if isinstance(payload.get("inference_ms"), int | float):
+            observations.inference_ms.append(float(payload["inference_ms"]))
+        observations.faces_per_message.append(len(payload.get("faces", [])))
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            readers.append(asyncio.ensure_future(_read_video(track, sender, observations)))
+
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+            ) as response,
+        ):
+            body = await response.json()
+            if response.status != 200:
+                raise RuntimeError(f"/offer answered {response.status}: {body}")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
+        deadline = time.monotonic() + 20.0
+        while not observations.frames:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no video came back within 20 s")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(warmup)
+        start = time.monotonic()
+        await asyncio.sleep(duration)
+        end = time.monotonic()
+    finally:
+        await pc.close()
+        for reader in readers:
+            reader.cancel()
+    sent = list(sender.sent_at.values())
+    return summarise(observations, sent, start, end, time.time() - time.monotonic())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="One benchmark WebRTC camera client.")
+    parser.add_argument("--url", default="http://127.0.0.1:8080")
+    parser.add_argument("--duration", type=float, default=30.0, help="measured seconds")
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds after the first frame, not measured"
+    )
+    parser.add_argument("--scenes", type=int, default=6, help="number of scene photos to cycle through")
+    parser.add_argument("--json", type=Path, help="write the result here (default: stdout)")
+    args = parser.parse_args(argv)
+    try:
+        result = asyncio.run(run_client(args.url, args.duration, args.warmup, stream_scenes(args.scenes)))
+        text = json.dumps(asdict(result), indent=2)
+        code = 0
+    except Exception as exc:  # reported in the JSON so the benchmark can show which client failed
+        text = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+        code = 1
+    if args.json:
+        args.json.write_text(text)
+    else:
+        print(text)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""Analysis of one video stream: detect faces on some frames and follow them in between.
+
+The full-frame detector (res10 at 300x300) is the dominant cost of a frame. Between two full detections
+each known face is searched again only in a square region around its last box, resampled to a small
+detector input: the box is a fresh detector output on every frame (it follows the face when it moves),
+at a fraction of the cost. Faces keep their class probabilities until the crop changes or they are a
+few frames old, so unchanged faces are not re-classified on every frame.
+
+A full detection runs every ``detect_every`` analysed frames, so new faces appear within that many frames,
+and is authoritative: a face that it does not find is dropped. With many faces the region searches would
+cost more than one full detection, so every frame is then a full detection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from vision.crops import Box, crop_square
+from vision.detector import FaceBox, FaceDetector, to_bgr
+from vision.pipeline import Detection
+
+IntBox = tuple[int, int, int, int]
+
+
+class FaceClassifier(Protocol):
+    """What the analyser needs of a classifier (``vision.classifier.MaskClassifier`` is one)."""
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    def predict_boxes(self, image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How often to run each stage; the defaults were measured in bench/RESULTS.md."""
+
+    detect_every: int = 5
+    """A full-frame detection on every N-th analysed frame (1 = every frame, no following)."""
+    region_scale: float = 2.0
+    """Side of the search region around a face, in multiples of the face box's long side."""
+    region_input: int = 128
+    """Detector input (pixels, square) for one search region."""
+    max_followed: int = 3
+    """With more faces than this, every frame gets a full detection instead of region searches."""
+    classify_every: int = 5
+    """A face is re-classified at least every N analysed frames."""
+    appearance_change: float = 16.0
+    """Mean absolute difference (grey levels) of a face's thumbnail that triggers re-classification."""
+    max_misses: int = 1
+    """A followed face not found in its region this many frames in a row is dropped."""
+
+
+_THUMB_SIZE = 16
+
+
+@dataclass
+class _Track:
+    """One face followed across frames."""
+
+    box: IntBox
+    face_confidence: float
+    probabilities: np.ndarray | None = None
+    classified_at: int = -1
+    thumbnail: np.ndarray | None = None
+    misses: int = 0
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def search_region(box: IntBox, scale: float) -> Box:
+    """Square region centred on ``box`` whose side is ``scale`` times the box's long side."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0, 8) * scale
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    return (cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0)
+
+
+class StreamAnalyser:
+    """Per-stream state over a shared detector and classifier; ``analyse`` takes frames in order.
+
+    ``region_detector`` runs the search regions: the same model as ``detector`` at the region input
+    size (``make_region_detector``). Pass one shared by all streams; left out, one is loaded here from
+    the packaged model files.
+    """
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        classifier: FaceClassifier,
+        settings: StreamSettings | None = None,
+        region_detector: FaceDetector | None = None,
+    ) -> None:
+        self.detector = detector
+        self.classifier = classifier
+        self.settings = settings or StreamSettings()
+        if region_detector is None:
+            region_detector = make_region_detector(self.settings, confidence=detector.confidence)
+        self.region_detector = region_detector
+        self._tracks: list[_Track] = []
+        self._frame_index = 0
+        self._since_full = 0
+        self._frame_shape: tuple[int, int] = (0, 0)
+        self.full_detections = 0
+        self.classifications = 0
+
+    def reset(self) -> None:
+        """Forget every face: the next frame gets a full detection."""
+        self._tracks = []
+        self._since_full = 0
+
+    def analyse(self, image: np.ndarray) -> list[Detection]:
+        frame = to_bgr(image)
+        height, width = frame.shape[:2]
+        if width < 2 or height < 2:
+            self.reset()
+            return []
+        if (height, width) != self._frame_shape:
+            # A camera that changed resolution: old boxes mean nothing in the new frame.
+            self.reset()
+            self._frame_shape = (height, width)
+        if self._needs_full_detection():
+            self._full_detection(frame)
+        else:
+            self._follow(frame)
+            self._since_full += 1
+        self._classify(frame)
+        self._frame_index += 1
+        return self._detections()
+
+    def _needs_full_detection(self) -> bool:
+        return (
+            not self._tracks
+            or self._since_full + 1 >= self.settings.detect_every
+            or len(self._tracks) > self.settings.max_followed
+        )
+
+    def _full_detection(self, frame: np.ndarray) -> None:
+        """Replace the tracks by the detector's faces, keeping the class of faces that were already known."""
+        faces = self.detector.detect(frame)
+        self.full_detections += 1
+        self._since_full = 0
+        previous = self._tracks
+        pairs = sorted(
+            (
+                (box_iou(face.box, track.box), f, t)
+                for f, face in enumerate(faces)
+                for t, track in enumerate(previous)
+            ),
+            reverse=True,
+        )
+        matched: dict[int, _Track] = {}
+        used_tracks: set[int] = set()
+        for overlap, f, t in pairs:
+            if overlap < 0.3:
+                break
+            if f in matched or t in used_tracks:
+                continue
+            matched[f] = previous[t]
+            used_tracks.add(t)
+        tracks = []
+        for f, face in enumerate(faces):
+            track = matched.get(f)
+            if track is None:
+                track = _Track(box=face.box, face_confidence=face.confidence)
+            else:
+                track.box, track.face_confidence, track.misses = face.box, face.confidence, 0
+            tracks.append(track)
+        self._tracks = tracks
+
+    def _follow(self, frame: np.ndarray) -> None:
+        """Search each face again in a region around its last box; drop faces missed too often."""
+        size = self.settings.region_input
+        kept: list[_Track] = []
+        for track in self._tracks:
+            region = search_region(track.box, self.settings.region_scale)
+            patch = crop_square(frame, region, size)
+            found = self.region_detector.detect(patch)
+            best = _closest(track.box, [_to_frame(face, region, size, frame.shape) for face in found])
+            if best is None:
+                track.misses += 1
+                if track.misses <= self.settings.max_misses - 1:
+                    kept.append(track)
+                continue
+            track.box, track.face_confidence = best.box, best.confidence
+            track.misses = 0
+            kept.append(track)
+        self._tracks = _without_duplicates(kept)
+
+    def _classify(self, frame: np.ndarray) -> None:
+        """Classify, in one batch, the faces that are new, changed or due for a refresh."""
+        due: list[tuple[_Track, np.ndarray]] = []
+        for track in self._tracks:
+            thumbnail = _thumbnail(frame, track.box)
+            age = self._frame_index - track.classified_at
+            changed = track.thumbnail is None or (
+                float(np.mean(cv2.absdiff(thumbnail, track.thumbnail))) > self.settings.appearance_change
+            )
+            if track.probabilities is None or age >= self.settings.classify_every or changed:
+                due.append((track, thumbnail))
+        if not due:
+            return
+        probabilities = self.classifier.predict_boxes(frame, [track.box for track, _ in due])
+        self.classifications += len(due)
+        for (track, thumbnail), probs in zip(due, probabilities, strict=True):
+            track.probabilities = probs
+            track.classified_at = self._frame_index
+            track.thumbnail = thumbnail
+
+    def _detections(self) -> list[Detection]:
+        labels = self.classifier.labels
+        detections = []
+        for track in self._tracks:
+            if track.probabilities is None:
+                continue
+            best = int(np.argmax(track.probabilities))
+            detections.append(
+                Detection(
+                    box=track.box,
+                    label=labels[best],
+                    score=float(track.probabilities[best]),
+                    face_confidence=track.face_confidence,
+                )
+            )
+        return detections
+
+
+def make_region_detector(
+    settings: StreamSettings,
+    prototxt: str | Path | None = None,
+    caffemodel: str | Path | None = None,
+    confidence: float = 0.5,
+) -> FaceDetector:
+    """The face detector at the search-region input size; give it the full-frame detector's files."""
+    return FaceDetector(
+        prototxt=prototxt,
+        caffemodel=caffemodel,
+        input_size=(settings.region_input, settings.region_input),
+        confidence=confidence,
+    )
+
+
+def _to_frame(face: FaceBox, region: Box, size: int, shape: tuple[int, ...]) -> FaceBox:
+    """A box found in a resampled search region, in frame pixels, clipped to the frame."""
+    x0, y0, x1, _ = region
+    scale = (x1 - x0) / size
+    height, width = shape[:2]
+    bx0, by0, bx1, by1 = face.box
+    box = (
+        round(min(max(x0 + bx0 * scale, 0.0), width)),
+        round(min(max(y0 + by0 * scale, 0.0), height)),
+        round(min(max(x0 + bx1 * scale, 0.0), width)),
+        round(min(max(y0 + by1 * scale, 0.0), height)),
+    )
+    return FaceBox(box=box, confidence=face.confidence)
+
+
+def _closest(previous: IntBox, candidates: Sequence[FaceBox]) -> FaceBox | None:
+    """The candidate overlapping the previous box most; None when none overlaps it at all."""
+    best, best_overlap = None, 0.0
+    for candidate in candidates:
+        if candidate.box[2] - candidate.box[0] < 2 or candidate.box[3] - candidate.box[1] < 2:
+            continue
+        overlap = box_iou(previous, candidate.box)
+        if overlap > best_overlap:
+            best, best_overlap = candidate, overlap
+    return best
+
+
+def _without_duplicates(tracks: list[_Track]) -> list[_Track]:
+    """Two tracks that converged on one face: keep the more confident one."""
+    kept: list[_Track] = []
+    for track in sorted(tracks, key=lambda t: -t.face_confidence):
+        if all(box_iou(track.box, other.box) < 0.5 for other in kept):
+            kept.append(track)
+    return kept
+
+
+def _thumbnail(frame: np.ndarray, box: IntBox) -> np.ndarray:
+    """A tiny grey image of the face, to notice when its appearance changed."""
+    patch = crop_square(frame, (float(box[0]), float(box[1]), float(box[2]), float(box[3])), _THUMB_SIZE)
+    return cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY)
