@@ -3,8 +3,8 @@
 The full-frame detector (res10 at 300x300) is the dominant cost of a frame. Between two full detections
 each known face is searched again only in a square region around its last box, resampled to a small
 detector input: the box is a fresh detector output on every frame (it follows the face when it moves),
-at a fraction of the cost. Faces keep their class probabilities until the crop changes or they are a
-few frames old, so unchanged faces are not re-classified on every frame.
+at a fraction of the cost. A followed face keeps its class probabilities for ``classify_every`` frames
+instead of being re-classified on every frame.
 
 A full detection runs every ``detect_every`` analysed frames, so new faces appear within that many frames,
 and is authoritative: a face that it does not find is dropped. With many faces the region searches would
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 
 from vision.crops import Box, crop_square
@@ -51,13 +50,8 @@ class StreamSettings:
     """With more faces than this, every frame gets a full detection instead of region searches."""
     classify_every: int = 5
     """A face is re-classified at least every N analysed frames."""
-    appearance_change: float = 16.0
-    """Mean absolute difference (grey levels) of a face's thumbnail that triggers re-classification."""
     max_misses: int = 1
     """A followed face not found in its region this many frames in a row is dropped."""
-
-
-_THUMB_SIZE = 16
 
 
 @dataclass
@@ -68,7 +62,6 @@ class _Track:
     face_confidence: float
     probabilities: np.ndarray | None = None
     classified_at: int = -1
-    thumbnail: np.ndarray | None = None
     misses: int = 0
 
 
@@ -201,24 +194,20 @@ class StreamAnalyser:
         self._tracks = _without_duplicates(kept)
 
     def _classify(self, frame: np.ndarray) -> None:
-        """Classify, in one batch, the faces that are new, changed or due for a refresh."""
-        due: list[tuple[_Track, np.ndarray]] = []
-        for track in self._tracks:
-            thumbnail = _thumbnail(frame, track.box)
-            age = self._frame_index - track.classified_at
-            changed = track.thumbnail is None or (
-                float(np.mean(cv2.absdiff(thumbnail, track.thumbnail))) > self.settings.appearance_change
-            )
-            if track.probabilities is None or age >= self.settings.classify_every or changed:
-                due.append((track, thumbnail))
+        """Classify, in one batch, the faces that are new or due for a refresh."""
+        due = [
+            track
+            for track in self._tracks
+            if track.probabilities is None
+            or self._frame_index - track.classified_at >= self.settings.classify_every
+        ]
         if not due:
             return
-        probabilities = self.classifier.predict_boxes(frame, [track.box for track, _ in due])
+        probabilities = self.classifier.predict_boxes(frame, [track.box for track in due])
         self.classifications += len(due)
-        for (track, thumbnail), probs in zip(due, probabilities, strict=True):
+        for track, probs in zip(due, probabilities, strict=True):
             track.probabilities = probs
             track.classified_at = self._frame_index
-            track.thumbnail = thumbnail
 
     def _detections(self) -> list[Detection]:
         labels = self.classifier.labels
@@ -287,9 +276,3 @@ def _without_duplicates(tracks: list[_Track]) -> list[_Track]:
         if all(box_iou(track.box, other.box) < 0.5 for other in kept):
             kept.append(track)
     return kept
-
-
-def _thumbnail(frame: np.ndarray, box: IntBox) -> np.ndarray:
-    """A tiny grey image of the face, to notice when its appearance changed."""
-    patch = crop_square(frame, (float(box[0]), float(box[1]), float(box[2]), float(box[3])), _THUMB_SIZE)
-    return cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY)

@@ -1,0 +1,184 @@
+"""Behaviour of the per-stream analyser: boxes follow moving faces, new faces appear, labels refresh.
+
+The frames are real face photos (from ../shared/data, skipped without it) pasted onto a plain
+background, so the true face position is known in every frame. The real res10 detector runs; the
+classifier is a recording stand-in, so the tests see exactly when and what was classified.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vision.crops import Box
+from vision.detector import FaceDetector
+from vision.labels import LABELS
+from vision.stream import StreamAnalyser, StreamSettings
+
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FACES_DIR = DATA_DIR / "faces"
+FACE_SIDE = 150
+
+pytestmark = pytest.mark.skipif(
+    not (FACES_DIR / "splits.csv").is_file(), reason=f"face photos not found in {FACES_DIR}"
+)
+
+
+class RecordingClassifier:
+    """Says with_mask for every face and remembers which boxes it was asked about, frame by frame."""
+
+    labels: tuple[str, ...] = LABELS
+
+    def __init__(self) -> None:
+        self.calls: list[list[Box]] = []
+
+    def predict_boxes(self, image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
+        self.calls.append(list(boxes))
+        probabilities = np.zeros((len(boxes), len(LABELS)), np.float32)
+        probabilities[:, 0] = 1.0
+        return probabilities
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def region_detector() -> FaceDetector:
+    return FaceDetector(input_size=(StreamSettings().region_input,) * 2)
+
+
+@pytest.fixture(scope="module")
+def faces(detector: FaceDetector) -> list[np.ndarray]:
+    """Test-split face photos (both classes) that the detector finds surely when pasted alone."""
+    with (FACES_DIR / "splits.csv").open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == "test"]
+    chosen: list[np.ndarray] = []
+    for label in ("with_mask", "without_mask"):
+        for row in (r for r in rows if r["label"] == label):
+            image = cv2.imread(str(FACES_DIR / row["path"]))
+            if image is None:
+                continue
+            face = cv2.resize(image, (FACE_SIDE, FACE_SIDE), interpolation=cv2.INTER_AREA)
+            found = detector.detect(scene([(face, 200, 150)]))
+            if len(found) == 1 and found[0].confidence >= 0.95:
+                chosen.append(face)
+            if len(chosen) in (3, 6):
+                break
+    assert len(chosen) == 6, "expected 3 clearly detectable test faces of each class"
+    return chosen
+
+
+def scene(placed: Sequence[tuple[np.ndarray, int, int]], size: tuple[int, int] = (640, 480)) -> np.ndarray:
+    """A grey frame with each face photo pasted at its (x, y) top-left corner."""
+    frame = np.full((size[1], size[0], 3), 110, np.uint8)
+    for face, x, y in placed:
+        frame[y : y + face.shape[0], x : x + face.shape[1]] = face
+    return frame
+
+
+def centre(box: Sequence[float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+
+
+def make_analyser(
+    detector: FaceDetector, region_detector: FaceDetector, settings: StreamSettings | None = None
+) -> tuple[StreamAnalyser, RecordingClassifier]:
+    classifier = RecordingClassifier()
+    analyser = StreamAnalyser(detector, classifier, settings, region_detector=region_detector)
+    return analyser, classifier
+
+
+def test_box_follows_a_moving_face(
+    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray]
+) -> None:
+    analyser, _ = make_analyser(detector, region_detector)
+    frames = 40
+    for i in range(frames):
+        # 8 px per frame to the right and a vertical swing: a box left where the face was is 40 px off
+        # after one detection interval.
+        x, y = 60 + 8 * i, 150 + round(40 * np.sin(i / 4.0))
+        detections = analyser.analyse(scene([(faces[0], x, y)]))
+        assert len(detections) == 1, f"frame {i}: expected one face, got {detections}"
+        cx, cy = centre(detections[0].box)
+        true_cx, true_cy = x + FACE_SIDE / 2, y + FACE_SIDE / 2
+        assert abs(cx - true_cx) <= 20 and abs(cy - true_cy) <= 20, f"frame {i}: box off the face"
+    assert analyser.full_detections <= frames // analyser.settings.detect_every + 1
+
+
+def test_new_face_is_found_within_one_detection_interval(
+    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray]
+) -> None:
+    settings = StreamSettings(detect_every=5)
+    analyser, _ = make_analyser(detector, region_detector, settings)
+    for _ in range(7):
+        assert len(analyser.analyse(scene([(faces[0], 40, 150)]))) == 1
+    two_faces = scene([(faces[0], 40, 150), (faces[3], 420, 120)])
+    found_after = None
+    for k in range(1, settings.detect_every + 1):
+        detections = analyser.analyse(two_faces)
+        if any(centre(d.box)[0] > 400 for d in detections):
+            found_after = k
+            break
+    assert found_after is not None, f"the new face was not found within {settings.detect_every} frames"
+    assert len(analyser.analyse(two_faces)) == 2
+
+
+def test_unchanged_face_is_reclassified_at_least_every_m_frames_but_not_every_frame(
+    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray]
+) -> None:
+    settings = StreamSettings(classify_every=4)
+    analyser, classifier = make_analyser(detector, region_detector, settings)
+    frames = 30
+    classified_at = []
+    for i in range(frames):
+        before = len(classifier.calls)
+        analyser.analyse(scene([(faces[1], 250, 160)]))
+        if len(classifier.calls) > before:
+            classified_at.append(i)
+    assert classified_at[0] == 0
+    gaps = np.diff([*classified_at, frames])
+    assert gaps.max() <= settings.classify_every
+    assert len(classified_at) < frames
+
+
+def test_face_that_leaves_is_dropped(
+    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray]
+) -> None:
+    settings = StreamSettings(detect_every=10, max_misses=1)
+    analyser, _ = make_analyser(detector, region_detector, settings)
+    for _ in range(3):
+        analyser.analyse(scene([(faces[2], 250, 160)]))
+    assert analyser.analyse(scene([])) == []
+
+
+def test_resolution_change_starts_afresh(
+    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray]
+) -> None:
+    analyser, _ = make_analyser(detector, region_detector)
+    for _ in range(3):
+        analyser.analyse(scene([(faces[0], 400, 250)]))
+    small_face = cv2.resize(faces[0], (100, 100))
+    detections = analyser.analyse(scene([(small_face, 40, 60)], size=(320, 240)))
+    assert len(detections) == 1
+    x0, y0, x1, y1 = detections[0].box
+    assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 240
+    assert abs(centre(detections[0].box)[0] - 90) <= 15
+
+
+def test_many_faces_get_a_full_detection_every_frame(
+    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray]
+) -> None:
+    settings = StreamSettings(max_followed=3)
+    analyser, _ = make_analyser(detector, region_detector, settings)
+    crowd = scene([(faces[i], 20 + (i % 3) * 210, 20 + (i // 3) * 250) for i in range(6)])
+    for _ in range(6):
+        detections = analyser.analyse(crowd)
+    assert len(detections) == 6
+    assert analyser.full_detections == 6
