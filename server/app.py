@@ -1,0 +1,263 @@
+"""The aiohttp application: the page, signalling (`POST /offer`), settings, health and metrics.
+
+Bad requests get a 4xx JSON error `{"error", "reason"}`, never a 500; the full contract is docs/API.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from server.config import ServerConfig
+from server.metrics import METRICS_CONTENT_TYPE, ServerMetrics
+from server.session import (
+    DATA_CHANNEL_LABEL,
+    CapacityError,
+    OfferError,
+    RecorderFactory,
+    SessionRegistry,
+)
+from server.worker import AnalysisWorker, FrameAnalyser
+from vision.classifier import MaskClassifier
+from vision.detector import FaceDetector
+from vision.labels import LABEL_COLOURS_BGR, LABELS, SHORT_TEXT
+from vision.pipeline import MaskDetectionPipeline
+
+logger = logging.getLogger(__name__)
+
+PipelineFactory = Callable[[ServerConfig], FrameAnalyser]
+# What the page asks the camera for; Chrome sends this much once the answer raises its bitrate floor.
+VIDEO_CONSTRAINTS = {"width": 640, "height": 480, "frameRate": 30}
+
+
+def load_pipeline(config: ServerConfig) -> MaskDetectionPipeline:
+    """Detector + classifier from the configured files, warmed up so that the first camera waits less.
+
+    Raises vision's DetectorFileError / ModelFileError with a readable message when a file is missing.
+    """
+    detector = FaceDetector(
+        config.prototxt, config.caffemodel, input_size=config.detector_size, confidence=config.confidence
+    )
+    classifier = MaskClassifier(config.classifier)
+    pipeline = MaskDetectionPipeline(detector, classifier)
+    pipeline.analyse(np.zeros((480, 640, 3), dtype=np.uint8))
+    classifier.predict_crops([np.zeros((classifier.input_size, classifier.input_size, 3), dtype=np.uint8)])
+    return pipeline
+
+
+def default_recorder_factory(config: ServerConfig) -> RecorderFactory | None:
+    """With `--record DIR`, a SessionRecorder per session; otherwise nothing is ever written."""
+    if config.record is None:
+        return None
+    from server.recorder import SessionRecorder
+
+    directory = config.record
+
+    def make(session_id: str) -> SessionRecorder:
+        return SessionRecorder(directory, session_id)
+
+    return make
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    metrics: ServerMetrics
+    registry: SessionRegistry
+    pipeline_factory: PipelineFactory
+    recorder_factory: RecorderFactory | None
+    worker: AnalysisWorker | None = None
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+STATE = web.AppKey("maskcam_state", ServerState)
+
+
+def error_response(status: int, reason: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, "reason": reason, **extra}, status=status)
+
+
+def _hex_colour(bgr: tuple[int, int, int]) -> str:
+    blue, green, red = bgr
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def create_app(
+    config: ServerConfig,
+    pipeline_factory: PipelineFactory = load_pipeline,
+    recorder_factory: RecorderFactory | None = None,
+) -> web.Application:
+    """The app; models load at startup in a thread (`/healthz` is 503 until then).
+
+    `pipeline_factory` builds the analyser from the config (tests pass a stand-in); `recorder_factory`
+    defaults to a SessionRecorder per session when `config.record` is set.
+    """
+    metrics = ServerMetrics()
+    middlewares = _security_middlewares(config, metrics)
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
+    app[STATE] = ServerState(
+        config=config,
+        metrics=metrics,
+        registry=SessionRegistry(config.max_sessions, metrics),
+        pipeline_factory=pipeline_factory,
+        recorder_factory=recorder_factory or default_recorder_factory(config),
+    )
+    app.router.add_get("/", _page("index.html"))
+    app.router.add_get("/kiosk", _page("kiosk.html"))
+    app.router.add_post("/offer", _offer)
+    app.router.add_get("/config", _config)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", _metrics)
+    if config.static_dir.is_dir():
+        app.router.add_static("/static/", config.static_dir, follow_symlinks=False)
+    app.on_startup.append(_start_worker)
+    app.on_shutdown.append(_close_sessions)
+    app.on_cleanup.append(_stop_worker)
+    return app
+
+
+def _security_middlewares(config: ServerConfig, metrics: ServerMetrics) -> list[Any]:
+    from server.security import security_middlewares
+
+    def count_rejection(reason: str) -> None:
+        metrics.offers_rejected.labels(reason=reason).inc()
+
+    return security_middlewares(config.token, config.offers_per_minute, on_reject=count_rejection)
+
+
+async def _start_worker(app: web.Application) -> None:
+    state = app[STATE]
+    analyser = await asyncio.to_thread(state.pipeline_factory, state.config)
+    worker = AnalysisWorker(analyser, state.metrics)
+    worker.start()
+    state.worker = worker
+    logger.info("models loaded; analysis worker running")
+
+
+async def _close_sessions(app: web.Application) -> None:
+    state = app[STATE]
+    await state.registry.close_all("shutdown")
+
+
+async def _stop_worker(app: web.Application) -> None:
+    state = app[STATE]
+    if state.worker is not None:
+        await asyncio.to_thread(state.worker.stop)
+        state.worker = None
+
+
+def _page(name: str) -> Callable[[web.Request], Any]:
+    async def page(request: web.Request) -> web.StreamResponse:
+        path: Path = request.app[STATE].config.static_dir / name
+        if not path.is_file():
+            return error_response(404, "not_found", f"{name} is missing from the static folder")
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return page
+
+
+async def _config(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    config = state.config
+    return web.json_response(
+        {
+            "iceServers": [server.to_json() for server in config.ice_servers],
+            "maxSessions": config.max_sessions,
+            "activeSessions": len(state.registry),
+            "dataChannelLabel": DATA_CHANNEL_LABEL,
+            "labels": list(LABELS),
+            "labelText": dict(SHORT_TEXT),
+            "labelColours": {label: _hex_colour(LABEL_COLOURS_BGR[label]) for label in LABELS},
+            "video": VIDEO_CONSTRAINTS,
+            "idleTimeoutSeconds": config.idle_timeout,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if state.worker is None or not state.worker.running:
+        return web.json_response({"status": "loading"}, status=503)
+    return web.json_response(
+        {"status": "ok", "sessions": len(state.registry), "maxSessions": state.registry.max_sessions}
+    )
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[STATE].metrics.render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = METRICS_CONTENT_TYPE
+    return response
+
+
+async def _offer(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.metrics.offers.inc()
+    try:
+        offer = await _read_offer(request)
+    except _Rejection as rejection:
+        state.metrics.offers_rejected.labels(reason=rejection.reason).inc()
+        return rejection.response
+    if state.worker is None:
+        state.metrics.offers_rejected.labels(reason="loading").inc()
+        return error_response(503, "loading", "The server is still loading its models; try again shortly.")
+    try:
+        session = state.registry.create(
+            state.config.ice_servers, state.worker, state.config.idle_timeout, state.recorder_factory
+        )
+    except CapacityError:
+        state.metrics.offers_rejected.labels(reason="capacity").inc()
+        return error_response(
+            503,
+            "capacity",
+            f"The server is at capacity ({state.registry.max_sessions} cameras); try again later.",
+            maxSessions=state.registry.max_sessions,
+        )
+    try:
+        answer_sdp = await session.answer(offer)
+    except OfferError as exc:
+        await session.close("rejected")
+        state.metrics.offers_rejected.labels(reason="bad_sdp").inc()
+        return error_response(400, "bad_sdp", f"Cannot answer this offer: {exc}")
+    except BaseException:
+        await asyncio.shield(session.close("rejected"))
+        raise
+    logger.info("session opened", extra={"session": session.id, "remote": request.remote})
+    return web.json_response({"sdp": answer_sdp, "type": "answer", "session": session.id})
+
+
+class _Rejection(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.response = error_response(status, reason, message)
+
+
+async def _read_offer(request: web.Request) -> str:
+    """The offer's SDP from a `{"sdp", "type": "offer"}` body, or a _Rejection with the 4xx to send."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        limit = request.app[STATE].config.max_body_bytes
+        raise _Rejection(413, "too_large", f"Request body larger than {limit} bytes.") from exc
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _Rejection(400, "bad_json", "The body is not valid JSON.") from exc
+    if not isinstance(body, dict):
+        raise _Rejection(400, "bad_json", 'The body must be a JSON object {"sdp": ..., "type": "offer"}.')
+    if body.get("type") != "offer":
+        raise _Rejection(400, "bad_offer", 'Expected "type": "offer".')
+    sdp = body.get("sdp")
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise _Rejection(400, "bad_offer", 'Expected "sdp" to be the offer\'s SDP text.')
+    return sdp

@@ -1,0 +1,276 @@
+"""Every server setting in one place: a command-line flag, each also settable by a MASKCAM_ variable.
+
+A flag given on the command line wins over the environment, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ENV_PREFIX = "MASKCAM_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """One STUN/TURN server, as RTCPeerConnection's iceServers entries describe it."""
+
+    url: str
+    username: str | None = None
+    credential: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        entry = {"urls": self.url}
+        if self.username is not None:
+            entry["username"] = self.username
+        if self.credential is not None:
+            entry["credential"] = self.credential
+        return entry
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    https: bool = False
+    cert: Path = PROJECT_ROOT / "certs" / "server.crt"
+    key: Path = PROJECT_ROOT / "certs" / "server.key"
+    ice_servers: tuple[IceServer, ...] = ()
+    max_sessions: int = 4
+    idle_timeout: float = 10.0
+    classifier: Path = PROJECT_ROOT / "models" / "mask_classifier.onnx"
+    prototxt: Path | None = None
+    caffemodel: Path | None = None
+    detector_size: tuple[int, int] = (300, 300)
+    confidence: float = 0.5
+    log_format: str = "text"
+    log_level: str = "INFO"
+    token: str | None = None
+    offers_per_minute: int = 30
+    max_body_bytes: int = 65536
+    record: Path | None = None
+    static_dir: Path = field(default=PROJECT_ROOT / "static")
+
+
+def parse_ice_server(url: str, username: str | None = None, credential: str | None = None) -> IceServer:
+    """`turn:USER:PASS@host:port?transport=udp` or a plain URL that takes the separate credentials.
+
+    Separate credentials apply only to turn:/turns: URLs (STUN takes none).
+    """
+    url = url.strip()
+    scheme = next((s for s in _ICE_SCHEMES if url.lower().startswith(s)), None)
+    if scheme is None:
+        raise ConfigError(f"ICE server {url!r} must start with one of {', '.join(_ICE_SCHEMES)}")
+    rest = url[len(scheme) :]
+    if "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
+        user, sep, password = userinfo.partition(":")
+        if not sep or not user or not host:
+            raise ConfigError(f"ICE server {url!r}: inline credentials must look like {scheme}USER:PASS@host")
+        return IceServer(url=scheme + host, username=unquote(user), credential=unquote(password))
+    if not rest:
+        raise ConfigError(f"ICE server {url!r} has no host")
+    if scheme.startswith("turn") and (username is not None or credential is not None):
+        return IceServer(url=url, username=username, credential=credential)
+    return IceServer(url=url)
+
+
+def parse_detector_size(text: str) -> tuple[int, int]:
+    """`300` -> (300, 300); `400x300` -> (400, 300) (width x height)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(part) for part in parts]
+    except ValueError as exc:
+        raise ConfigError(f"detector size {text!r} must be N or WxH") from exc
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) < 32 or max(values) > 2048:
+        raise ConfigError(f"detector size {text!r} must be N or WxH with sides in 32..2048")
+    return values[0], values[1]
+
+
+def _env_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name}={value!r} is not a boolean (1/0, true/false, yes/no, on/off)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def env_name(dest: str) -> str:
+    return ENV_PREFIX + dest.upper()
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The parser, with defaults taken from the environment where a MASKCAM_ variable is set."""
+    parser = argparse.ArgumentParser(
+        prog="run_server.py",
+        description="Real-time face-mask detection over WebRTC. "
+        f"Every flag can also be set by the environment variable shown ({ENV_PREFIX}<FLAG>).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    defaults = ServerConfig()
+
+    def add(flag: str, help_text: str, **kwargs: Any) -> None:
+        dest = flag.lstrip("-").replace("-", "_")
+        parser.add_argument(flag, dest=dest, help=f"{help_text} [env {env_name(dest)}]", **kwargs)
+
+    add("--host", "address to bind; 0.0.0.0 serves the LAN", default=defaults.host)
+    add("--port", "TCP port", type=int, default=defaults.port)
+    add(
+        "--https",
+        "serve HTTPS (phones need a secure context for the camera)",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.https,
+    )
+    add(
+        "--cert",
+        "TLS certificate; with --https and no file, a self-signed one is made",
+        default=defaults.cert,
+    )
+    add("--key", "TLS private key (made with the self-signed certificate)", default=defaults.key)
+    add(
+        "--ice-server",
+        "STUN/TURN URL, repeatable; credentials inline as turn:USER:PASS@host:3478 "
+        "(environment: comma-separated list)",
+        action="append",
+        default=None,
+        metavar="URL",
+    )
+    add("--ice-username", "username for every turn:/turns: URL without inline credentials", default=None)
+    add("--ice-credential", "password for every turn:/turns: URL without inline credentials", default=None)
+    add("--max-sessions", "concurrent WebRTC sessions", type=_positive_int, default=defaults.max_sessions)
+    add(
+        "--idle-timeout",
+        "seconds without a video frame before a session is closed",
+        type=_positive_float,
+        default=defaults.idle_timeout,
+    )
+    add("--classifier", "mask classifier model (.onnx or .pt)", default=defaults.classifier)
+    add("--prototxt", "face detector prototxt (default: the packaged res10 SSD)", default=None)
+    add("--caffemodel", "face detector caffemodel (default: the packaged res10 SSD)", default=None)
+    add("--detector-size", "face detector input size, N or WxH", default="300")
+    add("--confidence", "face detector confidence threshold", type=_fraction, default=defaults.confidence)
+    add("--log-format", "log format", choices=("text", "json"), default=defaults.log_format)
+    add(
+        "--log-level",
+        "log level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=defaults.log_level,
+    )
+    add("--token", "access token required by /, /kiosk and /offer (?token=...)", default=None)
+    add(
+        "--offers-per-minute",
+        "offers accepted per client address per minute; 0 = no limit",
+        type=_non_negative_int,
+        default=defaults.offers_per_minute,
+    )
+    add(
+        "--max-body-bytes",
+        "largest accepted request body",
+        type=_positive_int,
+        default=defaults.max_body_bytes,
+    )
+    add("--record", "write annotated analysed frames and messages under DIR (off by default)", default=None)
+
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        name = env_name(action.dest)
+        if name not in environ:
+            continue
+        raw = environ[name]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            action.default = _env_bool(name, raw)
+        elif action.dest == "ice_server":
+            action.default = [item for item in raw.split(",") if item.strip()]
+        else:
+            try:
+                action.default = action.type(raw) if callable(action.type) else raw
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                raise ConfigError(f"{name}={raw!r}: {exc}") from exc
+            if action.choices is not None and action.default not in action.choices:
+                raise ConfigError(f"{name}={raw!r} is not one of {', '.join(map(str, action.choices))}")
+    return parser
+
+
+def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    """Flags over environment over defaults. Bad values exit with argparse's usage message."""
+    import os
+
+    environment = os.environ if environ is None else environ
+    try:
+        parser = build_parser(environment)
+    except ConfigError as exc:
+        argparse.ArgumentParser(prog="run_server.py").error(str(exc))
+    args = parser.parse_args(argv)
+    try:
+        ice_servers = tuple(
+            parse_ice_server(url, args.ice_username, args.ice_credential) for url in args.ice_server or ()
+        )
+        detector_size = parse_detector_size(str(args.detector_size))
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        https=args.https,
+        cert=Path(args.cert),
+        key=Path(args.key),
+        ice_servers=ice_servers,
+        max_sessions=args.max_sessions,
+        idle_timeout=args.idle_timeout,
+        classifier=Path(args.classifier),
+        prototxt=Path(args.prototxt) if args.prototxt else None,
+        caffemodel=Path(args.caffemodel) if args.caffemodel else None,
+        detector_size=detector_size,
+        confidence=args.confidence,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        token=args.token or None,
+        offers_per_minute=args.offers_per_minute,
+        max_body_bytes=args.max_body_bytes,
+        record=Path(args.record) if args.record else None,
+    )

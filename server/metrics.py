@@ -1,0 +1,57 @@
+"""Prometheus metrics of one server, in their own registry (several apps in one test process stay apart)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from vision.labels import LABELS
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+_ANALYSIS_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.active_sessions = Gauge(
+            "maskcam_active_sessions", "WebRTC sessions now open", registry=self.registry
+        )
+        self.frames_received = Counter(
+            "maskcam_frames_received", "Video frames received from cameras", registry=self.registry
+        )
+        self.frames_sent = Counter(
+            "maskcam_frames_sent", "Annotated video frames sent back", registry=self.registry
+        )
+        self.frames_analysed = Counter(
+            "maskcam_frames_analysed", "Frames run through detector and classifier", registry=self.registry
+        )
+        self.frames_dropped = Counter(
+            "maskcam_frames_dropped",
+            "Frames replaced by a newer one before analysis (stage=analysis) or sending (stage=output)",
+            ["stage"],
+            registry=self.registry,
+        )
+        self.analysis_seconds = Histogram(
+            "maskcam_analysis_seconds",
+            "Detector + classifier time per analysed frame",
+            buckets=_ANALYSIS_BUCKETS,
+            registry=self.registry,
+        )
+        self.faces = Counter(
+            "maskcam_faces", "Faces seen in analysed frames", ["label"], registry=self.registry
+        )
+        self.offers = Counter("maskcam_offers", "Offers received", registry=self.registry)
+        self.offers_rejected = Counter(
+            "maskcam_offers_rejected", "Offers refused", ["reason"], registry=self.registry
+        )
+        self.sessions_closed = Counter(
+            "maskcam_sessions_closed", "Sessions ended", ["cause"], registry=self.registry
+        )
+        for label in LABELS:
+            self.faces.labels(label=label)
+        for stage in ("analysis", "output"):
+            self.frames_dropped.labels(stage=stage)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

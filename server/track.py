@@ -1,0 +1,160 @@
+"""The video sent back to the camera: every incoming frame, with the newest detections drawn on it.
+
+aiortc decodes every incoming frame into an unbounded queue, so a slow `recv()` makes latency grow
+without end. A background task therefore reads the source as fast as frames arrive and keeps only the
+newest; `recv()` hands that one out (at the camera's rate) with boxes from the latest analysis, which may
+be of an earlier frame: the detection rate may fall under load, the video rate and latency do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import av
+from av.video.reformatter import VideoReformatter
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from server.metrics import ServerMetrics
+from server.worker import AnalysisResult, AnalysisWorker
+from vision.draw import draw_detections
+from vision.pipeline import Detection
+
+logger = logging.getLogger(__name__)
+
+# Boxes of an analysis older than this are no longer drawn: the face has likely moved or left.
+STALE_AFTER_S = 1.0
+
+
+def scale_detections(
+    detections: Sequence[Detection], source: tuple[int, int], target: tuple[int, int]
+) -> list[Detection]:
+    """Boxes from a frame of size `source` (w, h) moved into a frame of size `target`."""
+    if source == target:
+        return list(detections)
+    sx = target[0] / source[0]
+    sy = target[1] / source[1]
+    scaled = []
+    for detection in detections:
+        x0, y0, x1, y1 = detection.box
+        box = (round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy))
+        scaled.append(dataclasses.replace(detection, box=box))
+    return scaled
+
+
+def annotate_frame(
+    frame: av.VideoFrame,
+    detections: Sequence[Detection],
+    size: tuple[int, int],
+    reformatter: VideoReformatter,
+) -> av.VideoFrame:
+    """A copy of `frame` with the detections (found in a frame of `size`) drawn on it; pts kept.
+
+    `reformatter` belongs to the calling thread: the analysis worker converts the same frame at the same
+    time, and two threads must never share one swscale context.
+    """
+    image = reformatter.reformat(frame, format="bgr24").to_ndarray()
+    draw_detections(image, scale_detections(detections, size, (frame.width, frame.height)))
+    annotated = av.VideoFrame.from_ndarray(image, format="bgr24")
+    annotated.pts = frame.pts
+    annotated.time_base = frame.time_base
+    return annotated
+
+
+class AnnotatedVideoTrack(MediaStreamTrack):
+    """Wraps a remote camera track; submits its frames to the shared worker and draws the results."""
+
+    kind = "video"
+
+    def __init__(
+        self,
+        source: MediaStreamTrack,
+        worker: AnalysisWorker,
+        key: str,
+        metrics: ServerMetrics | None = None,
+        on_result: Callable[[AnalysisResult], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._worker = worker
+        self._key = key
+        self._metrics = metrics
+        self._on_result = on_result
+        self._latest_result: AnalysisResult | None = None
+        self._newest: tuple[int, av.VideoFrame] | None = None
+        self._frame_ready = asyncio.Event()
+        self._reformatter = VideoReformatter()
+        self._source_ended = False
+        self.frames_received = 0
+        self.frames_sent = 0
+        self.last_frame_at = time.monotonic()
+        worker.open(key, asyncio.get_running_loop(), self._take_result)
+        self._reader = asyncio.get_running_loop().create_task(self._read_source(), name=f"read-video-{key}")
+
+    @property
+    def latest_result(self) -> AnalysisResult | None:
+        return self._latest_result
+
+    async def _read_source(self) -> None:
+        try:
+            while True:
+                frame = await self._source.recv()
+                if not isinstance(frame, av.VideoFrame):
+                    continue
+                number = self.frames_received
+                self.frames_received += 1
+                self.last_frame_at = time.monotonic()
+                if self._metrics is not None:
+                    self._metrics.frames_received.inc()
+                    if self._newest is not None:
+                        self._metrics.frames_dropped.labels(stage="output").inc()
+                self._newest = (number, frame)
+                self._frame_ready.set()
+                self._worker.submit(self._key, number, frame)
+        except MediaStreamError:
+            pass
+        except Exception:
+            logger.exception("reading the camera track failed", extra={"session": self._key})
+        finally:
+            self._source_ended = True
+            self._frame_ready.set()
+
+    def _take_result(self, result: AnalysisResult) -> None:
+        self._latest_result = result
+        if self._on_result is not None:
+            self._on_result(result)
+
+    async def recv(self) -> av.VideoFrame:
+        while self._newest is None:
+            if self.readyState != "live" or self._source_ended:
+                self.stop()
+                raise MediaStreamError
+            self._frame_ready.clear()
+            await self._frame_ready.wait()
+        if self.readyState != "live":
+            raise MediaStreamError
+        _, frame = self._newest
+        self._newest = None
+        result = self._latest_result
+        if result is not None and result.detections and time.monotonic() - result.received_at < STALE_AFTER_S:
+            frame = annotate_frame(frame, result.detections, (result.width, result.height), self._reformatter)
+        self.frames_sent += 1
+        if self._metrics is not None:
+            self._metrics.frames_sent.inc()
+        return frame
+
+    def stop(self) -> None:
+        """End the track: stop reading the source, leave the worker, wake a waiting recv()."""
+        if self.readyState == "live":
+            super().stop()
+        self._reader.cancel()
+        self._worker.close(self._key)
+        self._newest = None
+        self._frame_ready.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the source-reading task has really finished (after stop())."""
+        await asyncio.wait([self._reader])

@@ -1,0 +1,135 @@
+"""Newest-frame-first: the video goes out at the camera's rate and latency stays flat however slow the analysis."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+import numpy as np
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from server.metrics import ServerMetrics
+from server.track import AnnotatedVideoTrack, scale_detections
+from server.worker import AnalysisResult, AnalysisWorker
+from tests.media_helpers import VIDEO_TIME_BASE, FakeCameraTrack, SlowAnalyser, blank_frame
+from vision.pipeline import Detection
+
+
+@pytest.fixture
+def metrics() -> ServerMetrics:
+    return ServerMetrics()
+
+
+async def consume(
+    track: AnnotatedVideoTrack, seconds: float, per_frame_cost: float
+) -> list[tuple[float, object]]:
+    """Read the track like aiortc's sender (which spends `per_frame_cost` encoding each frame)."""
+    received: list[tuple[float, object]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        frame = await track.recv()
+        received.append((time.monotonic(), frame))
+        await asyncio.sleep(per_frame_cost)
+    return received
+
+
+@pytest.mark.slow
+async def test_slow_analysis_keeps_video_rate_and_latency(metrics: ServerMetrics) -> None:
+    analyser = SlowAnalyser(0.150)
+    worker = AnalysisWorker(analyser, metrics)
+    worker.start()
+    results: list[AnalysisResult] = []
+    source = FakeCameraTrack([blank_frame()], fps=30.0)
+    track = AnnotatedVideoTrack(source, worker, "slow", metrics, on_result=results.append)
+    try:
+        seconds = 10.0
+        received = await consume(track, seconds, per_frame_cost=0.004)
+    finally:
+        track.stop()
+        await track.wait_closed()
+        worker.stop()
+
+    latencies = [(at - source.captured_at[frame.pts]) for at, frame in received]  # type: ignore[attr-defined]
+    last_second = [
+        lat for (at, _), lat in zip(received, latencies, strict=True) if at > received[-1][0] - 1.0
+    ]
+    first_second = [
+        lat for (at, _), lat in zip(received, latencies, strict=True) if at < received[0][0] + 1.0
+    ]
+    input_fps = source.sent / seconds
+    output_fps = len(received) / seconds
+    assert max(last_second) < 0.5, f"latency after {seconds:.0f} s: {max(last_second):.3f} s"
+    assert statistics.median(last_second) < statistics.median(first_second) + 0.1, "latency grows"
+    assert input_fps > 27
+    assert output_fps > 0.9 * input_fps, f"output {output_fps:.1f} fps for input {input_fps:.1f} fps"
+    # The analyser can do at most 1 / 0.15 s = 6.7 frames/s; the rest were replaced, never queued.
+    assert len(results) <= seconds / 0.150 + 1
+    assert len(results) >= 0.7 * seconds / 0.150
+    assert results[-1].dropped > 0.5 * source.sent
+    assert all(r.queue_ms < 200 for r in results), "a frame waited longer than one analysis"
+    assert worker.sessions == []
+
+
+async def test_frames_carry_the_newest_detections_and_keep_timestamps(metrics: ServerMetrics) -> None:
+    analyser = SlowAnalyser(0.01, box=(100, 100, 300, 340))
+    worker = AnalysisWorker(analyser, metrics)
+    worker.start()
+    source = FakeCameraTrack([blank_frame()], fps=30.0)
+    track = AnnotatedVideoTrack(source, worker, "draw", metrics)
+    try:
+        frames = [await track.recv() for _ in range(15)]
+    finally:
+        track.stop()
+        await track.wait_closed()
+        worker.stop()
+    assert [f.pts for f in frames] == sorted(f.pts for f in frames)
+    assert all(f.time_base == VIDEO_TIME_BASE for f in frames)
+    last = frames[-1].to_ndarray(format="bgr24")
+    blank = blank_frame()
+    # The outline of the box around (100, 100)-(300, 340) is drawn; far from it the frame is untouched.
+    assert np.abs(last[200, 98:103].astype(int) - blank[200, 98:103]).max() > 60
+    assert np.abs(last[420:470, 400:600].astype(int) - blank[420:470, 400:600]).max() < 8
+    assert metrics.frames_sent._value.get() == 15
+
+
+async def test_track_ends_when_source_ends(metrics: ServerMetrics) -> None:
+    worker = AnalysisWorker(SlowAnalyser(0.0), metrics)
+    worker.start()
+    source = FakeCameraTrack([blank_frame()], fps=200.0, limit=5)
+    track = AnnotatedVideoTrack(source, worker, "ends", metrics)
+    try:
+        with pytest.raises(MediaStreamError):
+            for _ in range(50):
+                await asyncio.wait_for(track.recv(), 2.0)
+        assert track.readyState == "ended"
+        await track.wait_closed()
+        assert worker.sessions == []
+    finally:
+        worker.stop()
+
+
+async def test_stop_wakes_a_waiting_recv(metrics: ServerMetrics) -> None:
+    worker = AnalysisWorker(SlowAnalyser(0.0), metrics)
+    worker.start()
+    source = FakeCameraTrack([blank_frame()], fps=0.5)
+    track = AnnotatedVideoTrack(source, worker, "wake", metrics)
+    try:
+        await track.recv()
+        waiting = asyncio.ensure_future(track.recv())
+        await asyncio.sleep(0.05)
+        track.stop()
+        with pytest.raises(MediaStreamError):
+            await asyncio.wait_for(waiting, 1.0)
+        await track.wait_closed()
+    finally:
+        worker.stop()
+
+
+def test_scale_detections_follows_a_resolution_change() -> None:
+    detection = Detection(box=(64, 48, 320, 240), label="with_mask", score=0.9, face_confidence=0.99)
+    [scaled] = scale_detections([detection], (640, 480), (1280, 720))
+    assert scaled.box == (128, 72, 640, 360)
+    assert scaled.label == "with_mask"
+    assert scale_detections([detection], (640, 480), (640, 480)) == [detection]
