@@ -1,0 +1,254 @@
+// The main page: start/stop, camera and resolution choice, the annotated video, banner, counts and stats.
+
+import { cameraAvailability, listCameras, openCamera, stopStream } from './camera.js';
+import { LiveLink, serverUrl } from './connection.js';
+import { cameraMessage, linkMessage } from './messages.js';
+import { formatNumber, StatsSampler } from './stats.js';
+import { countFaces, LABELS, VerdictFilter, verdictFor } from './verdict.js';
+
+const BANNER_TEXT = {
+  idle: 'Not started',
+  starting: 'Starting the camera…',
+  waiting: 'Waiting for the server…',
+  offline: 'No connection to the server',
+  none: 'No face in view',
+  masked: 'Everyone is wearing a mask',
+  unmasked: 'Someone is not wearing a mask',
+  incorrect: 'A mask is worn incorrectly',
+};
+const START_HINT = 'Then press Start.';
+
+const byId = (id) => document.getElementById(id);
+const ui = {
+  stage: byId('stage'),
+  remoteVideo: byId('remote-video'),
+  localVideo: byId('local-video'),
+  stageHint: byId('stage-hint'),
+  banner: byId('banner'),
+  bannerText: byId('banner-text'),
+  message: byId('message'),
+  controls: byId('controls'),
+  startButton: byId('start-button'),
+  cameraSelect: byId('camera-select'),
+  resolutionSelect: byId('resolution-select'),
+  kioskLink: byId('kiosk-link'),
+  stats: {
+    videoFps: byId('stat-video-fps'),
+    detections: byId('stat-detections'),
+    roundTrip: byId('stat-round-trip'),
+    analysis: byId('stat-analysis'),
+    sending: byId('stat-sending'),
+    connection: byId('stat-connection'),
+  },
+  counts: Object.fromEntries(LABELS.map((label) => [label, byId(`count-${label}`)])),
+};
+
+const link = new LiveLink();
+const sampler = new StatsSampler(link);
+const verdicts = new VerdictFilter();
+let cameraStream = null;
+let running = false;
+let linkStatus = { state: 'stopped' };
+let retryAt = 0;
+let lastInferenceMs = null;
+
+function showMessage(text, severity) {
+  ui.message.textContent = text;
+  ui.message.dataset.severity = severity;
+  ui.message.hidden = false;
+}
+
+function hideMessage() {
+  ui.message.hidden = true;
+  ui.message.textContent = '';
+}
+
+function setBanner(state) {
+  if (ui.banner.dataset.verdict === state) return;
+  ui.banner.dataset.verdict = state;
+  ui.bannerText.textContent = BANNER_TEXT[state];
+}
+
+function showCounts(counts) {
+  for (const label of LABELS) ui.counts[label].textContent = String(counts[label] ?? 0);
+}
+
+function clearStats() {
+  for (const element of Object.values(ui.stats)) element.textContent = '–';
+  ui.stats.connection.textContent = running ? 'Connecting' : 'Idle';
+}
+
+function setRunning(value) {
+  running = value;
+  ui.startButton.textContent = value ? 'Stop' : 'Start';
+  ui.startButton.classList.toggle('is-running', value);
+  ui.stageHint.hidden = value;
+}
+
+function showLocalPreview(stream) {
+  ui.localVideo.srcObject = stream;
+  ui.localVideo.hidden = !stream;
+}
+
+async function refreshCameraList() {
+  const cameras = await listCameras();
+  const labelled = cameras.filter((camera) => camera.label);
+  const chosen = ui.cameraSelect.value;
+  for (const option of [...ui.cameraSelect.querySelectorAll('option[data-device]')]) option.remove();
+  if (labelled.length < 2) return;
+  for (const camera of labelled) {
+    const option = new Option(camera.label, camera.deviceId);
+    option.dataset.device = 'true';
+    ui.cameraSelect.append(option);
+  }
+  if ([...ui.cameraSelect.options].some((option) => option.value === chosen)) ui.cameraSelect.value = chosen;
+}
+
+function watchCamera(stream) {
+  for (const track of stream.getVideoTracks()) {
+    track.addEventListener('ended', () => {
+      if (running && stream === cameraStream) reopenCamera('The camera stopped; trying to open it again.');
+    });
+  }
+}
+
+async function openChosenCamera() {
+  const stream = await openCamera(ui.cameraSelect.value, ui.resolutionSelect.value);
+  watchCamera(stream);
+  return stream;
+}
+
+async function start() {
+  hideMessage();
+  setRunning(true);
+  setBanner('starting');
+  try {
+    cameraStream = await openChosenCamera();
+  } catch (error) {
+    setRunning(false);
+    setBanner('idle');
+    showMessage(cameraMessage(error, START_HINT), 'error');
+    return;
+  }
+  showLocalPreview(cameraStream);
+  refreshCameraList();
+  link.start(cameraStream);
+}
+
+function stop() {
+  link.stop();
+  stopStream(cameraStream);
+  cameraStream = null;
+  showLocalPreview(null);
+  ui.remoteVideo.srcObject = null;
+  setRunning(false);
+  verdicts.reset();
+  setBanner('idle');
+  showCounts({});
+  hideMessage();
+  clearStats();
+}
+
+/** Camera or resolution changed while running, or the camera vanished: swap the track, keep the session. */
+async function reopenCamera(notice) {
+  if (notice) showMessage(notice, 'warning');
+  stopStream(cameraStream);
+  try {
+    cameraStream = await openChosenCamera();
+  } catch (error) {
+    stop();
+    showMessage(cameraMessage(error, START_HINT), 'error');
+    return;
+  }
+  showLocalPreview(cameraStream);
+  await link.replaceStream(cameraStream);
+  if (notice) hideMessage();
+}
+
+function onLinkStatus(event) {
+  linkStatus = event.detail;
+  retryAt = performance.now() + (linkStatus.retryInMs ?? 0);
+  const { text, severity } = linkMessage(linkStatus, linkStatus.retryInMs ?? 0);
+  ui.stats.connection.textContent = text;
+  if (linkStatus.state === 'connected') {
+    hideMessage();
+    setBanner('none');
+  } else if (linkStatus.state === 'connecting') {
+    setBanner('waiting');
+  } else if (linkStatus.state === 'waiting' || linkStatus.state === 'failed') {
+    verdicts.reset();
+    showCounts({});
+    setBanner('offline');
+    showMessage(text, severity);
+  }
+}
+
+function onDetections(event) {
+  const message = event.detail;
+  const counts = message.counts ?? countFaces(message.faces);
+  showCounts(counts);
+  setBanner(verdicts.update(verdictFor(counts), performance.now()));
+  if (typeof message.inference_ms === 'number') lastInferenceMs = message.inference_ms;
+}
+
+function onRemoteStream(event) {
+  ui.remoteVideo.srcObject = event.detail;
+  if (event.detail) ui.remoteVideo.play().catch(() => {});
+}
+
+function onVideoResize() {
+  const { videoWidth, videoHeight } = ui.remoteVideo;
+  if (videoWidth > 0 && videoHeight > 0) ui.stage.style.setProperty('--video-aspect', `${videoWidth} / ${videoHeight}`);
+}
+
+async function tick() {
+  if (!running) return;
+  if (linkStatus.state === 'waiting') {
+    const { text, severity } = linkMessage(linkStatus, retryAt - performance.now());
+    showMessage(text, severity);
+  }
+  const figures = await sampler.sample();
+  if (!figures) return;
+  const { sent } = figures;
+  ui.stats.videoFps.textContent = formatNumber(figures.videoFps, 1, ' fps');
+  ui.stats.detections.textContent = formatNumber(figures.detectionsPerSecond, 1, ' /s');
+  ui.stats.roundTrip.textContent = formatNumber(figures.roundTripMs ?? figures.networkRttMs, 0, ' ms');
+  ui.stats.analysis.textContent = formatNumber(lastInferenceMs, 0, ' ms');
+  const limited = sent.limitation !== 'none' ? ` (${sent.limitation})` : '';
+  ui.stats.sending.textContent = sent.width
+    ? `${sent.width}×${sent.height} @ ${formatNumber(sent.fps, 0)} fps${limited}`
+    : '–';
+}
+
+function init() {
+  ui.kioskLink.href = serverUrl('kiosk');
+  link.addEventListener('status', onLinkStatus);
+  link.addEventListener('detections', onDetections);
+  link.addEventListener('remotestream', onRemoteStream);
+  ui.remoteVideo.addEventListener('resize', onVideoResize);
+  ui.controls.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (running) stop();
+    else start();
+  });
+  for (const select of [ui.cameraSelect, ui.resolutionSelect]) {
+    select.addEventListener('change', () => {
+      if (running && cameraStream) reopenCamera(null);
+    });
+  }
+  navigator.mediaDevices?.addEventListener?.('devicechange', refreshCameraList);
+  window.addEventListener('online', () => link.retryNow());
+  window.addEventListener('pagehide', () => link.stop());
+  setInterval(tick, 1000);
+
+  const availability = cameraAvailability();
+  if (availability !== 'ok') {
+    showMessage(cameraMessage({ kind: availability }, ''), 'error');
+    ui.startButton.disabled = true;
+    ui.cameraSelect.disabled = true;
+    ui.resolutionSelect.disabled = true;
+    ui.stageHint.textContent = 'The camera is not available on this page.';
+  }
+}
+
+init();

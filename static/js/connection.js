@@ -1,0 +1,323 @@
+// The page's link to the mask-detection server: /config and /offer over HTTP, then one WebRTC peer
+// connection that sends the camera, receives the annotated video and the `detections` data channel, and
+// reconnects by itself with backoff when the connection fails or the server restarts.
+
+const CHANNEL_LABEL = 'detections';
+const REQUEST_TIMEOUT_MS = 10000;
+const ICE_GATHERING_TIMEOUT_MS = 2000;
+const CONNECT_TIMEOUT_MS = 15000;
+const DISCONNECTED_GRACE_MS = 4000;
+const SILENCE_LIMIT_MS = 8000;
+const PING_INTERVAL_MS = 1000;
+const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
+const STABLE_CONNECTION_MS = 10000;
+
+const pageToken = new URLSearchParams(window.location.search).get('token');
+
+/** URL of a server route relative to this page, carrying the page's access token when it has one. */
+export function serverUrl(path) {
+  const url = new URL(path, window.location.href);
+  url.search = '';
+  url.hash = '';
+  if (pageToken) url.searchParams.set('token', pageToken);
+  return url.toString();
+}
+
+/** A failure talking to the server, with a `kind` the pages turn into a message. */
+export class ServerError extends Error {
+  constructor(kind, message, { status = 0, retryAfterMs = 0, maxSessions = null } = {}) {
+    super(message);
+    this.name = 'ServerError';
+    this.kind = kind;
+    this.status = status;
+    this.retryAfterMs = retryAfterMs;
+    this.maxSessions = maxSessions;
+  }
+
+  /** Whether trying again later can help (a wrong token or a rejected offer will not get better). */
+  get retryable() {
+    return this.kind !== 'unauthorized' && this.kind !== 'rejected';
+  }
+}
+
+function errorForResponse(status, body, retryAfterHeader) {
+  const detail = typeof body.error === 'string' ? body.error : `HTTP ${status}`;
+  const retryAfterMs = Number(retryAfterHeader) > 0 ? Number(retryAfterHeader) * 1000 : 0;
+  const options = { status, retryAfterMs, maxSessions: body.maxSessions ?? null };
+  if (status === 401 || status === 403) return new ServerError('unauthorized', detail, options);
+  if (status === 429) return new ServerError('rate-limited', detail, options);
+  if (status === 503 && body.reason === 'loading') return new ServerError('loading', detail, options);
+  if (status === 503) return new ServerError('capacity', detail, options);
+  if (status >= 500) return new ServerError('server', detail, options);
+  return new ServerError('rejected', detail, options);
+}
+
+async function requestJson(path, init = {}) {
+  let response;
+  try {
+    response = await fetch(serverUrl(path), {
+      cache: 'no-store',
+      credentials: 'same-origin',
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      ...init,
+    });
+  } catch (error) {
+    throw new ServerError('unreachable', `The server cannot be reached (${error.message}).`);
+  }
+  let body = {};
+  try {
+    body = await response.json();
+  } catch {
+    body = {};
+  }
+  if (!response.ok) throw errorForResponse(response.status, body, response.headers.get('Retry-After'));
+  return body;
+}
+
+/** The server's settings for the page: ICE servers, session limit, labels. */
+export function fetchConfig() {
+  return requestJson('config');
+}
+
+function postOffer(description) {
+  return requestJson('offer', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ sdp: description.sdp, type: description.type }),
+  });
+}
+
+/** aiortc has no trickle ICE: the offer must carry every candidate, so wait for gathering (bounded). */
+function iceGatheringComplete(pc, timeoutMs) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      pc.removeEventListener('icegatheringstatechange', onChange);
+      resolve();
+    };
+    const onChange = () => {
+      if (pc.iceGatheringState === 'complete') finish();
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    pc.addEventListener('icegatheringstatechange', onChange);
+  });
+}
+
+function backoffDelay(attempt, minimumMs) {
+  const base = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
+  const jittered = base * (0.8 + Math.random() * 0.4);
+  return Math.max(Math.round(jittered), minimumMs);
+}
+
+/**
+ * One camera stream to the server and back, kept alive until `stop()`.
+ *
+ * Events: `status` (detail: {state, error, retryInMs, attempt}) with state one of
+ * `connecting`, `connected`, `waiting` (a retry is scheduled), `failed` (no retry will help), `stopped`;
+ * `detections` (detail: the parsed message); `remotestream` (detail: MediaStream or null).
+ */
+export class LiveLink extends EventTarget {
+  #stream = null;
+  #pc = null;
+  #channel = null;
+  #generation = 0;
+  #attempt = 0;
+  #timers = new Set();
+  #connectedAt = 0;
+  #lastMessageAt = 0;
+  #pingId = 0;
+  #state = 'stopped';
+
+  config = null;
+  session = null;
+  messagesReceived = 0;
+  lastRoundTripMs = null;
+
+  get state() {
+    return this.#state;
+  }
+
+  get peerConnection() {
+    return this.#pc;
+  }
+
+  /** Connect `stream` (its first video track) and keep it connected. */
+  start(stream) {
+    this.stop();
+    this.#stream = stream;
+    this.#attempt = 0;
+    this.#connect();
+  }
+
+  /** Send another camera stream without renegotiating (camera or resolution changed). */
+  async replaceStream(stream) {
+    this.#stream = stream;
+    const sender = this.#pc?.getSenders().find((s) => s.track?.kind === 'video' || s.track === null);
+    if (sender) await sender.replaceTrack(stream.getVideoTracks()[0]);
+  }
+
+  /** Skip the remaining backoff wait (e.g. the browser came back online). */
+  retryNow() {
+    if (this.#state === 'waiting') {
+      this.#clearTimers();
+      this.#connect();
+    }
+  }
+
+  stop() {
+    this.#generation += 1;
+    this.#clearTimers();
+    this.#closePeer();
+    this.#stream = null;
+    if (this.#state !== 'stopped') this.#setState('stopped');
+  }
+
+  #setState(state, extra = {}) {
+    this.#state = state;
+    this.dispatchEvent(new CustomEvent('status', { detail: { state, ...extra } }));
+  }
+
+  #later(callback, delayMs) {
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      callback();
+    }, delayMs);
+    this.#timers.add(timer);
+    return timer;
+  }
+
+  #every(callback, intervalMs) {
+    const timer = setInterval(callback, intervalMs);
+    this.#timers.add(timer);
+  }
+
+  #clearTimers() {
+    for (const timer of this.#timers) {
+      clearTimeout(timer);
+      clearInterval(timer);
+    }
+    this.#timers.clear();
+  }
+
+  #closePeer() {
+    if (this.#channel) this.#channel.onclose = null;
+    this.#channel = null;
+    if (this.#pc) {
+      this.#pc.onconnectionstatechange = null;
+      this.#pc.close();
+      this.#pc = null;
+      this.dispatchEvent(new CustomEvent('remotestream', { detail: null }));
+    }
+    this.session = null;
+    this.lastRoundTripMs = null;
+  }
+
+  async #connect() {
+    const generation = ++this.#generation;
+    this.#setState('connecting', { attempt: this.#attempt });
+    try {
+      await this.#negotiate(generation);
+    } catch (error) {
+      if (generation === this.#generation) this.#lost(error);
+    }
+  }
+
+  async #negotiate(generation) {
+    const config = await fetchConfig();
+    if (generation !== this.#generation) return;
+    this.config = config;
+    const pc = new RTCPeerConnection({ iceServers: Array.isArray(config.iceServers) ? config.iceServers : [] });
+    this.#pc = pc;
+    const channel = pc.createDataChannel(CHANNEL_LABEL);
+    this.#channel = channel;
+    channel.onmessage = (event) => this.#onMessage(event.data);
+    channel.onclose = () => this.#lost(new ServerError('lost', 'The server closed the connection.'));
+    pc.addTransceiver(this.#stream.getVideoTracks()[0], { direction: 'sendrecv', streams: [this.#stream] });
+    pc.ontrack = (event) => {
+      const remote = event.streams[0] ?? new MediaStream([event.track]);
+      this.dispatchEvent(new CustomEvent('remotestream', { detail: remote }));
+    };
+    pc.onconnectionstatechange = () => this.#onConnectionState(pc, generation);
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGatheringComplete(pc, ICE_GATHERING_TIMEOUT_MS);
+    if (generation !== this.#generation) return;
+    const answer = await postOffer(pc.localDescription);
+    if (generation !== this.#generation) return;
+    this.session = answer.session ?? null;
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+    this.#later(() => {
+      if (pc.connectionState !== 'connected') {
+        this.#lost(new ServerError('lost', 'The video connection could not be set up.'));
+      }
+    }, CONNECT_TIMEOUT_MS);
+  }
+
+  #onConnectionState(pc, generation) {
+    if (generation !== this.#generation) return;
+    const state = pc.connectionState;
+    if (state === 'connected' && this.#state !== 'connected') {
+      this.#connectedAt = performance.now();
+      this.#lastMessageAt = this.#connectedAt;
+      this.#setState('connected');
+      this.#every(() => this.#watch(), PING_INTERVAL_MS);
+    } else if (state === 'failed' || state === 'closed') {
+      this.#lost(new ServerError('lost', 'The connection to the server was lost.'));
+    } else if (state === 'disconnected') {
+      this.#later(() => {
+        if (generation === this.#generation && pc.connectionState !== 'connected') {
+          this.#lost(new ServerError('lost', 'The connection to the server was lost.'));
+        }
+      }, DISCONNECTED_GRACE_MS);
+    }
+  }
+
+  /** Once a second: measure the round trip, and notice a server that went silent (killed, restarted). */
+  #watch() {
+    if (performance.now() - this.#lastMessageAt > SILENCE_LIMIT_MS) {
+      this.#lost(new ServerError('lost', 'The server stopped answering.'));
+      return;
+    }
+    if (this.#channel?.readyState === 'open') {
+      this.#pingId += 1;
+      this.#channel.send(JSON.stringify({ type: 'ping', id: this.#pingId, t: performance.now() }));
+    }
+  }
+
+  #onMessage(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return;
+    }
+    this.#lastMessageAt = performance.now();
+    if (message.type === 'pong') {
+      if (typeof message.t === 'number') this.lastRoundTripMs = performance.now() - message.t;
+      return;
+    }
+    if (!Array.isArray(message.faces)) return;
+    this.messagesReceived += 1;
+    this.dispatchEvent(new CustomEvent('detections', { detail: message }));
+  }
+
+  #lost(error) {
+    if (this.#state === 'stopped' || this.#state === 'waiting' || this.#state === 'failed') return;
+    const wasStable = this.#connectedAt > 0 && performance.now() - this.#connectedAt > STABLE_CONNECTION_MS;
+    if (wasStable) this.#attempt = 0;
+    this.#connectedAt = 0;
+    this.#generation += 1;
+    this.#clearTimers();
+    this.#closePeer();
+    const serverError = error instanceof ServerError ? error : new ServerError('lost', String(error?.message ?? error));
+    if (!serverError.retryable) {
+      this.#setState('failed', { error: serverError });
+      return;
+    }
+    const retryInMs = backoffDelay(this.#attempt, serverError.retryAfterMs);
+    const attempt = this.#attempt;
+    this.#attempt += 1;
+    this.#setState('waiting', { error: serverError, retryInMs, attempt });
+    this.#later(() => this.#connect(), retryInMs);
+  }
+}

@@ -1,0 +1,267 @@
+// The kiosk: starts by itself, tells the person in front of the camera what to do, counts today's
+// visitors, and recovers from a lost camera or a restarted server without anyone touching it.
+//
+// URL options: ?camera=user|environment|<deviceId>, ?resolution=640x480, ?token=... (as the main page).
+
+import { cameraAvailability, DEFAULT_RESOLUTION, openCamera, stopStream } from './camera.js';
+import { Chime } from './chime.js';
+import { LiveLink } from './connection.js';
+import { cameraMessage, linkMessage } from './messages.js';
+import { formatNumber, StatsSampler } from './stats.js';
+import { DailyTally } from './tally.js';
+import { countFaces, LABELS, VerdictFilter, verdictFor } from './verdict.js';
+
+const CAMERA_RETRY_MS = 5000;
+const CHIME_GAP_MS = 4000;
+const CHIME_SETTING_KEY = 'maskcheck.kiosk.chime';
+
+const MESSAGES = {
+  starting: ['Starting…', 'Connecting to the camera and the server.'],
+  offline: ['Welcome', 'Please wear a mask inside.'],
+  none: ['Welcome', 'Please wear a mask inside.'],
+  masked: ['Thank you for wearing a mask', 'Welcome in.'],
+  unmasked: ['Please put on a mask', 'Masks are required here.'],
+  incorrect: ['Please cover your nose', 'Your mask should cover your nose and mouth.'],
+};
+
+const params = new URLSearchParams(window.location.search);
+const cameraChoice = params.get('camera') || 'user';
+const resolution = params.get('resolution') || DEFAULT_RESOLUTION;
+
+const byId = (id) => document.getElementById(id);
+const ui = {
+  video: byId('kiosk-video'),
+  message: byId('kiosk-message'),
+  headline: byId('kiosk-headline'),
+  subline: byId('kiosk-subline'),
+  status: byId('kiosk-status'),
+  chimeButton: byId('chime-button'),
+  soundHint: byId('sound-hint'),
+  today: Object.fromEntries(['people', ...LABELS].map((key) => [key, byId(`today-${key}`)])),
+};
+
+const link = new LiveLink();
+const sampler = new StatsSampler(link);
+const verdicts = new VerdictFilter({ holdMs: 400, clearMs: 1500 });
+const tally = new DailyTally();
+const chime = new Chime();
+let cameraStream = null;
+let openingCamera = null;
+let cameraRetryTimer = null;
+let linkStatus = { state: 'stopped' };
+let retryAt = 0;
+let shownVerdict = 'starting';
+let lastChimeAt = -Infinity;
+let chimeEnabled = readChimeSetting();
+
+function readChimeSetting() {
+  try {
+    return window.localStorage.getItem(CHIME_SETTING_KEY) === 'on';
+  } catch {
+    return false;
+  }
+}
+
+function saveChimeSetting() {
+  try {
+    window.localStorage.setItem(CHIME_SETTING_KEY, chimeEnabled ? 'on' : 'off');
+  } catch {
+    // Without storage the setting lasts until the page reloads.
+  }
+}
+
+function showVerdict(verdict) {
+  if (verdict === shownVerdict) return;
+  const previous = shownVerdict;
+  shownVerdict = verdict;
+  const [headline, subline] = MESSAGES[verdict];
+  ui.message.dataset.verdict = verdict;
+  ui.headline.textContent = headline;
+  ui.subline.textContent = subline;
+  if (verdict === 'unmasked' && previous !== 'unmasked') ringChime();
+}
+
+function showStatus(text, severity = 'info') {
+  ui.status.textContent = text;
+  ui.status.dataset.severity = severity;
+}
+
+function showToday() {
+  const today = tally.today;
+  for (const [key, element] of Object.entries(ui.today)) element.textContent = String(today[key]);
+}
+
+function ringChime() {
+  const now = performance.now();
+  if (!chimeEnabled || now - lastChimeAt < CHIME_GAP_MS) return;
+  if (chime.play()) lastChimeAt = now;
+}
+
+function showChimeSetting() {
+  ui.chimeButton.textContent = chimeEnabled ? 'Chime on' : 'Chime off';
+  ui.chimeButton.setAttribute('aria-pressed', String(chimeEnabled));
+  ui.soundHint.hidden = !chimeEnabled || chime.unlocked;
+}
+
+async function toggleChime() {
+  chimeEnabled = !chimeEnabled;
+  saveChimeSetting();
+  if (chimeEnabled && (await chime.unlock())) chime.play();
+  showChimeSetting();
+}
+
+/** Audio may start only after a gesture: the first tap or key anywhere unlocks it. */
+function unlockAudioOnFirstGesture() {
+  const unlock = async () => {
+    if (await chime.unlock()) {
+      window.removeEventListener('pointerdown', unlock);
+      window.removeEventListener('keydown', unlock);
+    }
+    showChimeSetting();
+  };
+  window.addEventListener('pointerdown', unlock);
+  window.addEventListener('keydown', unlock);
+}
+
+function cameraIsLive() {
+  return cameraStream?.getVideoTracks().some((track) => track.readyState === 'live') ?? false;
+}
+
+function scheduleCameraRetry(delayMs) {
+  clearTimeout(cameraRetryTimer);
+  cameraRetryTimer = setTimeout(acquireCamera, delayMs);
+}
+
+/** Open the camera and connect; on failure try again later. Concurrent calls share one attempt. */
+function acquireCamera() {
+  clearTimeout(cameraRetryTimer);
+  if (cameraIsLive()) return Promise.resolve();
+  openingCamera ??= openAndConnect().finally(() => {
+    openingCamera = null;
+  });
+  return openingCamera;
+}
+
+async function openAndConnect() {
+  try {
+    cameraStream = await openCamera(cameraChoice, resolution);
+  } catch (error) {
+    cameraStream = null;
+    showVerdict('offline');
+    const recoverable = error.kind !== 'insecure' && error.kind !== 'unsupported';
+    showStatus(cameraMessage(error, recoverable ? 'Trying again by itself.' : ''), 'error');
+    if (recoverable) scheduleCameraRetry(CAMERA_RETRY_MS);
+    return;
+  }
+  for (const track of cameraStream.getVideoTracks()) track.addEventListener('ended', onCameraLost);
+  ui.video.srcObject = cameraStream;
+  link.start(cameraStream);
+}
+
+function onCameraLost() {
+  link.stop();
+  stopStream(cameraStream);
+  cameraStream = null;
+  ui.video.srcObject = null;
+  verdicts.reset();
+  showVerdict('offline');
+  showStatus('The camera was lost. Trying again by itself.', 'error');
+  scheduleCameraRetry(1000);
+}
+
+function onLinkStatus(event) {
+  linkStatus = event.detail;
+  retryAt = performance.now() + (linkStatus.retryInMs ?? 0);
+  const { text, severity } = linkMessage(linkStatus, linkStatus.retryInMs ?? 0);
+  if (linkStatus.state === 'stopped') return;
+  showStatus(text, severity);
+  if (linkStatus.state === 'connected') {
+    showVerdict('none');
+  } else if (linkStatus.state !== 'connecting') {
+    verdicts.reset();
+    showVerdict('offline');
+    ui.video.srcObject = cameraStream;
+  }
+}
+
+function onRemoteStream(event) {
+  ui.video.srcObject = event.detail ?? cameraStream;
+  ui.video.play().catch(() => {});
+}
+
+function onDetections(event) {
+  const counts = event.detail.counts ?? countFaces(event.detail.faces);
+  const now = performance.now();
+  showVerdict(verdicts.update(verdictFor(counts), now));
+  if (tally.observe(counts, now)) showToday();
+}
+
+async function tick() {
+  if (cameraStream && !cameraIsLive()) onCameraLost();
+  if (linkStatus.state === 'waiting') {
+    const { text, severity } = linkMessage(linkStatus, retryAt - performance.now());
+    showStatus(text, severity);
+  }
+  const figures = await sampler.sample();
+  if (figures) {
+    showStatus(
+      `Connected · ${formatNumber(figures.videoFps, 0)} fps · ` +
+        `${formatNumber(figures.detectionsPerSecond, 0)} checks/s`,
+    );
+  }
+}
+
+async function keepScreenOn() {
+  if (document.visibilityState !== 'visible' || !navigator.wakeLock) return;
+  try {
+    await navigator.wakeLock.request('screen');
+  } catch {
+    // Not allowed here (e.g. battery saver): the kiosk's OS settings must keep the screen on.
+  }
+}
+
+function watchCameraPermission() {
+  navigator.permissions
+    ?.query({ name: 'camera' })
+    .then((permission) => {
+      permission.addEventListener('change', () => {
+        if (permission.state === 'granted') acquireCamera();
+      });
+    })
+    .catch(() => {});
+}
+
+function init() {
+  link.addEventListener('status', onLinkStatus);
+  link.addEventListener('detections', onDetections);
+  link.addEventListener('remotestream', onRemoteStream);
+  ui.chimeButton.addEventListener('click', toggleChime);
+  ui.video.addEventListener('dblclick', () => {
+    if (!document.fullscreenElement) document.documentElement.requestFullscreen?.().catch(() => {});
+  });
+  navigator.mediaDevices?.addEventListener?.('devicechange', () => {
+    if (!cameraIsLive()) acquireCamera();
+  });
+  window.addEventListener('online', () => link.retryNow());
+  window.addEventListener('pagehide', () => link.stop());
+  document.addEventListener('visibilitychange', keepScreenOn);
+  watchCameraPermission();
+  showToday();
+  setInterval(showToday, 60000);
+  setInterval(tick, 1000);
+
+  showChimeSetting();
+  if (chimeEnabled) chime.unlock().then(showChimeSetting);
+  unlockAudioOnFirstGesture();
+  keepScreenOn();
+
+  const availability = cameraAvailability();
+  if (availability !== 'ok') {
+    showVerdict('offline');
+    showStatus(cameraMessage({ kind: availability }, ''), 'error');
+    return;
+  }
+  acquireCamera();
+}
+
+init();

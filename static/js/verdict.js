@@ -1,0 +1,64 @@
+// From one detections message to what the pages say: counts per label, one verdict for the scene, and a
+// filter that keeps the verdict from flickering when a single frame misses or misreads a face.
+
+export const LABELS = ['with_mask', 'without_mask', 'mask_worn_incorrectly'];
+
+/** Faces of each label in one message. */
+export function countFaces(faces) {
+  const counts = { with_mask: 0, without_mask: 0, mask_worn_incorrectly: 0 };
+  for (const face of faces ?? []) {
+    if (face && Object.hasOwn(counts, face.label)) counts[face.label] += 1;
+  }
+  return counts;
+}
+
+/**
+ * The scene in one word, the most urgent first: `unmasked` (someone without a mask), `incorrect` (a mask
+ * below the nose), `masked` (everyone masked), `none` (no face in view).
+ */
+export function verdictFor(counts) {
+  if (counts.without_mask > 0) return 'unmasked';
+  if (counts.mask_worn_incorrectly > 0) return 'incorrect';
+  if (counts.with_mask > 0) return 'masked';
+  return 'none';
+}
+
+/**
+ * Adopts a new verdict only once it has lasted `holdMs` over at least two messages; "no face" must last
+ * longer (`clearMs`), because the detector misses a face in a single frame more often than it invents one.
+ */
+export class VerdictFilter {
+  constructor({ holdMs = 300, clearMs = 1200 } = {}) {
+    this.holdMs = holdMs;
+    this.clearMs = clearMs;
+    this.current = 'none';
+    this.candidate = null;
+    this.candidateSince = 0;
+    this.candidateMessages = 0;
+  }
+
+  /** Feed one message's verdict at time `nowMs`; returns the filtered verdict. */
+  update(verdict, nowMs) {
+    if (verdict === this.current) {
+      this.candidate = null;
+      return this.current;
+    }
+    if (verdict !== this.candidate) {
+      this.candidate = verdict;
+      this.candidateSince = nowMs;
+      this.candidateMessages = 0;
+    }
+    this.candidateMessages += 1;
+    const needed = verdict === 'none' ? this.clearMs : this.holdMs;
+    if (this.candidateMessages >= 2 && nowMs - this.candidateSince >= needed) {
+      this.current = verdict;
+      this.candidate = null;
+    }
+    return this.current;
+  }
+
+  reset() {
+    this.current = 'none';
+    this.candidate = null;
+  }
+}
