@@ -51,7 +51,7 @@ def error_tile(image: np.ndarray, entry: dict[str, Any], classifier: MaskClassif
     """The crop the classifier saw, with the true and predicted label below it."""
     from training.data import face_image_box
 
-    box = entry.get("predicted_box") or entry.get("box") or face_image_box(image)
+    box = entry.get("predicted_box") or entry.get("box") or face_image_box(image, classifier.info.margin)
     crop = cv2.resize(classifier.crop(image, tuple(box)), (SHEET_TILE, SHEET_TILE))
     caption = np.full((_CAPTION_HEIGHT, SHEET_TILE, 3), 255, dtype=np.uint8)
     true_text = f"true {SHORT_TEXT[entry['true']]}"

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from training.matching import FloatBox, Tally, classification_metrics, short_side
+from training.matching import FloatBox, Tally, classification_metrics, float_box, short_side
 from training.voc import AnnotationError, SceneAnnotation, load_scene_annotations
 from vision.classifier import MaskClassifier, ModelFileError
 from vision.detector import DetectorFileError, FaceDetector
@@ -73,10 +73,7 @@ def detected_faces(pipeline: MaskDetectionPipeline) -> Predictor:
     """Detector + classifier, as the server runs them; the annotation is not looked at."""
 
     def predict(image: np.ndarray, annotation: SceneAnnotation) -> list[Prediction]:
-        return [
-            (d.label, (float(d.box[0]), float(d.box[1]), float(d.box[2]), float(d.box[3])), d.score)
-            for d in pipeline.analyse(image)
-        ]
+        return [(d.label, float_box(d.box), d.score) for d in pipeline.analyse(image)]
 
     return predict
 
@@ -169,7 +166,7 @@ def evaluate_faces(
         batch = entries[start : start + FACES_BATCH]
         images = [_read(path) for path, _ in batch]
         started = time.perf_counter()
-        crops = [classifier.crop(image, face_image_box(image)) for image in images]
+        crops = [classifier.crop(image, face_image_box(image, classifier.info.margin)) for image in images]
         probabilities = classifier.predict_crops(crops)
         seconds += time.perf_counter() - started
         for (path, true_label), probs in zip(batch, probabilities, strict=True):

@@ -16,6 +16,10 @@ from vision.labels import LABELS, is_compliant
 FloatBox = tuple[float, float, float, float]
 
 
+def float_box(box: Sequence[float]) -> FloatBox:
+    return (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+
+
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when either is empty."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
