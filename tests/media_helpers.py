@@ -7,16 +7,23 @@ that folder is absent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import av
 import cv2
 import numpy as np
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from vision.pipeline import Detection
@@ -130,3 +137,75 @@ class SlowAnalyser:
         self.calls += 1
         self.sizes.append((image.shape[1], image.shape[0]))
         return [Detection(box=self.box, label="without_mask", score=0.97, face_confidence=0.99)]
+
+
+class CameraClient:
+    """A real aiortc peer, as the page behaves: sends a camera, opens `detections`, reads the video back."""
+
+    def __init__(self, camera: MediaStreamTrack, keep_frames: int = 5) -> None:
+        self.pc = RTCPeerConnection()
+        self.camera = camera
+        self.messages: list[dict[str, Any]] = []
+        self.frames: list[av.VideoFrame] = []
+        self.frames_received = 0
+        self.session_id: str | None = None
+        self._keep = keep_frames
+        self._reader: asyncio.Task[None] | None = None
+        self.pc.addTrack(camera)
+        self.channel = self.pc.createDataChannel("detections")
+        self.channel.on("message", self._on_message)
+        self.pc.on("track", self._on_track)
+
+    def _on_message(self, message: object) -> None:
+        if isinstance(message, str):
+            self.messages.append(json.loads(message))
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video":
+            self._reader = asyncio.ensure_future(self._read(track))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                assert isinstance(frame, av.VideoFrame)
+                self.frames_received += 1
+                self.frames = [*self.frames[-(self._keep - 1) :], frame]
+        except MediaStreamError:
+            return
+
+    async def connect(self, http: aiohttp.ClientSession, base_url: str) -> dict[str, Any]:
+        """Offer -> POST /offer -> answer; returns the server's JSON (raises on an error status)."""
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        offer = {"sdp": self.pc.localDescription.sdp, "type": self.pc.localDescription.type}
+        async with http.post(f"{base_url}/offer", json=offer) as response:
+            body: dict[str, Any] = await response.json()
+            if response.status != 200:
+                raise AssertionError(f"/offer answered {response.status}: {body}")
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
+        self.session_id = body["session"]
+        return body
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.wait([self._reader])
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve the real app on a real TCP port of 127.0.0.1; yields its base URL."""
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()

@@ -1,0 +1,144 @@
+"""The app over HTTP: bad offers get a 4xx JSON error and the server keeps serving; capacity; settings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import aiohttp
+import pytest
+
+from server.app import STATE, create_app
+from server.config import IceServer, ServerConfig
+from server.worker import FrameAnalyser
+from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
+
+CONFIG = ServerConfig(offers_per_minute=0, idle_timeout=3.0)
+
+
+def stand_in(_: ServerConfig) -> FrameAnalyser:
+    return SlowAnalyser(0.005)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def good_offer_works(http: aiohttp.ClientSession, base_url: str) -> None:
+    client = CameraClient(FakeCameraTrack([blank_frame()]))
+    try:
+        answer = await client.connect(http, base_url)
+        assert answer["type"] == "answer" and answer["session"]
+        await client.wait_for(lambda: client.frames_received > 0, 10.0, "video from the server")
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "reason"),
+    [
+        (b"{not json", "application/json", 400, "bad_json"),
+        (b"\xff\xfe\x00", "application/json", 400, "bad_json"),
+        (b"[1, 2]", "application/json", 400, "bad_json"),
+        (b'{"sdp": "v=0", "type": "answer"}', "application/json", 400, "bad_offer"),
+        (b'{"type": "offer"}', "application/json", 400, "bad_offer"),
+        (b'{"sdp": 12, "type": "offer"}', "application/json", 400, "bad_offer"),
+        (b'{"sdp": "garbage\\r\\nm=video nonsense", "type": "offer"}', "application/json", 400, "bad_sdp"),
+        (b'{"sdp": "v=0\\r\\n", "type": "offer"}', "text/plain", 400, "bad_sdp"),
+        (b'{"sdp": "' + b"x" * 70_000 + b'", "type": "offer"}', "application/json", 413, "too_large"),
+    ],
+)
+async def test_bad_offers_get_a_json_4xx(
+    http: aiohttp.ClientSession, body: bytes, content_type: str, status: int, reason: str
+) -> None:
+    app = create_app(CONFIG, pipeline_factory=stand_in)
+    async with serve_app(app) as base_url:
+        async with http.post(
+            f"{base_url}/offer", data=body, headers={"Content-Type": content_type}
+        ) as response:
+            assert response.status == status
+            assert response.content_type == "application/json"
+            error = await response.json()
+        assert error["reason"] == reason and error["error"]
+        assert len(app[STATE].registry) == 0
+        metrics = await (await http.get(f"{base_url}/metrics")).text()
+        assert f'maskcam_offers_rejected_total{{reason="{reason}"}} 1.0' in metrics
+
+
+async def test_after_bad_offers_a_good_offer_still_works(http: aiohttp.ClientSession) -> None:
+    app = create_app(CONFIG, pipeline_factory=stand_in)
+    async with serve_app(app) as base_url:
+        for body in (b"{", b'{"sdp": "v=0\\r\\nm=video 9 x", "type": "offer"}', b"x" * 100_000):
+            async with http.post(f"{base_url}/offer", data=body) as response:
+                assert 400 <= response.status < 500
+        await good_offer_works(http, base_url)
+        async with http.get(f"{base_url}/healthz") as response:
+            assert response.status == 200
+
+
+async def test_second_session_beyond_capacity_gets_503(http: aiohttp.ClientSession) -> None:
+    app = create_app(replace(CONFIG, max_sessions=1), pipeline_factory=stand_in)
+    async with serve_app(app) as base_url:
+        first = CameraClient(FakeCameraTrack([blank_frame()]))
+        second = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            await first.connect(http, base_url)
+            await second.pc.setLocalDescription(await second.pc.createOffer())
+            offer = {"sdp": second.pc.localDescription.sdp, "type": "offer"}
+            async with http.post(f"{base_url}/offer", json=offer) as response:
+                assert response.status == 503
+                error = await response.json()
+            assert error["reason"] == "capacity" and error["maxSessions"] == 1
+            assert len(app[STATE].registry) == 1
+        finally:
+            await first.close()
+            await second.close()
+        # Once the first camera hangs up, its place is free again.
+        registry = app[STATE].registry
+        for _ in range(100):
+            if len(registry) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert len(registry) == 0
+        await good_offer_works(http, base_url)
+
+
+async def test_config_health_metrics_and_pages(http: aiohttp.ClientSession) -> None:
+    ice = (IceServer("turn:turn.example.org:3478", "user", "secret"), IceServer("stun:stun.example.org"))
+    app = create_app(replace(CONFIG, ice_servers=ice, max_sessions=3), pipeline_factory=stand_in)
+    async with serve_app(app) as base_url:
+        config = await (await http.get(f"{base_url}/config")).json()
+        assert config["iceServers"] == [
+            {"urls": "turn:turn.example.org:3478", "username": "user", "credential": "secret"},
+            {"urls": "stun:stun.example.org"},
+        ]
+        assert config["maxSessions"] == 3
+        assert config["dataChannelLabel"] == "detections"
+        assert set(config["labelColours"]) == {"with_mask", "without_mask", "mask_worn_incorrectly"}
+        health = await http.get(f"{base_url}/healthz")
+        assert health.status == 200
+        assert (await health.json())["status"] == "ok"
+        metrics = await http.get(f"{base_url}/metrics")
+        text = await metrics.text()
+        assert metrics.content_type == "text/plain"
+        for name in ("maskcam_active_sessions", "maskcam_frames_received_total", "maskcam_analysis_seconds"):
+            assert name in text
+        page = await http.get(f"{base_url}/")
+        assert page.status in (200, 404)
+        assert "Content-Security-Policy" in page.headers
+
+
+async def test_health_is_503_when_the_analysis_worker_is_not_running(http: aiohttp.ClientSession) -> None:
+    app = create_app(CONFIG, pipeline_factory=stand_in)
+    async with serve_app(app) as base_url:
+        async with http.get(f"{base_url}/healthz") as response:
+            assert response.status == 200
+        worker = app[STATE].worker
+        assert worker is not None
+        worker.stop()
+        async with http.get(f"{base_url}/healthz") as response:
+            assert response.status == 503
+            assert (await response.json())["status"] == "loading"
