@@ -225,7 +225,8 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         if isinstance(action, argparse.BooleanOptionalAction):
             action.default = _env_bool(name, raw)
         elif action.dest == "ice_server":
-            action.default = [item for item in raw.split(",") if item.strip()]
+            # An "append" default would be extended by the flags; parse_config reads this one itself.
+            continue
         else:
             try:
                 action.default = action.type(raw) if callable(action.type) else raw
@@ -246,10 +247,11 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
     except ConfigError as exc:
         argparse.ArgumentParser(prog="run_server.py").error(str(exc))
     args = parser.parse_args(argv)
+    ice_urls = args.ice_server
+    if ice_urls is None:
+        ice_urls = [url for url in environment.get(env_name("ice_server"), "").split(",") if url.strip()]
     try:
-        ice_servers = tuple(
-            parse_ice_server(url, args.ice_username, args.ice_credential) for url in args.ice_server or ()
-        )
+        ice_servers = tuple(parse_ice_server(url, args.ice_username, args.ice_credential) for url in ice_urls)
         detector_size = parse_detector_size(str(args.detector_size))
     except ConfigError as exc:
         parser.error(str(exc))

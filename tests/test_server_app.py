@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
+from aiortc.rtcrtpsender import RTCRtpSender
 
 from server.app import STATE, create_app
 from server.config import IceServer, ServerConfig
@@ -32,6 +33,10 @@ async def good_offer_works(http: aiohttp.ClientSession, base_url: str) -> None:
     try:
         answer = await client.connect(http, base_url)
         assert answer["type"] == "answer" and answer["session"]
+        video = answer["sdp"].split("m=video")[1].split("m=")[0]
+        first_payload = video.split("\r\n")[0].split()[2]
+        assert f"a=rtpmap:{first_payload} VP8/90000" in video, "VP8 is not the preferred codec"
+        assert f"a=fmtp:{first_payload} x-google-min-bitrate=1000;x-google-start-bitrate=1000" in video
         await client.wait_for(lambda: client.frames_received > 0, 10.0, "video from the server")
     finally:
         await client.close()
@@ -142,3 +147,23 @@ async def test_health_is_503_when_the_analysis_worker_is_not_running(http: aioht
         async with http.get(f"{base_url}/healthz") as response:
             assert response.status == 503
             assert (await response.json())["status"] == "loading"
+
+
+async def test_vp8_is_preferred_even_when_the_offer_lists_h264_first(http: aiohttp.ClientSession) -> None:
+    app = create_app(CONFIG, pipeline_factory=stand_in)
+    async with serve_app(app) as base_url:
+        client = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            [transceiver] = client.pc.getTransceivers()
+            codecs = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences(sorted(codecs, key=lambda c: c.mimeType.lower() != "video/h264"))
+            await client.pc.setLocalDescription(await client.pc.createOffer())
+            offered = client.pc.localDescription.sdp.split("m=video")[1].split("\r\n")[0].split()[2]
+            assert f"a=rtpmap:{offered} H264/90000" in client.pc.localDescription.sdp
+            offer = {"sdp": client.pc.localDescription.sdp, "type": "offer"}
+            async with http.post(f"{base_url}/offer", json=offer) as response:
+                answer = await response.json()
+            first = answer["sdp"].split("m=video")[1].split("\r\n")[0].split()[2]
+            assert f"a=rtpmap:{first} VP8/90000" in answer["sdp"]
+        finally:
+            await client.close()

@@ -1,0 +1,151 @@
+"""Settings: flags, MASKCAM_ environment variables, precedence and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import (
+    ConfigError,
+    IceServer,
+    ServerConfig,
+    build_parser,
+    parse_config,
+    parse_detector_size,
+    parse_ice_server,
+)
+
+
+def test_defaults() -> None:
+    config = parse_config([], {})
+    assert config == ServerConfig()
+    assert (config.host, config.port, config.https, config.max_sessions) == ("127.0.0.1", 8080, False, 4)
+    assert config.ice_servers == ()
+    assert config.record is None and config.token is None
+    assert config.classifier.name == "mask_classifier.onnx"
+    assert config.cert.parent.name == "certs"
+
+
+def test_flags() -> None:
+    config = parse_config(
+        [
+            "--host=0.0.0.0",
+            "--port=9000",
+            "--https",
+            "--cert=/tmp/c.pem",
+            "--key=/tmp/k.pem",
+            "--ice-server=stun:stun.example.org:3478",
+            "--ice-server=turn:turn.example.org:3478?transport=udp",
+            "--ice-username=alice",
+            "--ice-credential=s3cret",
+            "--max-sessions=2",
+            "--idle-timeout=4.5",
+            "--classifier=models/x.pt",
+            "--prototxt=a.prototxt",
+            "--caffemodel=b.caffemodel",
+            "--detector-size=400x300",
+            "--confidence=0.7",
+            "--log-format=json",
+            "--log-level=debug",
+            "--token=abc",
+            "--offers-per-minute=0",
+            "--max-body-bytes=1000",
+            "--record=/tmp/rec",
+        ],
+        {},
+    )
+    assert (config.host, config.port, config.https) == ("0.0.0.0", 9000, True)
+    assert (config.cert, config.key) == (Path("/tmp/c.pem"), Path("/tmp/k.pem"))
+    assert config.ice_servers == (
+        IceServer("stun:stun.example.org:3478"),
+        IceServer("turn:turn.example.org:3478?transport=udp", "alice", "s3cret"),
+    )
+    assert (config.max_sessions, config.idle_timeout) == (2, 4.5)
+    assert config.classifier == Path("models/x.pt")
+    assert (config.prototxt, config.caffemodel) == (Path("a.prototxt"), Path("b.caffemodel"))
+    assert (config.detector_size, config.confidence) == ((400, 300), 0.7)
+    assert (config.log_format, config.log_level) == ("json", "DEBUG")
+    assert (config.token, config.offers_per_minute, config.max_body_bytes) == ("abc", 0, 1000)
+    assert config.record == Path("/tmp/rec")
+
+
+def test_every_flag_has_an_environment_variable_listed_in_help() -> None:
+    parser = build_parser({})
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.dest != "help":
+            assert f"MASKCAM_{action.dest.upper()}" in text
+
+
+def test_environment_variables() -> None:
+    environ = {
+        "MASKCAM_HOST": "0.0.0.0",
+        "MASKCAM_PORT": "8443",
+        "MASKCAM_HTTPS": "yes",
+        "MASKCAM_ICE_SERVER": "stun:a.example.org, turn:bob:pw%40x@b.example.org:3478",
+        "MASKCAM_MAX_SESSIONS": "8",
+        "MASKCAM_DETECTOR_SIZE": "360",
+        "MASKCAM_LOG_FORMAT": "json",
+        "MASKCAM_LOG_LEVEL": "warning",
+        "MASKCAM_TOKEN": "tok",
+        "MASKCAM_RECORD": "/tmp/r",
+    }
+    config = parse_config([], environ)
+    assert (config.host, config.port, config.https, config.max_sessions) == ("0.0.0.0", 8443, True, 8)
+    assert config.ice_servers == (
+        IceServer("stun:a.example.org"),
+        IceServer("turn:b.example.org:3478", "bob", "pw@x"),
+    )
+    assert config.detector_size == (360, 360)
+    assert (config.log_format, config.log_level, config.token) == ("json", "WARNING", "tok")
+    assert config.record == Path("/tmp/r")
+
+
+def test_flags_win_over_environment() -> None:
+    environ = {"MASKCAM_PORT": "8443", "MASKCAM_HTTPS": "1", "MASKCAM_ICE_SERVER": "stun:env.example.org"}
+    config = parse_config(["--port=9001", "--no-https", "--ice-server=stun:flag.example.org"], environ)
+    assert (config.port, config.https) == (9001, False)
+    assert config.ice_servers == (IceServer("stun:flag.example.org"),)
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        (["--port=abc"], {}),
+        (["--max-sessions=0"], {}),
+        (["--confidence=1.5"], {}),
+        (["--log-format=xml"], {}),
+        (["--detector-size=10"], {}),
+        (["--ice-server=http://x"], {}),
+        ([], {"MASKCAM_PORT": "eighty"}),
+        ([], {"MASKCAM_HTTPS": "maybe"}),
+        ([], {"MASKCAM_LOG_FORMAT": "xml"}),
+    ],
+)
+def test_bad_values_exit_with_usage(
+    argv: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(argv, environ)
+    assert exit_info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_ice_server_forms() -> None:
+    assert parse_ice_server("turn:u:p@h:3478") == IceServer("turn:h:3478", "u", "p")
+    assert parse_ice_server("turns:h:5349", "u", "p") == IceServer("turns:h:5349", "u", "p")
+    assert parse_ice_server("stun:h:3478", "u", "p") == IceServer("stun:h:3478")
+    assert IceServer("stun:h").to_json() == {"urls": "stun:h"}
+    assert IceServer("turn:h", "u", "p").to_json() == {"urls": "turn:h", "username": "u", "credential": "p"}
+    for bad in ("h:3478", "turn:", "turn:nopass@h"):
+        with pytest.raises(ConfigError):
+            parse_ice_server(bad)
+
+
+def test_detector_size_forms() -> None:
+    assert parse_detector_size("300") == (300, 300)
+    assert parse_detector_size("480X360") == (480, 360)
+    for bad in ("x", "1x2x3", "0", "5000"):
+        with pytest.raises(ConfigError):
+            parse_detector_size(bad)

@@ -1,0 +1,130 @@
+"""The shared analysis worker: one-slot mailboxes, round-robin between sessions, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+
+from server.metrics import ServerMetrics
+from server.worker import AnalysisResult, AnalysisWorker
+from tests.media_helpers import SlowAnalyser, blank_frame
+from vision.pipeline import Detection
+
+
+class GatedAnalyser:
+    """Blocks in analyse() until released, so that tests can submit frames while it is busy."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.seen: list[int] = []
+
+    def analyse(self, image: np.ndarray) -> list[Detection]:
+        self.started.set()
+        self.release.wait(5.0)
+        self.seen.append(int(image[0, 0, 0]))
+        return []
+
+
+def numbered(value: int) -> np.ndarray:
+    image = blank_frame(64, 48)
+    image[0, 0, 0] = value
+    return image
+
+
+async def wait_until(condition: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_newer_frame_replaces_the_pending_one() -> None:
+    analyser = GatedAnalyser()
+    metrics = ServerMetrics()
+    worker = AnalysisWorker(analyser, metrics)
+    results: list[AnalysisResult] = []
+    worker.open("a", asyncio.get_running_loop(), results.append)
+    worker.start()
+    try:
+        assert worker.submit("a", 0, numbered(0)) is False
+        await asyncio.to_thread(analyser.started.wait, 5.0)
+        # Frame 0 is being analysed; 1, 2 and 3 arrive meanwhile: only 3 is kept.
+        assert worker.submit("a", 1, numbered(1)) is False
+        assert worker.submit("a", 2, numbered(2)) is True
+        assert worker.submit("a", 3, numbered(3)) is True
+        analyser.release.set()
+        await wait_until(lambda: len(results) == 2)
+    finally:
+        worker.stop()
+    assert analyser.seen == [0, 3]
+    assert [r.number for r in results] == [0, 3]
+    assert results[-1].dropped == 2 and results[-1].analysed == 2
+    assert (results[-1].width, results[-1].height) == (64, 48)
+    assert metrics.frames_dropped.labels(stage="analysis")._value.get() == 2
+    assert metrics.frames_analysed._value.get() == 2
+
+
+async def test_sessions_are_served_round_robin() -> None:
+    analyser = SlowAnalyser(0.01)
+    worker = AnalysisWorker(analyser)
+    order: list[str] = []
+    loop = asyncio.get_running_loop()
+    for key in ("a", "b", "c"):
+        worker.open(key, loop, lambda result, key=key: order.append(key))
+    worker.start()
+    try:
+        for round_number in range(20):
+            for key in ("a", "b", "c"):
+                worker.submit(key, round_number, blank_frame(32, 32))
+            await asyncio.sleep(0.005)
+        await wait_until(lambda: len(order) >= 12)
+    finally:
+        worker.stop()
+    counts = {key: order.count(key) for key in "abc"}
+    assert max(counts.values()) - min(counts.values()) <= 2, counts
+
+
+async def test_closed_session_gets_no_more_results_and_stop_joins() -> None:
+    analyser = GatedAnalyser()
+    worker = AnalysisWorker(analyser)
+    results: list[AnalysisResult] = []
+    worker.open("a", asyncio.get_running_loop(), results.append)
+    worker.start()
+    worker.submit("a", 0, numbered(0))
+    await asyncio.to_thread(analyser.started.wait, 5.0)
+    worker.close("a")
+    assert worker.sessions == []
+    assert worker.submit("a", 1, numbered(1)) is False
+    analyser.release.set()
+    await asyncio.sleep(0.2)
+    assert results == []
+    worker.stop()
+    assert not worker.running
+
+
+async def test_a_failing_analysis_does_not_kill_the_worker() -> None:
+    class Flaky:
+        calls = 0
+
+        def analyse(self, image: np.ndarray) -> list[Detection]:
+            self.calls += 1
+            if self.calls == 1:
+                raise ValueError("bad frame")
+            return []
+
+    worker = AnalysisWorker(Flaky())
+    results: list[AnalysisResult] = []
+    worker.open("a", asyncio.get_running_loop(), results.append)
+    worker.start()
+    try:
+        worker.submit("a", 0, blank_frame(2, 2))
+        await asyncio.sleep(0.1)
+        worker.submit("a", 1, blank_frame())
+        await wait_until(lambda: len(results) == 1)
+    finally:
+        worker.stop()
+    assert results[0].number == 1
