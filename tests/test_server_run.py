@@ -1,0 +1,133 @@
+"""run_server.py as an operator meets it: clear exit on a missing model, URLs, HTTPS, logs, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from server.config import PROJECT_ROOT, ServerConfig
+from server.logs import JsonFormatter, session_logger
+from server.tls import ensure_self_signed, server_ssl_context
+
+RUN_SERVER = PROJECT_ROOT / "run_server.py"
+
+
+def test_missing_classifier_is_a_clear_error_with_exit_code_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.onnx"
+    result = subprocess.run(
+        [sys.executable, str(RUN_SERVER), f"--classifier={missing}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 2
+    assert f"classifier model not found: {missing}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_self_signed_certificate_is_created_once_and_reused(tmp_path: Path) -> None:
+    cert, key = tmp_path / "certs" / "server.crt", tmp_path / "certs" / "server.key"
+    assert ensure_self_signed(cert, key, ["192.168.1.20"]) is True
+    first = cert.read_bytes()
+    assert ensure_self_signed(cert, key, ["192.168.1.20"]) is False
+    assert cert.read_bytes() == first
+    assert key.stat().st_mode & 0o077 == 0, "the private key is readable by others"
+    assert isinstance(server_ssl_context(cert, key), ssl.SSLContext)
+    from cryptography import x509
+
+    names = x509.load_pem_x509_certificate(first).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert "localhost" in names.value.get_values_for_type(x509.DNSName)
+    assert [str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)].count("192.168.1.20") == 1
+
+
+def test_json_logs_carry_the_session_id(capsys: pytest.CaptureFixture[str]) -> None:
+    logger = logging.getLogger("test.session")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        session_logger("test.session", "abc123").info("connection state", extra={"state": "connected"})
+    finally:
+        logger.removeHandler(handler)
+    entry = json.loads(capsys.readouterr().err.strip())
+    assert entry["session"] == "abc123" and entry["state"] == "connected"
+    assert entry["message"] == "connection state" and entry["level"] == "INFO"
+
+
+def trained_or_random_classifier(tmp_path: Path) -> Path:
+    trained = ServerConfig().classifier
+    if trained.is_file():
+        return trained
+    torch = pytest.importorskip("torch")
+    from training.export import export_onnx
+    from vision.classifier import ClassifierInfo
+    from vision.labels import LABELS
+    from vision.networks import build_network
+
+    torch.manual_seed(0)
+    path = tmp_path / "random_classifier.onnx"
+    export_onnx(build_network("mobilenet_v2", 3), ClassifierInfo("mobilenet_v2", LABELS, 128, 0.15), path)
+    return path
+
+
+@pytest.mark.slow
+def test_https_server_prints_urls_serves_and_stops_within_5_s_of_sigterm(tmp_path: Path) -> None:
+    classifier = trained_or_random_classifier(tmp_path)
+    env = {**os.environ, "MASKCAM_LOG_FORMAT": "json", "MASKCAM_CLASSIFIER": str(classifier)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(RUN_SERVER),
+            "--host=0.0.0.0",
+            "--port=0",
+            "--https",
+            f"--cert={tmp_path / 'tls.crt'}",
+            f"--key={tmp_path / 'tls.key'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any("Stop with" in line for line in lines) and time.monotonic() < deadline:
+            lines.append(process.stdout.readline())
+        banner = "".join(lines)
+        match = re.search(r"https://localhost:(\d+)/", banner)
+        assert match, banner
+        assert "/kiosk" in banner
+        context = ssl.create_default_context(cafile=str(tmp_path / "tls.crt"))
+        with urllib.request.urlopen(
+            f"https://localhost:{match.group(1)}/healthz", context=context
+        ) as response:
+            assert json.loads(response.read())["status"] == "ok"
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5.0
+        assert process.stderr is not None
+        log_lines = [json.loads(line) for line in process.stderr.read().splitlines() if line.startswith("{")]
+        assert any(entry["message"].startswith("stopping") for entry in log_lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
