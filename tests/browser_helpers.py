@@ -55,20 +55,22 @@ def letterbox(image: np.ndarray, width: int = 640, height: int = 480, fill: floa
     return canvas
 
 
-def camera_frames(image: np.ndarray, seconds: float = 2.0, fps: int = 30, sway_px: int = 6) -> list[np.ndarray]:
+def camera_frames(
+    image: np.ndarray, seconds: float = 2.0, fps: int = 30, sway_px: int = 6
+) -> list[np.ndarray]:
     """A camera-like clip of one photo: it sways a few pixels left and right, like a person standing
     still, and ends where it starts so that Chromium's endless loop of the file has no jump."""
     count = round(seconds * fps)
     frames = []
     for index in range(count):
         shift = sway_px * np.sin(2 * np.pi * index / count)
-        matrix = np.float32([[1, 0, shift], [0, 1, 0]])
+        matrix = np.array([[1, 0, shift], [0, 1, 0]], dtype=np.float32)
         frames.append(cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0])))
     return frames
 
 
 def write_y4m(path: Path, frames: Iterable[np.ndarray], fps: int = 30) -> Path:
-    """Write BGR frames (all the same even size) as a YUV 4:2:0 .y4m, the format Chromium's fake camera reads."""
+    """Write BGR frames (all one even size) as YUV 4:2:0 .y4m, the format Chromium's fake camera reads."""
     frames = list(frames)
     if not frames:
         raise ValueError("no frames to write")

@@ -1,0 +1,408 @@
+"""The page and the kiosk in Debian's Chromium, driven by Playwright, against the real server.
+
+Chromium's fake camera plays a .y4m made here from real photos in ../shared/data (an unmasked and a masked
+person side by side for the main page; the masked person alone for the kiosk). Screenshots go to pytest's
+tmp_path; with UPDATE_SCREENSHOTS=1 they are also copied to docs/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, Playwright, ViewportSize, expect, sync_playwright
+
+from tests.browser_helpers import (
+    CHROMIUM,
+    MASKED_PHOTO,
+    REPO_ROOT,
+    UNMASKED_PHOTO,
+    ServerProcess,
+    chromium_args,
+    face_video,
+    get_json,
+    missing_prerequisites,
+    save_copy_when_asked,
+)
+
+SKIP_REASON = missing_prerequisites()
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
+]
+
+LANDSCAPE: ViewportSize = {"width": 1280, "height": 800}
+PORTRAIT: ViewportSize = {"width": 390, "height": 844}
+INSECURE_HOST = "insecure-camera.test"
+WAIT_MS = 30_000
+WAIT_S = WAIT_MS / 1000
+
+# Waits poll with page.evaluate() or Playwright's own locators: wait_for_function() compiles its predicate
+# with eval, which the server's Content-Security-Policy (rightly) forbids.
+
+# Remembers every RTCPeerConnection the page creates, so that the test can read getStats() itself.
+CAPTURE_PEER_CONNECTIONS = """
+window.__peerConnections = [];
+const NativePeerConnection = window.RTCPeerConnection;
+window.RTCPeerConnection = class extends NativePeerConnection {
+  constructor(...args) { super(...args); window.__peerConnections.push(this); }
+};
+"""
+
+FRAMES_DECODED = """async () => {
+  const pc = window.__peerConnections.at(-1);
+  if (!pc) return -1;
+  let frames = -1;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded;
+  });
+  return frames;
+}"""
+
+
+class PageProblems:
+    """Uncaught errors and Content-Security-Policy violations seen on a page."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.on("console", self._on_console)
+
+    def _on_console(self, message: Any) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.errors.append(f"CSP: {message.text}")
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    process = ServerProcess().start(tmp_path_factory.mktemp("server") / "server.log")
+    yield process
+    process.stop()
+
+
+def launch(playwright: Playwright, folder: Path, photos: list[str]) -> BrowserContext:
+    video = face_video(photos, folder / "camera.y4m")
+    return playwright.chromium.launch_persistent_context(
+        str(folder / "profile"),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=chromium_args(video, extra=[f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1"]),
+        viewport=LANDSCAPE,
+    )
+
+
+@pytest.fixture(scope="module")
+def two_people(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    """Chromium whose camera sees an unmasked man (left) and a masked woman (right)."""
+    context = launch(playwright, tmp_path_factory.mktemp("two-people"), [UNMASKED_PHOTO, MASKED_PHOTO])
+    context.add_init_script(CAPTURE_PEER_CONNECTIONS)
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def masked_person(
+    playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrowserContext]:
+    """Chromium whose camera sees one woman wearing a mask properly."""
+    context = launch(playwright, tmp_path_factory.mktemp("masked"), [MASKED_PHOTO])
+    context.add_init_script(CAPTURE_PEER_CONNECTIONS)
+    yield context
+    context.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def active_sessions(server: ServerProcess) -> int:
+    status, body = get_json(f"{server.url}/healthz")
+    assert status == 200, f"/healthz answered {status}"
+    return int(str(body["sessions"]))
+
+
+def test_page_plays_annotated_video_and_shows_labels(
+    server: ServerProcess, two_people: BrowserContext, tmp_path: Path
+) -> None:
+    page = two_people.new_page()
+    problems = PageProblems(page)
+    page.goto(server.url + "/")
+    page.click("#start-button")
+
+    wait_until(
+        lambda: page.evaluate("document.querySelector('#remote-video').videoWidth") > 0,
+        WAIT_S,
+        "the annotated video to play",
+    )
+    page.wait_for_selector("#banner[data-verdict='unmasked']", timeout=WAIT_MS)
+    assert page.inner_text("#banner") == "Someone is not wearing a mask"
+    expect(page.locator("#count-with_mask")).to_have_text("1", timeout=WAIT_MS)
+    expect(page.locator("#count-without_mask")).to_have_text("1", timeout=WAIT_MS)
+    assert page.inner_text("#count-mask_worn_incorrectly") == "0"
+
+    frames_before = page.evaluate(FRAMES_DECODED)
+    page.wait_for_timeout(1500)
+    frames_after = page.evaluate(FRAMES_DECODED)
+    assert frames_after > frames_before > 0, (frames_before, frames_after)
+    video_size = page.evaluate(
+        "[document.querySelector('#remote-video').videoWidth, "
+        "document.querySelector('#remote-video').videoHeight]"
+    )
+    assert video_size[0] > 0 and video_size[1] > 0
+
+    expect(page.locator("#stat-detections")).to_have_text(re.compile(r"^\d+\.\d /s$"))
+    assert page.inner_text("#stat-video-fps").endswith("fps")
+    assert page.inner_text("#stat-connection") == "Connected"
+    assert page.is_hidden("#message")
+    assert active_sessions(server) == 1
+
+    page.wait_for_timeout(1000)
+    screenshot = tmp_path / "page.png"
+    page.screenshot(path=str(screenshot))
+    save_copy_when_asked(screenshot, REPO_ROOT / "docs" / "screenshot.png")
+    page.set_viewport_size(PORTRAIT)
+    page.wait_for_timeout(1000)
+    portrait = tmp_path / "page-portrait.png"
+    page.screenshot(path=str(portrait), full_page=True)
+    save_copy_when_asked(portrait, REPO_ROOT / "docs" / "screenshot-portrait.png")
+
+    page.click("#start-button")
+    assert page.get_attribute("#banner", "data-verdict") == "idle"
+    assert page.evaluate("window.__peerConnections.at(-1).connectionState") == "closed"
+    wait_until(lambda: active_sessions(server) == 0, 15, "the server to end the session after Stop")
+    assert problems.errors == []
+    page.close()
+
+
+def test_kiosk_thanks_a_masked_person_and_counts_them_once(
+    server: ServerProcess, masked_person: BrowserContext, tmp_path: Path
+) -> None:
+    page = masked_person.new_page()
+    problems = PageProblems(page)
+    page.goto(server.url + "/kiosk")
+
+    page.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+    assert page.inner_text("#kiosk-headline") == "Thank you for wearing a mask"
+    expect(page.locator("#today-with_mask")).to_have_text("1", timeout=WAIT_MS)
+    page.wait_for_timeout(3000)
+    today = {key: page.inner_text(f"#today-{key}") for key in ("people", "with_mask", "without_mask")}
+    assert today == {"people": "1", "with_mask": "1", "without_mask": "0"}, today
+    assert page.get_attribute("#chime-button", "aria-pressed") == "false"
+
+    screenshot = tmp_path / "kiosk.png"
+    page.screenshot(path=str(screenshot))
+    save_copy_when_asked(screenshot, REPO_ROOT / "docs" / "kiosk.png")
+    assert problems.errors == []
+    page.close()
+
+
+def test_page_reports_lost_server_and_reconnects_when_it_is_back(
+    two_people: BrowserContext, tmp_path: Path
+) -> None:
+    own_server = ServerProcess().start(tmp_path / "server.log")
+    try:
+        page = two_people.new_page()
+        page.goto(own_server.url + "/")
+        page.click("#start-button")
+        page.wait_for_selector("#banner[data-verdict='unmasked']", timeout=WAIT_MS)
+
+        assert own_server.process is not None
+        own_server.process.kill()
+        own_server.process.wait(timeout=10)
+        expect(page.locator("#message")).to_contain_text("Cannot reach the server", timeout=WAIT_MS)
+        assert page.get_attribute("#banner", "data-verdict") == "offline"
+        assert page.get_attribute("#message", "data-severity") == "error"
+
+        own_server.start(tmp_path / "server.log")
+        page.wait_for_selector("#banner[data-verdict='unmasked']", timeout=45_000)
+        assert page.is_hidden("#message")
+        page.close()
+    finally:
+        own_server.stop()
+
+
+def test_insecure_context_tells_the_user_about_https(
+    server: ServerProcess, two_people: BrowserContext
+) -> None:
+    page = two_people.new_page()
+    page.goto(f"http://{INSECURE_HOST}:{server.port}/")
+    assert page.evaluate("window.isSecureContext") is False
+    message = page.locator("#message")
+    message.wait_for(state="visible")
+    assert "--https" in message.inner_text() and "localhost" in message.inner_text()
+    assert page.is_disabled("#start-button")
+
+    page.goto(f"http://{INSECURE_HOST}:{server.port}/kiosk")
+    expect(page.locator("#kiosk-status")).to_contain_text("--https")
+    page.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected", "retries"),
+    [
+        (
+            503,
+            {"error": "Server at capacity", "reason": "capacity", "maxSessions": 4},
+            "at capacity: all 4 sessions are in use",
+            True,
+        ),
+        (429, {"error": "Too many", "reason": "rate_limited"}, "Too many connection attempts", True),
+        (401, {"error": "Access token missing or wrong.", "reason": "unauthorized"}, "access token", False),
+    ],
+)
+def test_page_explains_refused_offers(
+    server: ServerProcess,
+    two_people: BrowserContext,
+    status: int,
+    body: dict[str, Any],
+    expected: str,
+    retries: bool,
+) -> None:
+    page = two_people.new_page()
+    offers: list[str] = []
+
+    def refuse(route: Any) -> None:
+        offers.append(route.request.url)
+        route.fulfill(status=status, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/offer*", refuse)
+    page.goto(server.url + "/")
+    page.click("#start-button")
+    expect(page.locator("#message")).to_contain_text(expected, timeout=WAIT_MS)
+    page.wait_for_timeout(3500)
+    assert (len(offers) > 1) is retries, offers
+    if retries:
+        page.unroute("**/offer*")
+        page.wait_for_selector("#banner[data-verdict='unmasked']", timeout=WAIT_MS)
+        assert page.is_hidden("#message")
+    page.click("#start-button")
+    page.close()
+
+
+def test_page_passes_the_access_token_on(server: ServerProcess, two_people: BrowserContext) -> None:
+    page = two_people.new_page()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.route("**/offer*", lambda route: route.fulfill(status=401, body="{}"))
+    page.goto(server.url + "/?token=s3cret")
+    assert str(page.get_attribute("#kiosk-link", "href")).endswith("/kiosk?token=s3cret")
+    page.click("#start-button")
+    expect(page.locator("#message")).to_contain_text("access token")
+    api_calls = [url for url in requested if "/config" in url or "/offer" in url]
+    assert api_calls and all(url.endswith("?token=s3cret") for url in api_calls), api_calls
+    page.click("#start-button")
+    page.close()
+
+
+def test_camera_permission_denied_is_explained(server: ServerProcess, two_people: BrowserContext) -> None:
+    page = two_people.new_page()
+    page.add_init_script(
+        "navigator.mediaDevices.getUserMedia = () => "
+        "Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));"
+    )
+    page.goto(server.url + "/")
+    page.click("#start-button")
+    message = page.locator("#message")
+    message.wait_for(state="visible")
+    assert "Camera access was blocked" in message.inner_text()
+    assert page.inner_text("#start-button") == "Start"
+    page.close()
+
+
+TALLY_SCENARIO = """async () => {
+  const { DailyTally } = await import('/static/js/tally.js');
+  const store = new Map();
+  const storage = {
+    getItem: (k) => store.get(k) ?? null,
+    setItem: (k, v) => store.set(k, v),
+    removeItem: (k) => store.delete(k),
+    key: (i) => [...store.keys()][i] ?? null,
+    get length() { return store.size; },
+  };
+  let now = new Date(2026, 10, 26, 9, 0, 0);
+  const tally = new DailyTally({ storage, clock: () => now });
+  const one = { with_mask: 0, without_mask: 1, mask_worn_incorrectly: 0 };
+  const two = { with_mask: 1, without_mask: 1, mask_worn_incorrectly: 0 };
+  const nobody = { with_mask: 0, without_mask: 0, mask_worn_incorrectly: 0 };
+  let t = 0;
+  const feed = (counts, n) => { for (let i = 0; i < n; i += 1) { tally.observe(counts, t); t += 100; } };
+  const steps = {};
+  feed(one, 50);                       // one unmasked person stands there for 5 s
+  steps.oneVisitor = tally.today;
+  feed(two, 1); feed(one, 5);          // a single misread frame with two faces
+  steps.afterGlitch = tally.today;
+  feed(two, 10);                       // a masked person joins
+  steps.secondVisitor = tally.today;
+  feed(nobody, 30);                    // both leave for 3 s
+  feed(one, 10);                       // someone new arrives
+  steps.newVisit = tally.today;
+  steps.stored = JSON.parse(store.get('maskcheck.tally.2026-11-26'));
+  now = new Date(2026, 10, 27, 0, 0, 1);
+  steps.nextDay = tally.today;
+  steps.reloaded = new DailyTally({ storage, clock: () => new Date(2026, 10, 26, 18, 0, 0) }).today;
+  return steps;
+}"""
+
+
+def test_daily_tally_counts_visits_not_frames(server: ServerProcess, two_people: BrowserContext) -> None:
+    page = two_people.new_page()
+    page.goto(server.url + "/")
+    steps = page.evaluate(TALLY_SCENARIO)
+    page.close()
+
+    def counts(step: str) -> tuple[int, int, int]:
+        return steps[step]["people"], steps[step]["with_mask"], steps[step]["without_mask"]
+
+    assert counts("oneVisitor") == (1, 0, 1)
+    assert counts("afterGlitch") == (1, 0, 1)
+    assert counts("secondVisitor") == (2, 1, 1)
+    assert counts("newVisit") == (3, 1, 2)
+    assert steps["stored"]["people"] == 3
+    assert steps["nextDay"]["date"] == "2026-11-27" and counts("nextDay") == (0, 0, 0)
+    assert counts("reloaded") == (3, 1, 2)
+
+
+VERDICT_SCENARIO = """async () => {
+  const { VerdictFilter } = await import('/static/js/verdict.js');
+  const filter = new VerdictFilter({ holdMs: 300, clearMs: 1200 });
+  const seen = [];
+  let t = 0;
+  const feed = (verdict, n) => {
+    for (let i = 0; i < n; i += 1) { seen.push(filter.update(verdict, t)); t += 100; }
+  };
+  feed('masked', 5);
+  feed('unmasked', 1);                 // one misread frame
+  feed('masked', 3);
+  feed('none', 5);                     // the detector blinks for half a second
+  feed('masked', 2);
+  feed('unmasked', 5);                 // the person takes the mask off
+  return seen;
+}"""
+
+
+def test_banner_ignores_single_frame_glitches(server: ServerProcess, two_people: BrowserContext) -> None:
+    page = two_people.new_page()
+    page.goto(server.url + "/")
+    seen = page.evaluate(VERDICT_SCENARIO)
+    page.close()
+    # 100 ms between messages: a verdict needs 300 ms to show, "no face" 1200 ms.
+    assert seen[:3] == ["none"] * 3
+    assert seen[3:19] == ["masked"] * 16
+    assert seen[19:] == ["unmasked"] * 2
