@@ -33,6 +33,7 @@ import healthcheck  # noqa: E402
 @cache
 def help_text() -> str:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("MASKCAM_")}
+    environment["COLUMNS"] = "1000"  # no wrapping: argparse may break a long flag at its hyphens
     result = subprocess.run(
         [sys.executable, "run_server.py", "--help"],
         cwd=ROOT,

@@ -77,7 +77,7 @@ async def run_session(
         session_closed = asyncio.get_running_loop().time()
         while len(state.registry) and asyncio.get_running_loop().time() - session_closed < 10:
             await asyncio.sleep(0.05)
-        after_hangup = {
+        after_hangup: dict[str, Any] = {
             "sessions": len(state.registry),
             "seconds": asyncio.get_running_loop().time() - session_closed,
             "worker_sessions": state.worker.sessions if state.worker else None,

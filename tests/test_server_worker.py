@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,9 +36,9 @@ def numbered(value: int) -> np.ndarray:
     return image
 
 
-async def wait_until(condition: object, timeout: float = 5.0) -> None:
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.01)
 
@@ -73,8 +74,12 @@ async def test_sessions_are_served_round_robin() -> None:
     worker = AnalysisWorker(analyser)
     order: list[str] = []
     loop = asyncio.get_running_loop()
+
+    def record(key: str) -> Callable[[AnalysisResult], None]:
+        return lambda _: order.append(key)
+
     for key in ("a", "b", "c"):
-        worker.open(key, loop, lambda result, key=key: order.append(key))
+        worker.open(key, loop, record(key))
     worker.start()
     try:
         for round_number in range(20):
