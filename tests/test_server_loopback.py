@@ -57,11 +57,42 @@ def outline_colour(image: np.ndarray, box: list[int]) -> np.ndarray:
     return np.median(edges.reshape(-1, 3), axis=0)
 
 
+class MemoryRecorder:
+    """Stands in for SessionRecorder: keeps what the session hands it (one per session)."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.frames: list[np.ndarray] = []
+        self.messages: list[dict[str, Any]] = []
+        self.closed = False
+
+    def add(self, frame_bgr: np.ndarray, message: dict[str, Any]) -> None:
+        self.frames.append(frame_bgr.copy())
+        self.messages.append(message)
+
+    def close(self) -> None:
+        self.closed = True
+
+
 async def run_session(
-    http: aiohttp.ClientSession, analyser: FrameAnalyser, scene: TwoFaceFrame
+    http: aiohttp.ClientSession,
+    analyser: FrameAnalyser,
+    scene: TwoFaceFrame,
+    recorders: list[MemoryRecorder] | None = None,
 ) -> tuple[CameraClient, list[dict[str, Any]], np.ndarray, dict[str, Any]]:
     """Stream the scene for a while, hang up; return what the client got and what the server kept."""
-    app = create_app(CONFIG, pipeline_factory=lambda _: analyser)
+
+    def record(session_id: str) -> MemoryRecorder:
+        recorder = MemoryRecorder(session_id)
+        assert recorders is not None
+        recorders.append(recorder)
+        return recorder
+
+    app = create_app(
+        CONFIG,
+        pipeline_factory=lambda _: analyser,
+        recorder_factory=record if recorders is not None else None,
+    )
     tasks_before = asyncio.all_tasks()
     async with serve_app(app) as base_url:
         state = app[STATE]
@@ -101,7 +132,8 @@ def check_cleanup(after: dict[str, Any]) -> None:
 @pytest.mark.slow
 async def test_annotated_video_and_detections_come_back(http: aiohttp.ClientSession) -> None:
     scene = two_face_frame()
-    client, messages, frame, after = await run_session(http, DetectorOnly(), scene)
+    recorders: list[MemoryRecorder] = []
+    client, messages, frame, after = await run_session(http, DetectorOnly(), scene, recorders)
 
     message = messages[-1]
     assert message["type"] == "detections" and message["session"] == client.session_id
@@ -121,6 +153,13 @@ async def test_annotated_video_and_detections_come_back(http: aiohttp.ClientSess
         assert np.abs(returned - colour).max() < 60, f"outline {returned} is not {colour}"
         assert np.abs(original - colour).max() > 60
     assert np.abs(frame[440:470, 280:360].astype(float) - scene.image[440:470, 280:360]).mean() < 10
+
+    # With recording on, every analysed frame goes to the recorder annotated, with its message.
+    [recorder] = recorders
+    assert recorder.session_id == client.session_id and recorder.closed
+    assert len(recorder.frames) >= len(messages) and recorder.messages[-1]["faces"]
+    recorded_box = recorder.messages[-1]["faces"][0]["box"]
+    assert np.abs(outline_colour(recorder.frames[-1], recorded_box) - colour).max() < 30
 
     check_cleanup(after)
 
