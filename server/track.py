@@ -60,7 +60,8 @@ def annotate_frame(
     draw_detections(image, scale_detections(detections, size, (frame.width, frame.height)))
     annotated = av.VideoFrame.from_ndarray(image, format="bgr24")
     annotated.pts = frame.pts
-    annotated.time_base = frame.time_base
+    if frame.time_base is not None:
+        annotated.time_base = frame.time_base
     return annotated
 
 
