@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -38,6 +39,12 @@ async def good_offer_works(http: aiohttp.ClientSession, base_url: str) -> None:
         assert f"a=rtpmap:{first_payload} VP8/90000" in video, "VP8 is not the preferred codec"
         assert f"a=fmtp:{first_payload} x-google-min-bitrate=1000;x-google-start-bitrate=1000" in video
         await client.wait_for(lambda: client.frames_received > 0, 10.0, "video from the server")
+        await client.wait_for(lambda: client.channel.readyState == "open", 5.0, "the data channel")
+        client.channel.send(json.dumps({"type": "ping", "id": 7, "t": 1234.5}))
+        client.channel.send("not json")
+        await client.wait_for(lambda: any(m["type"] == "pong" for m in client.messages), 5.0, "a pong")
+        [pong] = [m for m in client.messages if m["type"] == "pong"]
+        assert (pong["id"], pong["t"]) == (7, 1234.5) and pong["server_time"] > 0
     finally:
         await client.close()
 
