@@ -209,7 +209,40 @@ def test_kiosk_thanks_a_masked_person_and_counts_them_once(
     screenshot = tmp_path / "kiosk.png"
     page.screenshot(path=str(screenshot))
     save_copy_when_asked(screenshot, REPO_ROOT / "docs" / "kiosk.png")
+
+    page.click("#chime-button")
+    expect(page.locator("#chime-button")).to_have_attribute("aria-pressed", "true")
+    assert page.inner_text("#chime-button") == "Chime on"
+    assert page.evaluate("localStorage.getItem('maskcheck.kiosk.chime')") == "on"
     assert problems.errors == []
+    page.close()
+
+
+# Keeps the streams the page opens, so that a test can pull the camera away (a track stopped from script
+# fires no `ended` event: the kiosk must notice by itself).
+CAPTURE_CAMERA_STREAMS = """
+window.__cameraStreams = [];
+const nativeGetUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = async (constraints) => {
+  const stream = await nativeGetUserMedia(constraints);
+  window.__cameraStreams.push(stream);
+  return stream;
+};
+"""
+
+
+def test_kiosk_recovers_from_a_lost_camera(server: ServerProcess, masked_person: BrowserContext) -> None:
+    page = masked_person.new_page()
+    page.add_init_script(CAPTURE_CAMERA_STREAMS)
+    page.goto(server.url + "/kiosk")
+    page.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+
+    page.evaluate("window.__cameraStreams.at(-1).getTracks().forEach((track) => track.stop())")
+    expect(page.locator("#kiosk-status")).to_contain_text("camera was lost", timeout=WAIT_MS)
+    assert page.get_attribute("#kiosk-message", "data-verdict") == "offline"
+    page.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+    assert page.evaluate("window.__cameraStreams.length") == 2
+    wait_until(lambda: active_sessions(server) == 1, 15, "the lost camera's session to end")
     page.close()
 
 
