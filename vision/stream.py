@@ -7,8 +7,9 @@ at a fraction of the cost. A followed face keeps its class probabilities for ``c
 instead of being re-classified on every frame.
 
 A full detection runs every ``detect_every`` analysed frames, so new faces appear within that many frames,
-and is authoritative: a face that it does not find is dropped. With many faces the region searches would
-cost more than one full detection, so every frame is then a full detection.
+and at once when the whole picture changed (a cut); it is authoritative: a face that it does not find
+is dropped. With many faces the region searches would cost more than one full detection, so every
+frame is then a full detection.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from vision.crops import Box, crop_square
@@ -42,7 +44,7 @@ class StreamSettings:
 
     detect_every: int = 5
     """A full-frame detection on every N-th analysed frame (1 = every frame, no following)."""
-    region_scale: float = 2.0
+    region_scale: float = 1.6
     """Side of the search region around a face, in multiples of the face box's long side."""
     region_input: int = 128
     """Detector input (pixels, square) for one search region."""
@@ -52,6 +54,9 @@ class StreamSettings:
     """A face is re-classified at least every N analysed frames."""
     max_misses: int = 1
     """A followed face not found in its region this many frames in a row is dropped."""
+    scene_change: float = 30.0
+    """Mean absolute difference (grey levels) of tiny frame thumbnails from one analysed frame to the
+    next that counts as a new scene (camera switched or cut): it gets a full detection at once."""
 
 
 @dataclass
@@ -107,6 +112,7 @@ class StreamAnalyser:
         self._frame_index = 0
         self._since_full = 0
         self._frame_shape: tuple[int, int] = (0, 0)
+        self._thumbnail: np.ndarray | None = None
         self.full_detections = 0
         self.classifications = 0
 
@@ -114,6 +120,7 @@ class StreamAnalyser:
         """Forget every face: the next frame gets a full detection."""
         self._tracks = []
         self._since_full = 0
+        self._thumbnail = None
 
     def analyse(self, image: np.ndarray) -> list[Detection]:
         frame = to_bgr(image)
@@ -125,7 +132,12 @@ class StreamAnalyser:
             # A camera that changed resolution: old boxes mean nothing in the new frame.
             self.reset()
             self._frame_shape = (height, width)
-        if self._needs_full_detection():
+        thumbnail = _frame_thumbnail(frame)
+        cut = self._thumbnail is not None and (
+            float(np.mean(cv2.absdiff(thumbnail, self._thumbnail))) > self.settings.scene_change
+        )
+        self._thumbnail = thumbnail
+        if cut or self._needs_full_detection():
             self._full_detection(frame)
         else:
             self._follow(frame)
@@ -276,3 +288,9 @@ def _without_duplicates(tracks: list[_Track]) -> list[_Track]:
         if all(box_iou(track.box, other.box) < 0.5 for other in kept):
             kept.append(track)
     return kept
+
+
+def _frame_thumbnail(frame: np.ndarray) -> np.ndarray:
+    """A 32x24 grey summary of the whole frame, to notice a cut between two analysed frames."""
+    small = cv2.resize(frame, (32, 24), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
