@@ -2,7 +2,7 @@
 
 import { cameraAvailability, listCameras, openCamera, stopStream } from './camera.js';
 import { LiveLink, serverUrl } from './connection.js';
-import { cameraMessage, linkMessage } from './messages.js';
+import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
 import { formatNumber, StatsSampler } from './stats.js';
 import { countFaces, LABELS, VerdictFilter, verdictFor } from './verdict.js';
 
@@ -27,6 +27,8 @@ const ui = {
   banner: byId('banner'),
   bannerText: byId('banner-text'),
   message: byId('message'),
+  messageText: byId('message-text'),
+  messageCountdown: byId('message-countdown'),
   controls: byId('controls'),
   startButton: byId('start-button'),
   cameraSelect: byId('camera-select'),
@@ -53,14 +55,22 @@ let retryAt = 0;
 let lastInferenceMs = null;
 
 function showMessage(text, severity) {
-  ui.message.textContent = text;
+  if (ui.messageText.textContent !== text) ui.messageText.textContent = text;
   ui.message.dataset.severity = severity;
   ui.message.hidden = false;
+  showCountdown();
 }
 
 function hideMessage() {
   ui.message.hidden = true;
-  ui.message.textContent = '';
+  ui.messageText.textContent = '';
+}
+
+/** While a retry is scheduled, count down beside the message (outside the alert region). */
+function showCountdown() {
+  const waiting = linkStatus.state === 'waiting' && running;
+  ui.messageCountdown.hidden = !waiting;
+  ui.messageCountdown.textContent = waiting ? retryCountdown(retryAt - performance.now()) : '';
 }
 
 function setBanner(state) {
@@ -168,7 +178,7 @@ async function reopenCamera(notice) {
 function onLinkStatus(event) {
   linkStatus = event.detail;
   retryAt = performance.now() + (linkStatus.retryInMs ?? 0);
-  const { text, severity } = linkMessage(linkStatus, linkStatus.retryInMs ?? 0);
+  const { text, severity } = linkMessage(linkStatus);
   ui.stats.connection.textContent = text;
   if (linkStatus.state === 'connected') {
     hideMessage();
@@ -203,10 +213,7 @@ function onVideoResize() {
 
 async function tick() {
   if (!running) return;
-  if (linkStatus.state === 'waiting') {
-    const { text, severity } = linkMessage(linkStatus, retryAt - performance.now());
-    showMessage(text, severity);
-  }
+  showCountdown();
   const figures = await sampler.sample();
   if (!figures) return;
   const { sent } = figures;

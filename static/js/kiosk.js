@@ -6,7 +6,7 @@
 import { cameraAvailability, DEFAULT_RESOLUTION, openCamera, stopStream } from './camera.js';
 import { Chime } from './chime.js';
 import { LiveLink } from './connection.js';
-import { cameraMessage, linkMessage } from './messages.js';
+import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
 import { formatNumber, StatsSampler } from './stats.js';
 import { DailyTally } from './tally.js';
 import { countFaces, LABELS, VerdictFilter, verdictFor } from './verdict.js';
@@ -172,8 +172,8 @@ function onCameraLost() {
 function onLinkStatus(event) {
   linkStatus = event.detail;
   retryAt = performance.now() + (linkStatus.retryInMs ?? 0);
-  const { text, severity } = linkMessage(linkStatus, linkStatus.retryInMs ?? 0);
   if (linkStatus.state === 'stopped') return;
+  const { text, severity } = linkMessage(linkStatus);
   showStatus(text, severity);
   if (linkStatus.state === 'connected') {
     showVerdict('none');
@@ -199,8 +199,8 @@ function onDetections(event) {
 async function tick() {
   if (cameraStream && !cameraIsLive()) onCameraLost();
   if (linkStatus.state === 'waiting') {
-    const { text, severity } = linkMessage(linkStatus, retryAt - performance.now());
-    showStatus(text, severity);
+    const { text, severity } = linkMessage(linkStatus);
+    showStatus(`${text} ${retryCountdown(retryAt - performance.now())}`, severity);
   }
   const figures = await sampler.sample();
   if (figures) {

@@ -26,11 +26,16 @@ export function cameraMessage(error, retryHint) {
   }
 }
 
+/** "Next try in 3 s", for the countdown shown beside a link message while a retry is scheduled. */
+export function retryCountdown(remainingMs) {
+  return `Next try in ${seconds(remainingMs)}.`;
+}
+
 /**
- * Text and severity ("info" | "warning" | "error") for a LiveLink status; `remainingMs` is the time left
- * before the next try while waiting.
+ * Text and severity ("info" | "warning" | "error") for a LiveLink status. The text does not change while
+ * the retry countdown runs, so that screen readers announce it once; pages show `retryCountdown` apart.
  */
-export function linkMessage(status, remainingMs) {
+export function linkMessage(status) {
   const { state, error } = status;
   if (state === 'connecting') return { text: 'Connecting to the server…', severity: 'info' };
   if (state === 'connected') return { text: 'Connected', severity: 'info' };
@@ -46,21 +51,20 @@ export function linkMessage(status, remainingMs) {
     }
     return { text: `The server refused the connection: ${error.message}`, severity: 'error' };
   }
-  const retry = `Retrying in ${seconds(remainingMs)}…`;
   switch (error.kind) {
     case 'unreachable':
-      return { text: `Cannot reach the server. Is it running? ${retry}`, severity: 'error' };
+      return { text: 'Cannot reach the server. Is it running? Retrying by itself.', severity: 'error' };
     case 'capacity': {
       const limit = error.maxSessions ? `all ${error.maxSessions} sessions are` : 'every session is';
-      return { text: `The server is at capacity: ${limit} in use. ${retry}`, severity: 'warning' };
+      return { text: `The server is at capacity: ${limit} in use. Retrying by itself.`, severity: 'warning' };
     }
     case 'rate-limited':
-      return { text: `Too many connection attempts from this device. ${retry}`, severity: 'warning' };
+      return { text: 'Too many connection attempts from this device. Retrying by itself.', severity: 'warning' };
     case 'loading':
-      return { text: `The server is still loading its models. ${retry}`, severity: 'info' };
+      return { text: 'The server is still loading its models. Retrying by itself.', severity: 'info' };
     case 'lost':
-      return { text: `Connection lost: ${error.message} Reconnecting in ${seconds(remainingMs)}…`, severity: 'warning' };
+      return { text: `Connection lost: ${error.message} Reconnecting by itself.`, severity: 'warning' };
     default:
-      return { text: `The server had a problem (${error.message}). ${retry}`, severity: 'error' };
+      return { text: `The server had a problem (${error.message}). Retrying by itself.`, severity: 'error' };
   }
 }
