@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import psutil
 from aiohttp import web
 
-from server.app import create_app, load_pipeline
+from server.analysis import load_pipeline
+from server.app import create_app
 from server.config import ServerConfig, parse_config
 from server.logs import configure_logging
 from server.tls import ensure_self_signed, server_ssl_context

@@ -13,44 +13,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 
+from server.analysis import StreamAnalyserSource, load_pipeline
 from server.config import ServerConfig
 from server.metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from server.session import (
     DATA_CHANNEL_LABEL,
+    AnalyserFactory,
     CapacityError,
     OfferError,
     RecorderFactory,
     SessionRegistry,
 )
 from server.worker import AnalysisWorker, FrameAnalyser
-from vision.classifier import MaskClassifier
-from vision.detector import FaceDetector
 from vision.labels import LABEL_COLOURS_BGR, LABELS, SHORT_TEXT
-from vision.pipeline import MaskDetectionPipeline
 
 logger = logging.getLogger(__name__)
 
 PipelineFactory = Callable[[ServerConfig], FrameAnalyser]
 # What the page asks the camera for; Chrome sends this much once the answer raises its bitrate floor.
 VIDEO_CONSTRAINTS = {"width": 640, "height": 480, "frameRate": 30}
-
-
-def load_pipeline(config: ServerConfig) -> MaskDetectionPipeline:
-    """Detector + classifier from the configured files, warmed up so that the first camera waits less.
-
-    Raises vision's DetectorFileError / ModelFileError with a readable message when a file is missing.
-    """
-    detector = FaceDetector(
-        config.prototxt, config.caffemodel, input_size=config.detector_size, confidence=config.confidence
-    )
-    classifier = MaskClassifier(config.classifier)
-    pipeline = MaskDetectionPipeline(detector, classifier)
-    pipeline.analyse(np.zeros((480, 640, 3), dtype=np.uint8))
-    classifier.predict_crops([np.zeros((classifier.input_size, classifier.input_size, 3), dtype=np.uint8)])
-    return pipeline
 
 
 def default_recorder_factory(config: ServerConfig) -> RecorderFactory | None:
@@ -75,6 +58,7 @@ class ServerState:
     pipeline_factory: PipelineFactory
     recorder_factory: RecorderFactory | None
     worker: AnalysisWorker | None = None
+    analyser_factory: AnalyserFactory | None = None
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
@@ -136,6 +120,8 @@ def _security_middlewares(config: ServerConfig, metrics: ServerMetrics) -> list[
 async def _start_worker(app: web.Application) -> None:
     state = app[STATE]
     analyser = await asyncio.to_thread(state.pipeline_factory, state.config)
+    if isinstance(analyser, StreamAnalyserSource):
+        state.analyser_factory = analyser.new_stream
     worker = AnalysisWorker(analyser, state.metrics)
     worker.start()
     state.worker = worker
@@ -212,7 +198,11 @@ async def _offer(request: web.Request) -> web.Response:
         return error_response(503, "loading", "The server is still loading its models; try again shortly.")
     try:
         session = state.registry.create(
-            state.config.ice_servers, state.worker, state.config.idle_timeout, state.recorder_factory
+            state.config.ice_servers,
+            state.worker,
+            state.config.idle_timeout,
+            state.recorder_factory,
+            state.analyser_factory,
         )
     except CapacityError:
         state.metrics.offers_rejected.labels(reason="capacity").inc()

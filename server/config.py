@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from vision.stream import StreamSettings
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENV_PREFIX = "MASKCAM_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -54,6 +56,7 @@ class ServerConfig:
     prototxt: Path | None = None
     caffemodel: Path | None = None
     detector_size: tuple[int, int] = (300, 300)
+    detect_every: int = StreamSettings().detect_every
     confidence: float = 0.5
     log_format: str = "text"
     log_level: str = "INFO"
@@ -191,6 +194,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--prototxt", "face detector prototxt (default: the packaged res10 SSD)", default=None)
     add("--caffemodel", "face detector caffemodel (default: the packaged res10 SSD)", default=None)
     add("--detector-size", "face detector input size, N or WxH", default="300")
+    add(
+        "--detect-every",
+        "full face detection on every N-th analysed frame, faces followed in between; 1 = every frame",
+        type=_positive_int,
+        default=defaults.detect_every,
+    )
     add("--confidence", "face detector confidence threshold", type=_fraction, default=defaults.confidence)
     add("--log-format", "log format", choices=("text", "json"), default=defaults.log_format)
     add(
@@ -268,6 +277,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         prototxt=Path(args.prototxt) if args.prototxt else None,
         caffemodel=Path(args.caffemodel) if args.caffemodel else None,
         detector_size=detector_size,
+        detect_every=args.detect_every,
         confidence=args.confidence,
         log_format=args.log_format,
         log_level=args.log_level,

@@ -26,7 +26,7 @@ from server.logs import session_logger
 from server.metrics import ServerMetrics
 from server.sdp import add_video_bitrate_floor
 from server.track import AnnotatedVideoTrack
-from server.worker import AnalysisResult, AnalysisWorker
+from server.worker import AnalysisResult, AnalysisWorker, FrameAnalyser
 from vision.draw import draw_detections
 from vision.labels import LABELS
 
@@ -43,6 +43,7 @@ class Recorder(Protocol):
 
 
 RecorderFactory = Callable[[str], Recorder]
+AnalyserFactory = Callable[[], FrameAnalyser]
 
 
 class CapacityError(RuntimeError):
@@ -108,6 +109,7 @@ class PeerSession:
         idle_timeout: float,
         on_closed: Callable[[PeerSession], None],
         recorder_factory: RecorderFactory | None = None,
+        analyser_factory: AnalyserFactory | None = None,
     ) -> None:
         self.id = session_id
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
@@ -120,6 +122,7 @@ class PeerSession:
         self._idle_timeout = idle_timeout
         self._on_closed = on_closed
         self._recorder_factory = recorder_factory
+        self._analyser_factory = analyser_factory
         self._recorder: Recorder | None = None
         self._blackhole = MediaBlackhole()
         self._log = session_logger(__name__, session_id)
@@ -164,7 +167,10 @@ class PeerSession:
             if transceiver is not None:
                 if self._recorder_factory is not None:
                     self._recorder = self._recorder_factory(self.id)
-                self.video = AnnotatedVideoTrack(track, self._worker, self.id, self._metrics, self._publish)
+                analyser = self._analyser_factory() if self._analyser_factory is not None else None
+                self.video = AnnotatedVideoTrack(
+                    track, self._worker, self.id, self._metrics, self._publish, analyser
+                )
                 transceiver.sender.replaceTrack(self.video)
                 self._log.info("camera track received")
                 return
@@ -303,6 +309,7 @@ class SessionRegistry:
         worker: AnalysisWorker,
         idle_timeout: float,
         recorder_factory: RecorderFactory | None = None,
+        analyser_factory: AnalyserFactory | None = None,
     ) -> PeerSession:
         """Reserve a place at once (before any await), so that concurrent offers cannot overbook."""
         if len(self._sessions) >= self.max_sessions:
@@ -311,7 +318,14 @@ class SessionRegistry:
         while session_id in self._sessions:
             session_id = new_session_id()
         session = PeerSession(
-            session_id, ice_servers, worker, self._metrics, idle_timeout, self._remove, recorder_factory
+            session_id,
+            ice_servers,
+            worker,
+            self._metrics,
+            idle_timeout,
+            self._remove,
+            recorder_factory,
+            analyser_factory,
         )
         self._sessions[session_id] = session
         self._metrics.active_sessions.set(len(self._sessions))

@@ -15,11 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 
 import av
-from av.video.reformatter import VideoReformatter
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.video.reformatter import VideoReformatter
 
 from server.metrics import ServerMetrics
-from server.worker import AnalysisResult, AnalysisWorker
+from server.worker import AnalysisResult, AnalysisWorker, FrameAnalyser
 from vision.draw import draw_detections
 from vision.pipeline import Detection
 
@@ -77,6 +77,7 @@ class AnnotatedVideoTrack(MediaStreamTrack):
         key: str,
         metrics: ServerMetrics | None = None,
         on_result: Callable[[AnalysisResult], None] | None = None,
+        analyser: FrameAnalyser | None = None,
     ) -> None:
         super().__init__()
         self._source = source
@@ -92,7 +93,7 @@ class AnnotatedVideoTrack(MediaStreamTrack):
         self.frames_received = 0
         self.frames_sent = 0
         self.last_frame_at = time.monotonic()
-        worker.open(key, asyncio.get_running_loop(), self._take_result)
+        worker.open(key, asyncio.get_running_loop(), self._take_result, analyser)
         self._reader = asyncio.get_running_loop().create_task(self._read_source(), name=f"read-video-{key}")
 
     @property

@@ -60,6 +60,7 @@ class _Pending:
 class _Slot:
     loop: asyncio.AbstractEventLoop
     on_result: Callable[[AnalysisResult], None]
+    analyser: FrameAnalyser
     pending: _Pending | None = None
     analysed: int = 0
     dropped: int = 0
@@ -117,13 +118,21 @@ class AnalysisWorker:
             self._thread.join(timeout)
 
     def open(
-        self, key: str, loop: asyncio.AbstractEventLoop, on_result: Callable[[AnalysisResult], None]
+        self,
+        key: str,
+        loop: asyncio.AbstractEventLoop,
+        on_result: Callable[[AnalysisResult], None],
+        analyser: FrameAnalyser | None = None,
     ) -> None:
-        """Give session `key` a mailbox; `on_result` is called on `loop` for each analysed frame."""
+        """Give session `key` a mailbox; `on_result` is called on `loop` for each analysed frame.
+
+        `analyser` is the session's own (stateful, e.g. following faces); by default the shared one.
+        It only ever runs in the worker thread, one frame at a time.
+        """
         with self._wakeup:
             if key in self._slots:
                 raise ValueError(f"session {key} already has a mailbox")
-            self._slots[key] = _Slot(loop=loop, on_result=on_result)
+            self._slots[key] = _Slot(loop=loop, on_result=on_result, analyser=analyser or self._analyser)
             self._order.append(key)
 
     def close(self, key: str) -> None:
@@ -178,7 +187,7 @@ class AnalysisWorker:
         started = time.monotonic()
         try:
             image = to_bgr_array(pending.frame, self._reformatter)
-            detections = tuple(self._analyser.analyse(image))
+            detections = tuple(slot.analyser.analyse(image))
         except Exception:
             slot.failed += 1
             if slot.failed == 1:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
+import numpy as np
 import pytest
 from aiortc.rtcrtpsender import RTCRtpSender
 
@@ -15,6 +16,7 @@ from server.app import STATE, create_app
 from server.config import IceServer, ServerConfig
 from server.worker import FrameAnalyser
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
+from vision.pipeline import Detection
 
 CONFIG = ServerConfig(offers_per_minute=0, idle_timeout=3.0)
 
@@ -174,3 +176,35 @@ async def test_vp8_is_preferred_even_when_the_offer_lists_h264_first(http: aioht
             assert f"a=rtpmap:{first} VP8/90000" in answer["sdp"]
         finally:
             await client.close()
+
+
+class PerStreamAnalysers:
+    """Looks like StreamingPipeline: hands every session its own analyser."""
+
+    def __init__(self) -> None:
+        self.streams: list[SlowAnalyser] = []
+
+    def analyse(self, image: np.ndarray) -> list[Detection]:
+        raise AssertionError("sessions must use their own stream analyser")
+
+    def new_stream(self) -> SlowAnalyser:
+        self.streams.append(SlowAnalyser(0.005))
+        return self.streams[-1]
+
+
+async def test_each_session_gets_its_own_stream_analyser(http: aiohttp.ClientSession) -> None:
+    source = PerStreamAnalysers()
+    app = create_app(CONFIG, pipeline_factory=lambda _: source)
+    async with serve_app(app) as base_url:
+        clients = [CameraClient(FakeCameraTrack([blank_frame()])) for _ in range(2)]
+        try:
+            for client in clients:
+                await client.connect(http, base_url)
+            await clients[0].wait_for(
+                lambda: all(len(client.messages) >= 3 for client in clients), 10.0, "detections on both"
+            )
+        finally:
+            for client in clients:
+                await client.close()
+    assert len(source.streams) == 2
+    assert all(stream.calls >= 3 for stream in source.streams)

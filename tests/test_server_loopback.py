@@ -12,7 +12,8 @@ import aiohttp
 import numpy as np
 import pytest
 
-from server.app import STATE, create_app, load_pipeline
+from server.analysis import load_pipeline
+from server.app import STATE, create_app
 from server.config import PROJECT_ROOT, ServerConfig
 from server.worker import FrameAnalyser
 from tests.media_helpers import CameraClient, FakeCameraTrack, TwoFaceFrame, serve_app, two_face_frame

@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from server.analysis import StreamAnalyserSource, StreamingPipeline, load_pipeline
 from server.config import PROJECT_ROOT, ServerConfig
 from server.logs import JsonFormatter, session_logger
 from server.tls import ensure_self_signed, server_ssl_context
+from vision.pipeline import MaskDetectionPipeline
+from vision.stream import StreamAnalyser
 
 RUN_SERVER = PROJECT_ROOT / "run_server.py"
 
@@ -69,6 +72,12 @@ def test_json_logs_carry_the_session_id(capsys: pytest.CaptureFixture[str]) -> N
     assert entry["message"] == "connection state" and entry["level"] == "INFO"
 
 
+@pytest.fixture(scope="module")
+def classifier_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained classifier, or (until it is committed) a randomly initialised one for plumbing."""
+    return trained_or_random_classifier(tmp_path_factory.mktemp("classifier"))
+
+
 def trained_or_random_classifier(tmp_path: Path) -> Path:
     trained = ServerConfig().classifier
     if trained.is_file():
@@ -86,9 +95,10 @@ def trained_or_random_classifier(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_https_server_prints_urls_serves_and_stops_within_5_s_of_sigterm(tmp_path: Path) -> None:
-    classifier = trained_or_random_classifier(tmp_path)
-    env = {**os.environ, "MASKCAM_LOG_FORMAT": "json", "MASKCAM_CLASSIFIER": str(classifier)}
+def test_https_server_prints_urls_serves_and_stops_within_5_s_of_sigterm(
+    tmp_path: Path, classifier_path: Path
+) -> None:
+    env = {**os.environ, "MASKCAM_LOG_FORMAT": "json", "MASKCAM_CLASSIFIER": str(classifier_path)}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -131,3 +141,17 @@ def test_https_server_prints_urls_serves_and_stops_within_5_s_of_sigterm(tmp_pat
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.mark.slow
+def test_detect_every_chooses_full_pipeline_or_a_face_follower_per_stream(classifier_path: Path) -> None:
+    every_frame = load_pipeline(ServerConfig(classifier=classifier_path, detect_every=1))
+    assert isinstance(every_frame, MaskDetectionPipeline)
+    assert not isinstance(every_frame, StreamAnalyserSource)
+    streaming = load_pipeline(ServerConfig(classifier=classifier_path, detect_every=4))
+    assert isinstance(streaming, StreamingPipeline) and isinstance(streaming, StreamAnalyserSource)
+    first, second = streaming.new_stream(), streaming.new_stream()
+    assert first is not second and isinstance(first, StreamAnalyser)
+    assert first.settings.detect_every == 4
+    assert first.detector is second.detector is streaming.detector
+    assert first.region_detector is second.region_detector
