@@ -193,7 +193,11 @@ def run_variant(variant: str, settings: PipelineSettings) -> VariantResult:
         stages = clock.reset()
         stages["total"] = (finished - started) * 1000.0
         per_frame.append(stages)
-        tally.add_image(truths, [(d.label, tuple(map(float, d.box))) for d in detections], MATCH_IOU)
+        predictions = [
+            (d.label, (float(d.box[0]), float(d.box[1]), float(d.box[2]), float(d.box[3])))
+            for d in detections
+        ]
+        tally.add_image(truths, predictions, MATCH_IOU)
     detection = tally.detection_metrics()
     labels_mean_something = variant != "baseline"
     classification = classification_metrics(tally.confusion) if labels_mean_something else {}

@@ -1,0 +1,172 @@
+"""The speed benchmark, in one command and one process tree: pipeline cost per frame, then live streams.
+
+    python -m bench.benchmark [--quick] [--duration 30] [--json bench/results.json]
+
+Prints a table for each part, the machine it ran on, and whether each target of issue 4 was met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.pipeline_bench import PipelineSettings, VariantResult, results_table, run_pipelines
+from bench.stream_bench import StreamRun, run_all, streams_table
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CLASSIFIER = PROJECT_ROOT / "models" / "mask_classifier.onnx"
+
+
+def machine_description() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_start": list(os.getloadavg()),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+
+
+def check_targets(pipeline: Sequence[VariantResult], streams: Sequence[StreamRun]) -> list[dict[str, Any]]:
+    """Issue 4's targets, each with the measured value and whether it was met."""
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, value: float | None, ok: bool) -> None:
+        checks.append({"target": name, "value": value, "met": bool(ok) and value is not None})
+
+    by_variant = {r.variant: r for r in pipeline}
+    baseline, per_frame, stream = (by_variant.get(v) for v in ("baseline", "per_frame", "stream"))
+    if baseline and stream:
+        ratio = stream.fps / baseline.fps
+        check("pipeline fps >= 3x baseline", ratio, ratio >= 3.0)
+    if per_frame and stream:
+        for metric in ("recall", "recall_40px", "accuracy_binary", "accuracy_3class"):
+            a, b = getattr(stream, metric), getattr(per_frame, metric)
+            if a is not None and b is not None:
+                check(f"stream {metric} within 0.02 of per-frame", a - b, a >= b - 0.02)
+    runs = {run.clients: run for run in streams}
+
+    def clients_of(count: int) -> list[dict[str, Any]]:
+        run = runs.get(count)
+        return [c for c in run.per_client if not c.get("error")] if run else []
+
+    def worst(clients: list[dict[str, Any]], key: str, lowest: bool) -> float | None:
+        values = [c[key] for c in clients if c.get(key) is not None]
+        if not values:
+            return None
+        return float(min(values) if lowest else max(values))
+
+    if 1 in runs:
+        one = clients_of(1)
+        fps, det = worst(one, "fps_received", True), worst(one, "detections_per_s", True)
+        p95 = worst(one, "latency_p95_ms", False)
+        check("1 client: fps received >= 29", fps, fps is not None and fps >= 29)
+        check("1 client: analysed frames/s >= 20", det, det is not None and det >= 20)
+        check("1 client: latency p95 <= 150 ms", p95, p95 is not None and p95 <= 150)
+    if 4 in runs:
+        four = clients_of(4)
+        complete = len(four) == 4
+        fps, det = worst(four, "fps_received", True), worst(four, "detections_per_s", True)
+        p95, growth = worst(four, "latency_p95_ms", False), worst(four, "latency_growth", False)
+        check("4 clients: each fps received >= 25", fps, complete and fps is not None and fps >= 25)
+        check("4 clients: each analysed frames/s >= 6", det, complete and det is not None and det >= 6)
+        check("4 clients: latency p95 <= 250 ms", p95, complete and p95 is not None and p95 <= 250)
+        check("4 clients: last-5 s latency <= 1.2x first", growth, growth is not None and growth <= 1.2)
+        rss = runs[4].server_peak_rss_mb
+        check("4 clients: server peak RSS <= 1200 MB", rss, rss <= 1200)
+    return checks
+
+
+def targets_table(checks: Sequence[dict[str, Any]]) -> str:
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    for item in checks:
+        value = "-" if item["value"] is None else f"{item['value']:.2f}"
+        lines.append(f"| {item['target']} | {value} | {'yes' if item['met'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run: few frames, 8 s streams")
+    parser.add_argument("--duration", type=float, help="measured seconds per stream run (default 30)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds after connecting")
+    parser.add_argument("--clients", default="1,2,4", help="client counts, comma-separated")
+    parser.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
+    parser.add_argument("--images", type=int, help="test photos per scene dataset (default 30, quick 4)")
+    parser.add_argument("--frames-per-image", type=int, help="clip length per photo (default 10, quick 5)")
+    parser.add_argument(
+        "--server-arg", action="append", default=[], help="extra run_server.py argument (repeatable)"
+    )
+    parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--skip-streams", action="store_true")
+    parser.add_argument("--json", type=Path, help="write all results here")
+    args = parser.parse_args(argv)
+    if not args.classifier.is_file():
+        parser.error(f"classifier {args.classifier} not found: train it first or pass --classifier")
+    duration = args.duration or (8.0 if args.quick else 30.0)
+    images = args.images or (4 if args.quick else 30)
+    frames_per_image = args.frames_per_image or (5 if args.quick else 10)
+    server_args = [*args.server_arg]
+    if args.classifier != DEFAULT_CLASSIFIER:
+        server_args = ["--classifier", str(args.classifier), *server_args]
+
+    machine = machine_description()
+    print(f"machine: {machine['cpus']} CPUs, {machine['cpu_model']}, load {machine['load_average_start']}")
+    pipeline: list[VariantResult] = []
+    if not args.skip_pipeline:
+        pipeline = run_pipelines(PipelineSettings(args.classifier, images, frames_per_image))
+        print("\nPipeline (ms per 640x480 frame, mean over all frames; fps = 1000 / total):")
+        print(results_table(pipeline))
+    streams: list[StreamRun] = []
+    if not args.skip_streams:
+        counts = [int(n) for n in args.clients.split(",") if n.strip()]
+        streams = run_all(counts, duration, args.warmup, server_args)
+        print(f"\nStreams ({duration:.0f} s measured per run; clients and server share this machine's CPUs):")
+        print(streams_table(streams))
+    machine["load_average_end"] = list(os.getloadavg())
+    checks = check_targets(pipeline, streams)
+    print("\nTargets:")
+    print(targets_table(checks))
+    print(f"\nload average at start {machine['load_average_start']}, at end {machine['load_average_end']}")
+    if args.json:
+        report = {
+            "machine": machine,
+            "settings": {
+                "quick": args.quick,
+                "duration_s": duration,
+                "warmup_s": args.warmup,
+                "images_per_dataset": images,
+                "frames_per_image": frames_per_image,
+                "classifier": str(args.classifier),
+                "server_args": server_args,
+            },
+            "pipeline": [asdict(r) for r in pipeline],
+            "streams": [asdict(run) for run in streams],
+            "targets": checks,
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
