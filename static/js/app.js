@@ -132,14 +132,20 @@ async function start() {
   hideMessage();
   setRunning(true);
   setBanner('starting');
+  let stream;
   try {
-    cameraStream = await openChosenCamera();
+    stream = await openChosenCamera();
   } catch (error) {
     setRunning(false);
     setBanner('idle');
     showMessage(cameraMessage(error, START_HINT), 'error');
     return;
   }
+  if (!running) {
+    stopStream(stream);
+    return;
+  }
+  cameraStream = stream;
   showLocalPreview(cameraStream);
   refreshCameraList();
   link.start(cameraStream);
@@ -163,13 +169,19 @@ function stop() {
 async function reopenCamera(notice) {
   if (notice) showMessage(notice, 'warning');
   stopStream(cameraStream);
+  let stream;
   try {
-    cameraStream = await openChosenCamera();
+    stream = await openChosenCamera();
   } catch (error) {
     stop();
     showMessage(cameraMessage(error, START_HINT), 'error');
     return;
   }
+  if (!running) {
+    stopStream(stream);
+    return;
+  }
+  cameraStream = stream;
   showLocalPreview(cameraStream);
   await link.replaceStream(cameraStream);
   if (notice) hideMessage();
