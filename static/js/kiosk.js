@@ -12,6 +12,7 @@ import { DailyTally } from './tally.js';
 import { countFaces, LABELS, VerdictFilter, verdictFor } from './verdict.js';
 
 const CAMERA_RETRY_MS = 5000;
+const REFUSED_RETRY_MS = 60000;
 const CHIME_GAP_MS = 4000;
 const CHIME_SETTING_KEY = 'maskcheck.kiosk.chime';
 
@@ -181,6 +182,13 @@ function onLinkStatus(event) {
     verdicts.reset();
     showVerdict('offline');
     ui.video.srcObject = cameraStream;
+  }
+  if (linkStatus.state === 'failed') {
+    // Refused for good (wrong token, rejected offer): nobody will press a button at an entrance, so try
+    // again now and then in case the operator fixed the server.
+    setTimeout(() => {
+      if (link.state === 'failed' && cameraIsLive()) link.start(cameraStream);
+    }, REFUSED_RETRY_MS);
   }
 }
 
