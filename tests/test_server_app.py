@@ -10,10 +10,12 @@ from dataclasses import replace
 import aiohttp
 import numpy as np
 import pytest
+from aiortc import AudioStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from server.app import STATE, create_app
 from server.config import IceServer, ServerConfig
+from server.session import rtc_configuration
 from server.worker import FrameAnalyser
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 from vision.pipeline import Detection
@@ -208,3 +210,30 @@ async def test_each_session_gets_its_own_stream_analyser(http: aiohttp.ClientSes
                 await client.close()
     assert len(source.streams) == 2
     assert all(stream.calls >= 3 for stream in source.streams)
+
+
+def test_configured_ice_servers_reach_aiortc() -> None:
+    ice = (IceServer("turn:turn.example.org:3478", "user", "secret"), IceServer("stun:stun.example.org"))
+    servers = rtc_configuration(ice).iceServers or []
+    assert [(s.urls, s.username, s.credential) for s in servers] == [
+        ("turn:turn.example.org:3478", "user", "secret"),
+        ("stun:stun.example.org", None, None),
+    ]
+    assert rtc_configuration(()).iceServers == []
+
+
+async def test_audio_is_accepted_and_discarded_without_leftovers(http: aiohttp.ClientSession) -> None:
+    app = create_app(CONFIG, pipeline_factory=stand_in)
+    tasks_before = asyncio.all_tasks()
+    async with serve_app(app) as base_url:
+        client = CameraClient(FakeCameraTrack([blank_frame()]))
+        client.pc.addTrack(AudioStreamTrack())
+        try:
+            await client.connect(http, base_url)
+            await client.wait_for(lambda: len(client.messages) >= 3, 10.0, "detections")
+        finally:
+            await client.close()
+        registry = app[STATE].registry
+        await client.wait_for(lambda: len(registry) == 0, 5.0, "the session to close")
+    await asyncio.sleep(0.1)
+    assert [task for task in asyncio.all_tasks() - tasks_before if not task.done()] == []
