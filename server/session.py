@@ -165,8 +165,7 @@ class PeerSession:
         if track.kind == "video" and self.video is None:
             transceiver = next((t for t in self.pc.getTransceivers() if t.receiver.track is track), None)
             if transceiver is not None:
-                if self._recorder_factory is not None:
-                    self._recorder = self._recorder_factory(self.id)
+                self._recorder = self._start_recorder()
                 analyser = self._analyser_factory() if self._analyser_factory is not None else None
                 self.video = AnnotatedVideoTrack(
                     track, self._worker, self.id, self._metrics, self._publish, analyser
@@ -178,6 +177,16 @@ class PeerSession:
         self._blackhole.addTrack(track)
         self._spawn(self._blackhole.start())
         self._log.info("extra track discarded", extra={"kind": track.kind})
+
+    def _start_recorder(self) -> Recorder | None:
+        """The recorder with `--record`; one that cannot start (e.g. disk full) never stops the video."""
+        if self._recorder_factory is None:
+            return None
+        try:
+            return self._recorder_factory(self.id)
+        except Exception as exc:
+            self._log.error("recording could not start", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return None
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != DATA_CHANNEL_LABEL or self.channel is not None:

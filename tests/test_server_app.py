@@ -15,7 +15,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 
 from server.app import STATE, create_app
 from server.config import IceServer, ServerConfig
-from server.session import rtc_configuration
+from server.session import Recorder, rtc_configuration
 from server.worker import FrameAnalyser
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 from vision.pipeline import Detection
@@ -237,3 +237,12 @@ async def test_audio_is_accepted_and_discarded_without_leftovers(http: aiohttp.C
         await client.wait_for(lambda: len(registry) == 0, 5.0, "the session to close")
     await asyncio.sleep(0.1)
     assert [task for task in asyncio.all_tasks() - tasks_before if not task.done()] == []
+
+
+async def test_a_recorder_that_cannot_start_does_not_stop_the_video(http: aiohttp.ClientSession) -> None:
+    def unwritable(session_id: str) -> Recorder:
+        raise PermissionError(f"cannot write a recording for {session_id}")
+
+    app = create_app(CONFIG, pipeline_factory=stand_in, recorder_factory=unwritable)
+    async with serve_app(app) as base_url:
+        await good_offer_works(http, base_url)
