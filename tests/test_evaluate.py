@@ -220,3 +220,12 @@ def test_missing_model_and_missing_split_are_clear_errors(
     args = ["--scenes", str(folder), "--split", "val", "--json", out, "--classifier", str(colour_classifier)]
     assert main(args) == 2
     assert "val" in capsys.readouterr().err
+
+
+def test_detector_study_input_sizes_keep_the_frame_aspect() -> None:
+    from training.detector_study import network_input
+
+    assert network_input("400x400", (480, 640, 3)) == (400, 400)
+    assert network_input("aspect400", (480, 640, 3)) == (400, 300)
+    assert network_input("aspect400", (640, 480, 3)) == (300, 400)
+    assert network_input("aspect600", (366, 512, 3)) == (600, 428)
