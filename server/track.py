@@ -19,6 +19,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.reformatter import VideoReformatter
 
 from server.metrics import ServerMetrics
+from server.overlay import can_draw_in_place, draw_on_yuv420p
 from server.worker import AnalysisResult, AnalysisWorker, FrameAnalyser
 from vision.draw import draw_detections
 from vision.pipeline import Detection
@@ -51,7 +52,9 @@ def annotate_frame(
     size: tuple[int, int],
     reformatter: VideoReformatter,
 ) -> av.VideoFrame:
-    """A copy of `frame` with the detections (found in a frame of `size`) drawn on it; pts kept.
+    """A copy of `frame` with the detections (found in a frame of `size`) drawn on it, through BGR; pts kept.
+
+    For frames that `server.overlay` cannot draw into directly (odd sizes, formats other than yuv420p).
 
     `reformatter` belongs to the calling thread: the analysis worker converts the same frame at the same
     time, and two threads must never share one swscale context.
@@ -142,11 +145,20 @@ class AnnotatedVideoTrack(MediaStreamTrack):
         self._newest = None
         result = self._latest_result
         if result is not None and result.detections and time.monotonic() - result.received_at < STALE_AFTER_S:
-            frame = annotate_frame(frame, result.detections, (result.width, result.height), self._reformatter)
+            frame = self._annotate(frame, result)
         self.frames_sent += 1
         if self._metrics is not None:
             self._metrics.frames_sent.inc()
         return frame
+
+    def _annotate(self, frame: av.VideoFrame, result: AnalysisResult) -> av.VideoFrame:
+        """Draw in the decoded yuv420p planes where possible (no colour conversion), else via BGR."""
+        if can_draw_in_place(frame):
+            size = (frame.width, frame.height)
+            return draw_on_yuv420p(
+                frame, scale_detections(result.detections, (result.width, result.height), size)
+            )
+        return annotate_frame(frame, result.detections, (result.width, result.height), self._reformatter)
 
     def stop(self) -> None:
         """End the track: stop reading the source, leave the worker, wake a waiting recv()."""
