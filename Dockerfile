@@ -4,10 +4,13 @@
 # See docs/DEPLOY.md for every setting, TURN (docker-compose.yml) and scaling.
 FROM python:3.11-slim
 
+# MALLOC_MMAP_THRESHOLD_: frame-sized buffers are mmapped and given back when freed; with glibc's dynamic
+# threshold they stay resident and RSS creeps up over sessions (scripts/resources.py has the figures).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MALLOC_MMAP_THRESHOLD_=131072
 
 WORKDIR /app
 

@@ -260,7 +260,8 @@ def test_dockerfile_environment_is_accepted_by_the_server() -> None:
 
 
 def test_compose_uses_real_settings_and_they_parse() -> None:
-    compose = (ROOT / "docker-compose.yml").read_text()
+    lines = (ROOT / "docker-compose.yml").read_text().splitlines()
+    compose = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
     assert (
         set(re.findall(r"\bMASKCAM_(?:[A-Z]+_)*[A-Z]+\b", compose)) - {"MASKCAM_LAN_IP"} <= help_env_names()
     )
@@ -383,3 +384,11 @@ def test_deploy_md_flags_table_lists_only_real_flags() -> None:
     table_flags = set(re.findall(r"^\| `(--[a-z-]+)", doc, flags=re.MULTILINE))
     assert table_flags
     assert sorted(table_flags - help_flags()) == []
+
+
+def test_deployments_use_the_malloc_setting_the_cycle_test_measured() -> None:
+    from scripts.resources import MMAP_THRESHOLD_BYTES
+
+    assert _dockerfile_env()["MALLOC_MMAP_THRESHOLD_"] == str(MMAP_THRESHOLD_BYTES)
+    unit = (DEPLOY / "maskcam.service").read_text()
+    assert f"Environment=MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD_BYTES}" in unit

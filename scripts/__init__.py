@@ -1,0 +1,1 @@
+"""Operational scripts (robustness runs); importable so that tests share their measuring code."""
