@@ -4,6 +4,7 @@ channel with the right labels, and nothing left of the session after hang-up."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ async def run_session(
         recorder_factory=record if recorders is not None else None,
     )
     tasks_before = asyncio.all_tasks()
+    threads_before = set(threading.enumerate())
     async with serve_app(app) as base_url:
         state = app[STATE]
         client = CameraClient(FakeCameraTrack([scene.image], fps=30.0))
@@ -119,6 +121,12 @@ async def run_session(
     leftover = [task for task in asyncio.all_tasks() - tasks_before if not task.done()]
     leftover = [task for task in leftover if task is not asyncio.current_task()]
     after_hangup["tasks"] = leftover
+    # The event loop's default executor keeps its idle pool threads (asyncio_N) for reuse; nothing else stays.
+    after_hangup["threads"] = [
+        thread.name
+        for thread in set(threading.enumerate()) - threads_before
+        if not thread.name.startswith("asyncio_")
+    ]
     return client, client.messages, frame, after_hangup
 
 
@@ -127,6 +135,7 @@ def check_cleanup(after: dict[str, Any]) -> None:
     assert after["seconds"] < 5.0, f"hang-up took {after['seconds']:.1f} s to notice (idle timeout is 5 s)"
     assert after["worker_sessions"] == []
     assert after["tasks"] == [], f"tasks left behind: {after['tasks']}"
+    assert after["threads"] == [], f"threads left behind: {after['threads']}"
     assert 'maskcam_sessions_closed_total{cause="hangup"} 1.0' in after["metrics"]
 
 
