@@ -42,8 +42,9 @@ def draw_on_yuv420p(frame: av.VideoFrame, detections: Sequence[Detection]) -> av
     # with the black canvas.
     filled = cv2.dilate(canvas, _NEIGHBOURS)
     cv2.copyTo(canvas, touched.view(np.uint8), filled)
-    block_touched = (cv2.cvtColor(filled, cv2.COLOR_BGR2GRAY) > 0)[::2, ::2].reshape(height // 4, width)
-    mask = np.concatenate([touched, block_touched, block_touched])
+    block_touched = (cv2.cvtColor(filled, cv2.COLOR_BGR2GRAY) > 0)[::2, ::2].ravel()
+    # I420 layout: the Y rows, then the U plane, then the V plane, each packed row after row.
+    mask = np.concatenate([touched.ravel(), block_touched, block_touched]).reshape(data.shape)
     np.copyto(data, cv2.cvtColor(filled, cv2.COLOR_BGR2YUV_I420), where=mask)
 
     annotated = av.VideoFrame.from_ndarray(data, format="yuv420p")

@@ -92,3 +92,12 @@ def test_other_layouts_are_refused(width: int, height: int, fmt: str) -> None:
     assert not can_draw_in_place(frame)
     with pytest.raises(ValueError):
         draw_on_yuv420p(frame, DETECTIONS)
+
+
+@pytest.mark.parametrize(("width", "height"), [(2, 2), (6, 2), (640, 362), (480, 640)])
+def test_sizes_whose_chroma_planes_split_rows(width: int, height: int) -> None:
+    frame = camera_frame(width, height)
+    box = Detection(box=(0, 0, width // 2, height // 2), label="without_mask", score=0.9, face_confidence=0.9)
+    annotated = draw_on_yuv420p(frame, [box])
+    assert (annotated.width, annotated.height) == (width, height)
+    assert to_bgr(annotated)[0, 0, 2] > 150, "the red outline is not at the corner"
