@@ -246,3 +246,21 @@ async def test_a_recorder_that_cannot_start_does_not_stop_the_video(http: aiohtt
     app = create_app(CONFIG, pipeline_factory=stand_in, recorder_factory=unwritable)
     async with serve_app(app) as base_url:
         await good_offer_works(http, base_url)
+
+
+async def test_a_camera_that_stops_sending_is_closed_after_the_idle_timeout(
+    http: aiohttp.ClientSession,
+) -> None:
+    app = create_app(replace(CONFIG, idle_timeout=1.0), pipeline_factory=stand_in)
+    async with serve_app(app) as base_url:
+        # The peer stays connected but its camera stops after 15 frames, like a client that froze.
+        client = CameraClient(FakeCameraTrack([blank_frame()], limit=15))
+        registry = app[STATE].registry
+        try:
+            await client.connect(http, base_url)
+            await client.wait_for(lambda: client.frames_received > 0, 10.0, "video from the server")
+            await client.wait_for(lambda: len(registry) == 0, 5.0, "the idle session to close")
+        finally:
+            await client.close()
+        metrics = app[STATE].metrics.render().decode()
+        assert 'maskcam_sessions_closed_total{cause="idle"} 1.0' in metrics
