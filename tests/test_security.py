@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from server.app import create_app
+from server.config import ServerConfig
 from server.security import (
     CONTENT_SECURITY_POLICY,
     TOKEN_COOKIE,
     SlidingWindowLimiter,
     security_middlewares,
 )
+from server.worker import FrameAnalyser
+from tests.media_helpers import SlowAnalyser
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -214,3 +221,50 @@ def test_limiter_prunes_idle_addresses() -> None:
 def test_limiter_rejects_nonsense_settings() -> None:
     with pytest.raises(ValueError):
         SlidingWindowLimiter(0, 60.0, 10, FakeClock())
+
+
+# --- the real app ---------------------------------------------------------------------------------------
+
+
+def _stand_in(_: ServerConfig) -> FrameAnalyser:
+    return SlowAnalyser(0.001)
+
+
+async def test_real_app_with_token_serves_the_page_and_its_assets_through_the_cookie() -> None:
+    config = replace(ServerConfig(), token=TOKEN, offers_per_minute=0)
+    client = TestClient(TestServer(create_app(config, pipeline_factory=_stand_in)))
+    await client.start_server()
+    try:
+        for path in ("/", "/kiosk", "/config", "/metrics", "/static/js/app.js"):
+            assert (await client.get(path)).status == 401, path
+        assert (await client.post("/offer", json={"sdp": "v=0", "type": "offer"})).status == 401
+        assert (await client.get("/healthz")).status in (200, 503)
+        assert (await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})).status == 200
+
+        for page in ("/", "/kiosk"):
+            response = await client.get(f"{page}?token={TOKEN}")
+            assert response.status == 200
+            assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+            html = await response.text()
+            assets = re.findall(r'(?:href|src)="(static/[^"]+)"', html)
+            assert any(asset.endswith(".js") for asset in assets)
+            for asset in assets:
+                asset_response = await client.get(f"/{asset}")
+                assert asset_response.status == 200, asset
+                assert asset_response.headers["X-Content-Type-Options"] == "nosniff"
+        assert (await client.get("/config")).status == 200
+        # The page sends its token with the offer too; the offer then reaches the offer handler.
+        offer = await client.post(f"/offer?token={TOKEN}", json={"sdp": "v=0", "type": "offer"})
+        assert (await offer.json())["reason"] != "unauthorized"
+    finally:
+        await client.close()
+
+
+def test_static_pages_have_no_inline_script_or_style_that_the_policy_would_block() -> None:
+    static = Path(__file__).resolve().parents[1] / "static"
+    for page in sorted(static.glob("*.html")):
+        html = page.read_text()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), f"{page.name}: inline <script>"
+        assert "<style" not in html, f"{page.name}: inline <style>"
+        assert not re.search(r"\sstyle=", html), f"{page.name}: style attribute"
+        assert not re.search(r"\son[a-z]+=", html), f"{page.name}: inline event handler"
