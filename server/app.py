@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,6 @@ class ServerState:
     recorder_factory: RecorderFactory | None
     worker: AnalysisWorker | None = None
     analyser_factory: AnalyserFactory | None = None
-    background: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 STATE = web.AppKey("maskcam_state", ServerState)
@@ -241,7 +240,7 @@ async def _read_offer(request: web.Request) -> str:
         raise _Rejection(413, "too_large", f"Request body larger than {limit} bytes.") from exc
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise _Rejection(400, "bad_json", "The body is not valid JSON.") from exc
     if not isinstance(body, dict):
         raise _Rejection(400, "bad_json", 'The body must be a JSON object {"sdp": ..., "type": "offer"}.')

@@ -59,6 +59,7 @@ async def good_offer_works(http: aiohttp.ClientSession, base_url: str) -> None:
         (b"{not json", "application/json", 400, "bad_json"),
         (b"\xff\xfe\x00", "application/json", 400, "bad_json"),
         (b"[1, 2]", "application/json", 400, "bad_json"),
+        (b"[" * 30_000 + b"]" * 30_000, "application/json", 400, "bad_json"),
         (b'{"sdp": "v=0", "type": "answer"}', "application/json", 400, "bad_offer"),
         (b'{"type": "offer"}', "application/json", 400, "bad_offer"),
         (b'{"sdp": 12, "type": "offer"}', "application/json", 400, "bad_offer"),
