@@ -26,7 +26,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from bench.frames import Scene, moved, read_code, stamp_code, stream_scenes
+from bench.frames import Scene, moved_i420, read_code, stamp_code_i420, stream_scenes, to_i420
 
 VIDEO_CLOCK = 90000
 _TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
@@ -39,7 +39,7 @@ class SceneVideoTrack(MediaStreamTrack):
 
     def __init__(self, scenes: list[Scene], fps: float, scene_seconds: float) -> None:
         super().__init__()
-        self._scenes = scenes
+        self._scenes = [to_i420(scene.image) for scene in scenes]
         self._fps = fps
         self._scene_seconds = scene_seconds
         self._index = 0
@@ -60,9 +60,9 @@ class SceneVideoTrack(MediaStreamTrack):
             self._start = now - self._index / self._fps
         t = self._index / self._fps
         scene = self._scenes[int(t / self._scene_seconds) % len(self._scenes)]
-        image, _ = moved(scene, t)
-        stamp_code(image, self._index)
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p")
+        image = moved_i420(scene, t)
+        stamp_code_i420(image, self._index)
+        frame = av.VideoFrame.from_ndarray(image, format="yuv420p")
         frame.pts = round(t * VIDEO_CLOCK)
         frame.time_base = _TIME_BASE
         self.sent_at[self._index % 65536] = time.monotonic()
@@ -98,6 +98,8 @@ class ClientResult:
     latency_growth: float | None
     server_inference_ms_p50: float | None
     faces_per_message: float | None
+    client_cpu_percent: float | None = None
+    """This client process's CPU over the window (100 = one core): it shares the machine with the server."""
     error: str | None = None
 
 
@@ -199,15 +201,17 @@ async def run_client(
                 raise RuntimeError("no video came back within 20 s")
             await asyncio.sleep(0.05)
         await asyncio.sleep(warmup)
-        start = time.monotonic()
+        start, cpu_start = time.monotonic(), time.process_time()
         await asyncio.sleep(duration)
-        end = time.monotonic()
+        end, cpu_end = time.monotonic(), time.process_time()
     finally:
         await pc.close()
         for reader in readers:
             reader.cancel()
     sent = list(sender.sent_at.values())
-    return summarise(observations, sent, start, end, time.time() - time.monotonic())
+    result = summarise(observations, sent, start, end, time.time() - time.monotonic())
+    result.client_cpu_percent = (cpu_end - cpu_start) / (end - start) * 100.0
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,6 +115,35 @@ def moved(scene: Scene, t: float) -> tuple[np.ndarray, list[tuple[str, tuple[flo
     return frame, faces
 
 
+def to_i420(image: np.ndarray) -> np.ndarray:
+    """A BGR frame as planar YUV 4:2:0 (shape (H * 3 / 2, W)), the layout the VP8 encoder takes."""
+    return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+
+
+def moved_i420(i420: np.ndarray, t: float) -> np.ndarray:
+    """An I420 scene shifted by ``motion(t)`` rounded to even pixels: two plane copies, no resampling.
+
+    Cheap enough that several camera processes on a small machine leave the CPU to the server.
+    """
+    dx, dy = (2 * round(value / 2) for value in motion(t))
+    frame = np.empty_like(i420)
+    frame[:HEIGHT] = 16
+    frame[HEIGHT:] = 128
+    _shift_into(frame[:HEIGHT], i420[:HEIGHT], dx, dy)
+    source_chroma = i420[HEIGHT:].reshape(2, HEIGHT // 2, WIDTH // 2)
+    target_chroma = frame[HEIGHT:].reshape(2, HEIGHT // 2, WIDTH // 2)
+    for plane in range(2):
+        _shift_into(target_chroma[plane], source_chroma[plane], dx // 2, dy // 2)
+    return frame
+
+
+def _shift_into(target: np.ndarray, source: np.ndarray, dx: int, dy: int) -> None:
+    height, width = source.shape
+    target[max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = source[
+        max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)
+    ]
+
+
 def _code_bits(index: int) -> list[int]:
     value = index % (1 << CODE_BITS)
     check = ((value & 0xFF) ^ (value >> 8) ^ 0xA5) & 0xFF
@@ -129,6 +158,14 @@ def stamp_code(frame: np.ndarray, index: int) -> None:
         row, column = divmod(position, CODE_COLUMNS)
         top, left = y0 + row * CODE_BLOCK, x0 + column * CODE_BLOCK
         frame[top : top + CODE_BLOCK, left : left + CODE_BLOCK] = _LIGHT if bit else _DARK
+
+
+def stamp_code_i420(frame: np.ndarray, index: int) -> None:
+    """The frame code of ``stamp_code`` in an I420 frame: black/white luma blocks, neutral chroma."""
+    stamp_code(frame[:HEIGHT, :, np.newaxis], index)
+    x0, y0, x1, y1 = CODE_AREA
+    chroma = frame[HEIGHT:].reshape(2, HEIGHT // 2, WIDTH // 2)
+    chroma[:, y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = 128
 
 
 def read_code(luma: np.ndarray) -> int | None:

@@ -202,19 +202,21 @@ def streams_table(runs: Sequence[StreamRun]) -> str:
     """One row per client of each run, with the server's CPU and memory on every row of its run."""
     lines = [
         "| clients | client | fps received | detections/s | latency p50 ms | latency p95 ms "
-        "| first 5 s ms | last 5 s ms | growth | server CPU % | server peak RSS MB | machine CPU % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| first 5 s ms | last 5 s ms | growth | client CPU % | server CPU % | server peak RSS MB "
+        "| machine CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         for i, client in enumerate(run.per_client):
             if client.get("error"):
-                lines.append(f"| {run.clients} | {i} | error: {client['error']} |" + " |" * 9)
+                lines.append(f"| {run.clients} | {i} | error: {client['error']} |" + " |" * 10)
                 continue
             lines.append(
                 f"| {run.clients} | {i} | {_number(client['fps_received'])} "
                 f"| {_number(client['detections_per_s'])} | {_number(client['latency_p50_ms'], 0)} "
                 f"| {_number(client['latency_p95_ms'], 0)} | {_number(client['latency_first5s_ms'], 0)} "
                 f"| {_number(client['latency_last5s_ms'], 0)} | {_number(client['latency_growth'], 2)} "
+                f"| {_number(client.get('client_cpu_percent'), 0)} "
                 f"| {_number(run.server_cpu_percent, 0)} | {_number(run.server_peak_rss_mb, 0)} "
                 f"| {_number(run.machine_cpu_percent, 0)} |"
             )
