@@ -20,7 +20,7 @@ from tests.vision_helpers import (
 from training.matching import greedy_match, iou
 from training.voc import parse_voc
 from vision.crops import crop_face, square_crop_box
-from vision.detector import FaceDetector
+from vision.detector import FaceDetector, inside_fraction
 from vision.draw import draw_detections
 from vision.image_files import read_image
 from vision.labels import LABEL_COLOURS_BGR, LABELS
@@ -99,6 +99,21 @@ def test_grayscale_and_rgba_frames(detector: FaceDetector, conversion: str) -> N
     faces = detector.detect(frame)
     assert len(faces) == 1
     assert_inside([face.box for face in faces], 640, 480)
+
+
+@pytest.mark.parametrize("face_height", [400, 440])
+def test_close_up_face_gives_one_box_without_a_phantom(detector: FaceDetector, face_height: int) -> None:
+    # A face filling most of the frame, as at a kiosk: res10 adds a confident phantom box below and to
+    # the right, mostly outside the frame, which the detector must drop.
+    faces = detector.detect(frame_with_face(640, 480, face_height))
+    assert len(faces) == 1, faces
+    x0, _, x1, _ = faces[0].box
+    assert x0 < 320 < x1
+
+
+def test_inside_fraction_of_boxes() -> None:
+    boxes = np.array([[0.2, 0.2, 0.6, 0.6], [0.8, 0.5, 1.2, 1.5], [1.1, 0.0, 1.5, 0.5]], dtype=np.float32)
+    assert inside_fraction(boxes) == pytest.approx([1.0, 0.25, 0.0])
 
 
 def test_face_cut_by_the_frame_edge_gets_a_clipped_box(detector: FaceDetector) -> None:
