@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import av
+import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
@@ -24,6 +27,25 @@ from server.metrics import ServerMetrics
 from vision.pipeline import Detection
 
 logger = logging.getLogger(__name__)
+
+# Niceness of the analysis thread (Linux): decoding, drawing and encoding the video of every camera come
+# first, analysis takes the CPU that is left. Under load the detection rate falls, the video rate and
+# latency hold (bench/RESULTS.md: 4 cameras on 2 busy cores, 9 -> 25 fps received).
+ANALYSIS_NICENESS = 10
+
+
+def lower_analysis_priority() -> None:
+    """Give the calling thread, and OpenCV's work in it, a lower CPU priority than the video threads.
+
+    OpenCV runs single-threaded here: its own pool threads would not inherit this thread's niceness,
+    and with every core busy with video a second detector thread only adds contention.
+    """
+    cv2.setNumThreads(1)
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ANALYSIS_NICENESS)
+        except OSError as exc:
+            logger.warning("cannot lower the analysis thread's priority: %s", exc)
 
 
 class FrameAnalyser(Protocol):
@@ -174,6 +196,7 @@ class AnalysisWorker:
         return None
 
     def _run(self) -> None:
+        lower_analysis_priority()
         while True:
             with self._wakeup:
                 job = None
