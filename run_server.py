@@ -20,6 +20,7 @@ from server.analysis import load_pipeline
 from server.app import create_app
 from server.config import ServerConfig, parse_config
 from server.logs import configure_logging
+from server.memory import use_fixed_mmap_threshold
 from server.tls import ensure_self_signed, server_ssl_context
 from vision.classifier import ModelFileError
 from vision.detector import DetectorFileError
@@ -98,6 +99,7 @@ async def serve(config: ServerConfig, app: web.Application, ssl_context: ssl.SSL
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging(config.log_format, config.log_level)
+    use_fixed_mmap_threshold()
     try:
         pipeline = load_pipeline(config)
     except (ModelFileError, DetectorFileError) as exc:

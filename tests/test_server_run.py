@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import re
 import signal
 import ssl
@@ -19,6 +20,7 @@ import pytest
 from server.analysis import StreamAnalyserSource, StreamingPipeline, load_pipeline
 from server.config import PROJECT_ROOT, ServerConfig
 from server.logs import JsonFormatter, session_logger
+from server.memory import use_fixed_mmap_threshold
 from server.tls import ensure_self_signed, server_ssl_context
 from vision.pipeline import MaskDetectionPipeline
 from vision.stream import StreamAnalyser
@@ -155,3 +157,8 @@ def test_detect_every_chooses_full_pipeline_or_a_face_follower_per_stream(classi
     assert first.settings.detect_every == 4
     assert first.detector is second.detector is streaming.detector
     assert first.region_detector is second.region_detector
+
+
+def test_fixed_mmap_threshold_unless_the_operator_set_one() -> None:
+    assert use_fixed_mmap_threshold({"MALLOC_MMAP_THRESHOLD_": "65536"}) is False
+    assert use_fixed_mmap_threshold({}) is (platform.libc_ver()[0] == "glibc")
