@@ -8,8 +8,10 @@ import importlib.metadata
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from pathlib import Path
@@ -392,3 +394,53 @@ def test_deployments_use_the_malloc_setting_the_cycle_test_measured() -> None:
     assert _dockerfile_env()["MALLOC_MMAP_THRESHOLD_"] == str(MMAP_THRESHOLD_BYTES)
     unit = (DEPLOY / "maskcam.service").read_text()
     assert f"Environment=MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD_BYTES}" in unit
+
+
+@pytest.mark.slow
+def test_dockerfile_command_serves_https_that_the_healthcheck_accepts(tmp_path: Path) -> None:
+    """The image's ENTRYPOINT + CMD with its ENV (on loopback here), over --https, probed as Docker would."""
+    from tests.browser_helpers import free_port
+    from tests.vision_helpers import COMMITTED_ONNX, write_colour_classifier
+
+    by_keyword = dict(_dockerfile_instructions())
+    command = json.loads(by_keyword["ENTRYPOINT"]) + json.loads(by_keyword["CMD"])
+    assert command[0] == "python"
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("MASKCAM_")}
+    environment.update(_dockerfile_env())
+    environment.update(
+        {
+            "MASKCAM_HOST": "127.0.0.1",
+            "MASKCAM_PORT": str(free_port()),
+            "MASKCAM_HTTPS": "1",
+            "MASKCAM_CERT": str(tmp_path / "server.crt"),
+            "MASKCAM_KEY": str(tmp_path / "server.key"),
+        }
+    )
+    if not COMMITTED_ONNX.is_file():
+        environment["MASKCAM_CLASSIFIER"] = str(write_colour_classifier(tmp_path))
+    probe = [sys.executable, "deploy/healthcheck.py"]
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, *command[1:]], cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            subprocess.run(probe, cwd=ROOT, env=environment, capture_output=True, timeout=30).returncode != 0
+        ):
+            assert server.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the health check never passed"
+            time.sleep(0.5)
+        assert (tmp_path / "server.crt").is_file()
+        log_lines = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
+        assert log_lines and all(json.loads(line)["level"] for line in log_lines), "MASKCAM_LOG_FORMAT=json"
+        server.send_signal(signal.SIGTERM)  # Docker's STOPSIGNAL
+        assert server.wait(timeout=10) == 0
+        assert (
+            subprocess.run(probe, cwd=ROOT, env=environment, capture_output=True, timeout=30).returncode == 1
+        )
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
