@@ -95,10 +95,11 @@ def make_analyser(
     return analyser, classifier
 
 
+@pytest.mark.parametrize("follow", ["flow", "region"])
 def test_box_follows_a_moving_face(
-    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray]
+    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray], follow: str
 ) -> None:
-    analyser, _ = make_analyser(detector, region_detector)
+    analyser, _ = make_analyser(detector, region_detector, StreamSettings(follow=follow))
     frames = 40
     for i in range(frames):
         # 8 px per frame to the right and a vertical swing: a box left where the face was is 40 px off
@@ -110,6 +111,8 @@ def test_box_follows_a_moving_face(
         true_cx, true_cy = x + FACE_SIDE / 2, y + FACE_SIDE / 2
         assert abs(cx - true_cx) <= 20 and abs(cy - true_cy) <= 20, f"frame {i}: box off the face"
     assert analyser.full_detections <= frames // analyser.settings.detect_every + 1
+    if follow == "flow":
+        assert analyser.flow_follows > frames // 2, "the optical flow should have moved most boxes"
 
 
 def test_new_face_is_found_within_one_detection_interval(
