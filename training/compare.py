@@ -1,0 +1,156 @@
+"""The architecture x optimiser comparison: ``python -m training.compare RUNS_DIR``.
+
+Reads the ``training_metrics.json`` of each comparison run (``RUNS_DIR/compare_<arch>_<optimizer>/``,
+as ``training/gpu_run.sh`` writes them), measures the CPU latency per face of each architecture on
+this machine (batch 1, 2 threads, median after warm-up; latency does not depend on the weights, so
+freshly built networks are timed), and writes ``comparison.json`` plus a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.export import export_onnx
+from vision.classifier import ClassifierInfo
+from vision.labels import LABELS
+from vision.networks import ARCHITECTURES, build_network
+
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam")
+
+
+def median_ms(call: Callable[[], object], repeats: int, warmup: int = 10) -> float:
+    for _ in range(warmup):
+        call()
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        timings.append((time.perf_counter() - started) * 1000.0)
+    return statistics.median(timings)
+
+
+def cpu_latency(arch: str, input_size: int, threads: int, repeats: int) -> dict[str, float]:
+    """Milliseconds per face (batch 1) in torch eager and, for MobileNetV2, in onnxruntime."""
+    torch.set_num_threads(threads)
+    network = build_network(arch, len(LABELS)).eval()
+    batch = np.random.default_rng(0).random((1, 3, input_size, input_size), dtype=np.float32)
+    tensor = torch.from_numpy(batch)
+
+    def run_torch() -> object:
+        with torch.inference_mode():
+            return network(tensor)
+
+    latency = {"torch_eager_ms": median_ms(run_torch, repeats)}
+    if arch == "mobilenet_v2":
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.onnx"
+            export_onnx(network, ClassifierInfo(arch, LABELS, input_size, 0.15), path)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            latency["onnxruntime_ms"] = median_ms(lambda: session.run(None, {"crops": batch}), repeats)
+    return latency
+
+
+def run_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    test = metrics["test"]
+    return {
+        "arch": metrics["arch"],
+        "optimizer": metrics["optimizer"],
+        "epochs": metrics["epochs"],
+        "epochs_run": metrics["epochs_run"],
+        "stop_reason": metrics["stop_reason"],
+        "best_epoch": metrics["best_epoch"],
+        "weight_decay": metrics["weight_decay"],
+        "parameters": metrics["parameters"],
+        "checkpoint_bytes": metrics["checkpoint_bytes"],
+        "training_seconds": metrics["training_seconds"],
+        "device": metrics["device"],
+        "val_macro_f1": metrics["val"]["all"]["macro_f1"],
+        "test_accuracy": test["all"]["accuracy"],
+        "test_macro_f1": test["all"]["macro_f1"],
+        "test_binary_accuracy": test["all"]["binary_accuracy"],
+        "faces_test_binary_accuracy": test["faces"]["binary_accuracy"],
+        "scenes_test_macro_f1": test["scenes"]["macro_f1"],
+    }
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    header = (
+        "| arch | optimiser | params | file | CPU ms/face (torch / ORT) | test acc | test macro-F1 | "
+        "binary acc | faces binary acc | scenes macro-F1 | train time |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for row in rows:
+        latency = row["cpu_latency"]
+        ort_ms = f" / {latency['onnxruntime_ms']:.1f}" if "onnxruntime_ms" in latency else ""
+        lines.append(
+            f"| {row['arch']} | {row['optimizer']} | {row['parameters'] / 1e6:.1f} M | "
+            f"{row['checkpoint_bytes'] / 1e6:.1f} MB | {latency['torch_eager_ms']:.1f}{ort_ms} | "
+            f"{row['test_accuracy']:.4f} | {row['test_macro_f1']:.4f} | {row['test_binary_accuracy']:.4f} | "
+            f"{row['faces_test_binary_accuracy']:.4f} | {row['scenes_test_macro_f1']:.4f} | "
+            f"{row['training_seconds']:.0f} s |"
+        )
+    return header + "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.compare",
+        description="Gather the comparison runs' metrics, time each architecture on this CPU, write the table.",
+    )
+    parser.add_argument(
+        "runs", type=Path, help="folder holding compare_<arch>_<optimizer>/training_metrics.json"
+    )
+    parser.add_argument("--json", type=Path, default=Path("models/comparison.json"))
+    parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--repeats", type=int, default=200, help="timed calls per network (ResNet101: a quarter)"
+    )
+    args = parser.parse_args()
+
+    latency = {
+        arch: cpu_latency(
+            arch, args.input_size, args.threads, args.repeats if arch == "mobilenet_v2" else args.repeats // 4
+        )
+        for arch in ARCHITECTURES
+    }
+    rows = []
+    for arch in ARCHITECTURES:
+        for optimizer in OPTIMIZERS:
+            path = args.runs / f"compare_{arch}_{optimizer}" / "training_metrics.json"
+            if not path.is_file():
+                print(f"missing run: {path}")
+                continue
+            rows.append({**run_summary(json.loads(path.read_text())), "cpu_latency": latency[arch]})
+    table = markdown_table(rows)
+    result = {
+        "latency_setup": f"batch 1, {args.threads} threads, input {args.input_size}, median of {args.repeats} "
+        f"(ResNet101 {args.repeats // 4}) after warm-up, on this CPU",
+        "runs": rows,
+        "table_markdown": table,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(table)
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
