@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import av
 import numpy as np
 import pytest
 
+from scripts.cycle_test import wait_healthy
 from server import recorder as recorder_module
+from server.app import STATE, create_app
+from server.config import ServerConfig
 from server.recorder import SessionRecorder, pick_video_codec, safe_file_stem
+from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 
 
 def _frame(width: int, height: int, value: int = 0) -> np.ndarray:
@@ -220,3 +226,44 @@ def test_session_id_cannot_escape_the_directory(tmp_path: Path) -> None:
 
 def test_a_codec_is_available() -> None:
     assert pick_video_codec() in ("libx264", "h264", "mpeg4")
+
+
+# --- the real app with and without --record ----------------------------------------------------------
+
+
+async def _one_camera_session(config: ServerConfig) -> CameraClient:
+    app = create_app(config, pipeline_factory=lambda _: SlowAnalyser(0.005))
+    async with serve_app(app) as base_url, aiohttp.ClientSession() as http:
+        await wait_healthy(http, base_url)
+        client = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            await client.connect(http, base_url)
+            await client.wait_for(lambda: len(client.messages) >= 5, 20.0, "5 detection messages")
+        finally:
+            await client.close()
+        await client.wait_for(lambda: len(app[STATE].registry) == 0, 20.0, "the session to close")
+    return client
+
+
+async def test_record_flag_writes_the_sessions_video_and_messages(tmp_path: Path) -> None:
+    config = replace(ServerConfig(), offers_per_minute=0, record=tmp_path / "recordings")
+    client = await _one_camera_session(config)
+    [jsonl] = (tmp_path / "recordings").glob("*.jsonl")
+    [video] = (tmp_path / "recordings").glob("*.mp4")
+    assert client.session_id is not None and client.session_id in jsonl.name
+    lines = _jsonl(jsonl)
+    assert len(lines) >= 5
+    assert {line["message"]["session"] for line in lines} == {client.session_id}
+    assert {line["segment"] for line in lines} == {video.name}
+    frames = _decode(video)
+    assert len(frames) == len(lines)
+    assert frames[0].shape == (480, 640, 3)
+
+
+async def test_without_record_flag_no_recorder_is_ever_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a SessionRecorder was created without --record")
+
+    monkeypatch.setattr(recorder_module.SessionRecorder, "__init__", refuse)
+    client = await _one_camera_session(replace(ServerConfig(), offers_per_minute=0))
+    assert len(client.messages) >= 5
