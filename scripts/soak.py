@@ -64,6 +64,8 @@ class Interval:
     end_s: float
     server_rss_mb: float
     server_cpu_percent: float
+    machine_load: float
+    """1-minute load average of the whole machine: latency follows it on a shared machine."""
     cameras: dict[str, dict[str, float | None]]
 
 
@@ -121,6 +123,7 @@ def format_interval(interval: Interval) -> str:
         f"{interval.end_s:6.0f} s",
         f"RSS {interval.server_rss_mb:6.1f} MB",
         f"CPU {interval.server_cpu_percent:5.1f} %",
+        f"load {interval.machine_load:4.1f}",
     ]
     for name, figures in interval.cameras.items():
         p50, p95 = figures["latency_p50_ms"], figures["latency_p95_ms"]
@@ -200,6 +203,7 @@ async def soak(
                     end_s=now - started,
                     server_rss_mb=server.memory_info().rss / 2**20,
                     server_cpu_percent=server.cpu_percent(None),
+                    machine_load=os.getloadavg()[0],
                     cameras={camera.name: camera_figures(camera, window_start, now) for camera in connected},
                 )
                 intervals.append(interval)
