@@ -49,8 +49,9 @@ class StreamSettings:
     """Side of the search region around a face, in multiples of the face box's long side."""
     region_input: int = 128
     """Detector input (pixels, square) for one search region."""
-    max_followed: int = 3
-    """With more faces than this, every frame gets a full detection instead of region searches."""
+    max_followed: int = 20
+    """With more faces than this, every frame gets a full detection instead of following (bounds the
+    cost of a crowd whose small faces the flow cannot follow and the region search must)."""
     classify_every: int = 5
     """A face is re-classified at least every N analysed frames."""
     follow: str = "flow"
