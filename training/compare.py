@@ -89,11 +89,12 @@ def run_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
+def markdown_table(rows: list[dict[str, Any]], equal_epochs: int) -> str:
     header = (
-        "| arch | optimiser | params | file | CPU ms/face (torch / ORT) | test acc | test macro-F1 | "
-        "binary acc | faces binary acc | scenes macro-F1 | train time |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| arch | optimiser | params | file | CPU ms/face (torch / ORT) | epochs run (best) | "
+        f"val macro-F1, best of epochs 1-{equal_epochs} | test acc | test macro-F1 | binary acc | "
+        "faces binary acc | scenes macro-F1 | train time |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for row in rows:
@@ -102,6 +103,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {row['arch']} | {row['optimizer']} | {row['parameters'] / 1e6:.1f} M | "
             f"{row['checkpoint_bytes'] / 1e6:.1f} MB | {latency['torch_eager_ms']:.1f}{ort_ms} | "
+            f"{row['epochs_run']} ({row['best_epoch']}) | "
+            f"{row[f'best_val_macro_f1_first_{equal_epochs}_epochs']:.4f} | "
             f"{row['test_accuracy']:.4f} | {row['test_macro_f1']:.4f} | {row['test_binary_accuracy']:.4f} | "
             f"{row['faces_test_binary_accuracy']:.4f} | {row['scenes_test_macro_f1']:.4f} | "
             f"{row['training_seconds']:.0f} s |"
@@ -112,10 +115,16 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m training.compare",
-        description="Gather the comparison runs' metrics, time each architecture on this CPU, write the table.",
+        description="Gather the comparison runs' metrics, time each architecture on this CPU, write a table.",
     )
     parser.add_argument(
-        "runs", type=Path, help="folder holding compare_<arch>_<optimizer>/training_metrics.json"
+        "runs", type=Path, nargs="+", help="folders holding compare_<arch>_<optimizer>/training_metrics.json"
+    )
+    parser.add_argument(
+        "--equal-epochs",
+        type=int,
+        default=15,
+        help="also report the best val macro-F1 within this many epochs, a budget every run reached",
     )
     parser.add_argument("--json", type=Path, default=Path("models/comparison.json"))
     parser.add_argument("--input-size", type=int, default=128)
@@ -134,15 +143,26 @@ def main() -> None:
     rows = []
     for arch in ARCHITECTURES:
         for optimizer in OPTIMIZERS:
-            path = args.runs / f"compare_{arch}_{optimizer}" / "training_metrics.json"
-            if not path.is_file():
-                print(f"missing run: {path}")
+            name = f"compare_{arch}_{optimizer}"
+            paths = [folder / name / "training_metrics.json" for folder in args.runs]
+            found = [path for path in paths if path.is_file()]
+            if not found:
+                print(f"missing run: {name}")
                 continue
-            rows.append({**run_summary(json.loads(path.read_text())), "cpu_latency": latency[arch]})
-    table = markdown_table(rows)
+            metrics = json.loads(found[0].read_text())
+            rows.append(
+                {
+                    **run_summary(metrics),
+                    f"best_val_macro_f1_first_{args.equal_epochs}_epochs": max(
+                        row["val_macro_f1"] for row in metrics["history"][: args.equal_epochs]
+                    ),
+                    "cpu_latency": latency[arch],
+                }
+            )
+    table = markdown_table(rows, args.equal_epochs)
     result = {
-        "latency_setup": f"batch 1, {args.threads} threads, input {args.input_size}, median of {args.repeats} "
-        f"(ResNet101 {args.repeats // 4}) after warm-up, on this CPU",
+        "latency_setup": f"batch 1, {args.threads} threads, input {args.input_size}, median of "
+        f"{args.repeats} (ResNet101 {args.repeats // 4}) after warm-up, on this CPU",
         "runs": rows,
         "table_markdown": table,
     }
