@@ -81,5 +81,5 @@ def save_contact_sheet(
         top, left = header + row * tile_height, column * SHEET_TILE
         sheet[top : top + tile_height, left : left + SHEET_TILE] = tile
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), sheet):
+    if not cv2.imwrite(str(path), sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"cannot write {path}")

@@ -312,6 +312,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from training.eval_figures import save_confusion_png, save_contact_sheet
 
         title = f"{root.name} ({args.split or 'all'})"
+        if args.scenes is not None:
+            title += ", end to end" if args.boxes == "detected" else ", annotated boxes"
         if args.confusion_png is not None:
             save_confusion_png(report["confusion"], args.confusion_png, title)
         if args.errors_png is not None:
