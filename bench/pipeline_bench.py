@@ -9,7 +9,8 @@ each in its own process (so torch's and onnxruntime's threads never meet):
 - ``per_frame``: this project's detector + ONNX classifier at 128 with all faces in one batch, on every
   frame (what the evaluation command measures on still photos);
 - ``stream``: ``vision.stream.StreamAnalyser`` as the server runs it per session (full detection on
-  every N-th frame, faces followed in between, periodic re-classification).
+  every N-th frame, faces followed in between, periodic re-classification), with OpenCV on one thread
+  as in the server's analysis thread (the other two use OpenCV's default of all cores).
 
 Per frame: detection, classification, drawing and total milliseconds; and, against the photos'
 annotations moved with the frame, face recall and classification accuracy, so a faster pipeline can
@@ -155,7 +156,12 @@ def _make_analyse(variant: str, settings: PipelineSettings, clock: StageClock) -
         pipeline = MaskDetectionPipeline(TimedDetector(clock), classifier)  # type: ignore[arg-type]
         return pipeline.analyse, None
     if variant == "stream":
+        import cv2
+
         from vision.stream import StreamAnalyser, StreamSettings
+
+        # As in the server's analysis thread (server/worker.py): OpenCV on one thread.
+        cv2.setNumThreads(1)
 
         stream_settings = StreamSettings()
         region_detector = TimedDetector(clock, input_size=(stream_settings.region_input,) * 2)
