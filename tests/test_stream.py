@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -97,7 +98,10 @@ def make_analyser(
 
 @pytest.mark.parametrize("follow", ["flow", "region"])
 def test_box_follows_a_moving_face(
-    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray], follow: str
+    detector: FaceDetector,
+    region_detector: FaceDetector,
+    faces: list[np.ndarray],
+    follow: Literal["flow", "region"],
 ) -> None:
     analyser, _ = make_analyser(detector, region_detector, StreamSettings(follow=follow))
     frames = 40
@@ -185,3 +189,25 @@ def test_many_faces_get_a_full_detection_every_frame(
         detections = analyser.analyse(crowd)
     assert len(detections) == 6
     assert analyser.full_detections == 6
+
+
+def test_odd_frames_between_faces_give_boxes_inside_the_frame(
+    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray]
+) -> None:
+    analyser, _ = make_analyser(detector, region_detector)
+    face_frame = scene([(faces[0], 250, 160)])
+    odd_frames = [
+        np.zeros((480, 640, 3), np.uint8),
+        np.zeros((2, 2, 3), np.uint8),
+        np.zeros((1, 1), np.uint8),
+        cv2.cvtColor(face_frame, cv2.COLOR_BGR2GRAY),
+        cv2.cvtColor(cv2.resize(face_frame, (321, 239)), cv2.COLOR_BGR2BGRA),
+        cv2.resize(face_frame, (240, 320)),
+    ]
+    for odd in odd_frames:
+        for frame in (face_frame, odd, odd):
+            height, width = frame.shape[:2]
+            for detection in analyser.analyse(frame):
+                x0, y0, x1, y1 = detection.box
+                assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+    assert len(analyser.analyse(face_frame)) == 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import cv2
 import numpy as np
@@ -54,7 +54,7 @@ class StreamSettings:
     cost of a crowd whose small faces the flow cannot follow and the region search must)."""
     classify_every: int = 5
     """A face is re-classified at least every N analysed frames."""
-    follow: str = "flow"
+    follow: Literal["flow", "region"] = "flow"
     """How faces are followed between full detections: ``region`` (re-detection around the last box)
     or ``flow`` (the box moved with the optical flow of points on the face; region when flow fails)."""
     max_misses: int = 1
