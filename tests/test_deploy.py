@@ -235,8 +235,6 @@ def test_dockerfile_copies_exist_and_pass_dockerignore() -> None:
     assert ignore[ignore.index("*") if "*" in ignore else 0] == "*", ".dockerignore must start from nothing"
     for source in sources:
         assert source.rstrip("/") in included, f"{source} is copied but excluded by .dockerignore"
-        if source == "models/mask_classifier.onnx" and not (ROOT / source).exists():
-            continue  # the trained model lands with the training work; the image needs it then.
         assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
 
 
