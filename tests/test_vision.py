@@ -205,6 +205,7 @@ def backend_parity_crops(count: int) -> list[np.ndarray]:
     return crops
 
 
+@pytest.mark.slow
 def test_onnx_and_torch_backends_give_the_same_probabilities() -> None:
     if not (COMMITTED_ONNX.is_file() and COMMITTED_TORCH.is_file()):
         pytest.skip(f"needs the trained models {COMMITTED_ONNX.name} and {COMMITTED_TORCH.name} in models/")

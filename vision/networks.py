@@ -15,6 +15,9 @@ _STD = (0.229, 0.224, 0.225)
 class Normalise(nn.Module):
     """Mean/std normalisation as the first layer, so exported models take plain [0, 1] RGB."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
