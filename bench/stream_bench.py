@@ -152,8 +152,14 @@ def run_streams(
                 )
                 for i, output in enumerate(outputs)
             ]
-            for process in processes:
-                process.wait(timeout=duration + warmup + 120)
+            try:
+                for process in processes:
+                    process.wait(timeout=duration + warmup + 120)
+            finally:
+                for process in processes:
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait()
         per_client = [_read_json(output) for output in outputs]
         windows = [c for c in per_client if "window_start_unix" in c]
         start = max((c["window_start_unix"] for c in windows), default=0.0)
