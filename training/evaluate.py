@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--confidence", type=float, default=DEFAULT_CONFIDENCE, help="face detector threshold (default 0.5)"
     )
+    parser.add_argument("--prototxt", type=Path, help="face detector prototxt (default: the packaged res10)")
+    parser.add_argument("--caffemodel", type=Path, help="face detector weights (default: the packaged res10)")
     parser.add_argument(
         "--detector-size",
         type=parse_size,
@@ -299,7 +301,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.boxes == "annotated":
             predictor = annotated_faces(classifier)
         else:
-            detector = FaceDetector(input_size=args.detector_size, confidence=args.confidence)
+            detector = FaceDetector(
+                args.prototxt, args.caffemodel, input_size=args.detector_size, confidence=args.confidence
+            )
             settings.update(
                 iou=args.iou, confidence=args.confidence, detector_size="{}x{}".format(*args.detector_size)
             )
