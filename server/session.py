@@ -9,6 +9,7 @@ so nothing of it stays behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -272,19 +273,22 @@ class PeerSession:
             self.video.stop()
             await self.video.wait_closed()
         self._worker.close(self.id)
-        await self._blackhole.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks))
-        if self._recorder is not None:
-            await asyncio.to_thread(self._recorder.close)
-        await self.pc.close()
-        if self._watchdog is not None and self._watchdog is not asyncio.current_task():
-            await asyncio.wait([self._watchdog])
-        self.channel = None
-        self._metrics.sessions_closed.labels(cause=cause).inc()
-        self._on_closed(self)
+        try:
+            await self._blackhole.stop()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(list(self._tasks))
+            if self._recorder is not None:
+                await asyncio.to_thread(self._recorder.close)
+            await self._close_peer_connection()
+            if self._watchdog is not None and self._watchdog is not asyncio.current_task():
+                await asyncio.wait([self._watchdog])
+        finally:
+            # Whatever failed above, the session must leave the registry, or its place is lost for good.
+            self.channel = None
+            self._metrics.sessions_closed.labels(cause=cause).inc()
+            self._on_closed(self)
         self._log.info(
             "session closed",
             extra={
@@ -293,6 +297,21 @@ class PeerSession:
                 "frames_sent": self.video.frames_sent if self.video else 0,
             },
         )
+
+    async def _close_peer_connection(self) -> None:
+        """Close the peer; aiortc raises when a negotiation failed half-way (an m-line without a=mid)."""
+        try:
+            await self.pc.close()
+        except Exception as exc:
+            self._log.warning(
+                "peer connection did not close cleanly", extra={"error": f"{type(exc).__name__}: {exc}"}
+            )
+            for transceiver in self.pc.getTransceivers():
+                dtls = transceiver.receiver.transport
+                if dtls is not None:
+                    with contextlib.suppress(Exception):
+                        await dtls.stop()
+                        await dtls.transport.stop()
 
 
 class SessionRegistry:

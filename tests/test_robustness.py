@@ -543,6 +543,26 @@ def test_fuzzed_offers_never_get_a_500_and_the_server_stays_healthy() -> None:
     assert statuses.get(400, 0) > 0
 
 
+async def test_offers_that_break_aiortc_half_way_get_400_and_free_their_place(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Found by the fuzz test: a video m-line without a=mid makes aiortc fail in createAnswer and again in
+    close(); that was a 500 and a place in --max-sessions lost for good (2 such offers locked out 2)."""
+    sdp = await asyncio.to_thread(real_offer_sdp)
+    broken = "\r\n".join(line for line in sdp.split("\r\n") if line != "a=mid:0")
+    config = replace(ServerConfig(), offers_per_minute=0, max_sessions=2)
+    app = create_app(config, pipeline_factory=stand_in)
+    async with serve_app(app) as base_url:
+        await wait_healthy(http, base_url)
+        for _ in range(config.max_sessions + 2):
+            async with http.post(f"{base_url}/offer", json={"type": "offer", "sdp": broken}) as response:
+                assert response.status == 400
+                assert (await response.json())["reason"] == "bad_sdp"
+        assert len(app[STATE].registry) == 0
+        sessions = await run_camera_process(base_url, 1)
+        assert int(sessions[0]["frames"]) >= 5
+
+
 async def _camera_works(base_url: str) -> bool:
     sessions = await run_camera_process(base_url, 1)
     return len(sessions) == 1 and int(sessions[0]["frames"]) >= 5
