@@ -2,7 +2,7 @@
 
 Reads the ``training_metrics.json`` of each comparison run (``RUNS_DIR/compare_<arch>_<optimizer>/``,
 as ``training/gpu_run.sh`` writes them), measures the CPU latency per face of each architecture on
-this machine (batch 1, 2 threads, median after warm-up; latency does not depend on the weights, so
+this machine (batch 1, 2 and 1 threads, median after warm-up; latency does not depend on the weights, so
 freshly built networks are timed), and writes ``comparison.json`` plus a Markdown table.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -28,11 +29,13 @@ from vision.networks import ARCHITECTURES, build_network
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam")
 
 
-def median_ms(call: Callable[[], object], repeats: int, warmup: int = 10) -> float:
+def median_ms(call: Callable[[], object], repeats: int, warmup: int = 5, max_seconds: float = 30.0) -> float:
+    """Median time of ``repeats`` calls, fewer (at least 10) where they would take over ``max_seconds``."""
     for _ in range(warmup):
         call()
-    timings = []
-    for _ in range(repeats):
+    timings: list[float] = []
+    deadline = time.perf_counter() + max_seconds
+    while len(timings) < repeats and (len(timings) < 10 or time.perf_counter() < deadline):
         started = time.perf_counter()
         call()
         timings.append((time.perf_counter() - started) * 1000.0)
@@ -90,19 +93,25 @@ def run_summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown_table(rows: list[dict[str, Any]], equal_epochs: int) -> str:
+    threads = list(rows[0]["cpu_latency"]) if rows else []
     header = (
-        "| arch | optimiser | params | file | CPU ms/face (torch / ORT) | epochs run (best) | "
+        "| arch | optimiser | params | file | "
+        + "".join(f"CPU ms/face, {key.replace('_', ' ')} (torch / ORT) | " for key in threads)
+        + "epochs run (best) | "
         f"val macro-F1, best of epochs 1-{equal_epochs} | test acc | test macro-F1 | binary acc | "
-        "faces binary acc | scenes macro-F1 | train time |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "faces binary acc | scenes macro-F1 | train time |\n" + "|---" * (12 + len(threads)) + "|\n"
     )
     lines = []
     for row in rows:
-        latency = row["cpu_latency"]
-        ort_ms = f" / {latency['onnxruntime_ms']:.1f}" if "onnxruntime_ms" in latency else ""
+        latency = "".join(
+            f"{timing['torch_eager_ms']:.1f}"
+            + (f" / {timing['onnxruntime_ms']:.1f}" if "onnxruntime_ms" in timing else "")
+            + " | "
+            for timing in row["cpu_latency"].values()
+        )
         lines.append(
             f"| {row['arch']} | {row['optimizer']} | {row['parameters'] / 1e6:.1f} M | "
-            f"{row['checkpoint_bytes'] / 1e6:.1f} MB | {latency['torch_eager_ms']:.1f}{ort_ms} | "
+            f"{row['checkpoint_bytes'] / 1e6:.1f} MB | {latency}"
             f"{row['epochs_run']} ({row['best_epoch']}) | "
             f"{row[f'best_val_macro_f1_first_{equal_epochs}_epochs']:.4f} | "
             f"{row['test_accuracy']:.4f} | {row['test_macro_f1']:.4f} | {row['test_binary_accuracy']:.4f} | "
@@ -128,16 +137,19 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=Path("models/comparison.json"))
     parser.add_argument("--input-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2, 1], help="thread counts to time")
     parser.add_argument(
         "--repeats", type=int, default=200, help="timed calls per network (ResNet101: a quarter)"
     )
     args = parser.parse_args()
 
     latency = {
-        arch: cpu_latency(
-            arch, args.input_size, args.threads, args.repeats if arch == "mobilenet_v2" else args.repeats // 4
-        )
+        arch: {
+            f"{threads}_threads": cpu_latency(
+                arch, args.input_size, threads, args.repeats if arch == "mobilenet_v2" else args.repeats // 4
+            )
+            for threads in args.threads
+        }
         for arch in ARCHITECTURES
     }
     rows = []
@@ -161,8 +173,9 @@ def main() -> None:
             )
     table = markdown_table(rows, args.equal_epochs)
     result = {
-        "latency_setup": f"batch 1, {args.threads} threads, input {args.input_size}, median of "
-        f"{args.repeats} (ResNet101 {args.repeats // 4}) after warm-up, on this CPU",
+        "latency_setup": f"batch 1, input {args.input_size}, median of up to {args.repeats} calls "
+        f"(ResNet101 {args.repeats // 4}; at most 30 s each) after warm-up, on this CPU",
+        "load_average_during_timing": os.getloadavg(),
         "runs": rows,
         "table_markdown": table,
     }
