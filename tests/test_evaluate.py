@@ -229,3 +229,13 @@ def test_detector_study_input_sizes_keep_the_frame_aspect() -> None:
     assert network_input("aspect400", (480, 640, 3)) == (400, 300)
     assert network_input("aspect400", (640, 480, 3)) == (300, 400)
     assert network_input("aspect600", (366, 512, 3)) == (600, 428)
+
+
+def test_missing_detector_file_is_a_clear_error(
+    tmp_path: Path, colour_classifier: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_scene_dataset(tmp_path, {"a.jpg": "test"})
+    args = ["--scenes", str(folder), "--json", str(tmp_path / "r.json")]
+    args += ["--classifier", str(colour_classifier)]
+    assert main([*args, "--prototxt", str(tmp_path / "missing.prototxt")]) == 2
+    assert "missing.prototxt" in capsys.readouterr().err
