@@ -113,15 +113,23 @@ def test_hand_written_voc_gives_the_known_answer(tmp_path: Path) -> None:
     assert stricter["recall"] == pytest.approx(2 / 4)
 
 
-def test_macro_f1_leaves_out_classes_without_true_faces() -> None:
+def test_macro_f1_counts_the_classes_in_truth_or_predictions() -> None:
     confusion = {
         "with_mask": {"with_mask": 9, "without_mask": 1, "mask_worn_incorrectly": 0},
         "without_mask": {"with_mask": 0, "without_mask": 5, "mask_worn_incorrectly": 0},
         "mask_worn_incorrectly": {"with_mask": 0, "without_mask": 0, "mask_worn_incorrectly": 0},
     }
     metrics = classification_metrics(confusion)
+    # A class that occurs in neither truth nor predictions is left out.
     assert metrics["f1_mask_worn_incorrectly"] is None
     assert metrics["macro_f1"] == pytest.approx((18 / 19 + 10 / 11) / 2)
+    assert metrics["accuracy_binary"] == pytest.approx(14 / 15)
+    # Predicting a class that has no true faces makes its F1 zero and lowers the mean, as in
+    # scikit-learn; the binary view does not mind (both are violations).
+    confusion["without_mask"] = {"with_mask": 0, "without_mask": 4, "mask_worn_incorrectly": 1}
+    metrics = classification_metrics(confusion)
+    assert metrics["f1_mask_worn_incorrectly"] == 0.0
+    assert metrics["macro_f1"] == pytest.approx((18 / 19 + 8 / 10 + 0.0) / 3)
     assert metrics["accuracy_binary"] == pytest.approx(14 / 15)
 
 

@@ -118,35 +118,34 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 
 
 def classification_metrics(confusion: dict[str, dict[str, int]]) -> dict[str, float | None]:
-    """3-class accuracy, macro-F1 over the classes present in the truth, and binary accuracy.
+    """3-class accuracy, macro-F1, binary accuracy and per-class F1 of a confusion table.
 
     Binary: compliant (with_mask) against violation (the other two), the decision an entrance makes.
-    A class with no true faces is left out of the macro average: its F1 is undefined, not zero.
+    Macro-F1 is ``training.metrics.macro_f1`` (the mean over the classes that occur in the truth or
+    the predictions, as scikit-learn does), the same function training reports with. A class that
+    occurs in neither has no F1 (None).
     """
-    total = sum(sum(row.values()) for row in confusion.values())
-    correct = sum(confusion[label].get(label, 0) for label in confusion)
-    binary_correct = sum(
-        count
-        for true_label, row in confusion.items()
-        for predicted_label, count in row.items()
-        if is_compliant(true_label) == is_compliant(predicted_label)
+    from training.metrics import macro_f1
+
+    matrix = np.array([[confusion[t][p] for p in LABELS] for t in LABELS], dtype=np.int64)
+    total = int(matrix.sum())
+    compliant = np.array([is_compliant(label) for label in LABELS])
+    binary_correct = int(
+        sum(
+            matrix[t, p]
+            for t in range(len(LABELS))
+            for p in range(len(LABELS))
+            if compliant[t] == compliant[p]
+        )
     )
-    f1_scores = []
     per_class: dict[str, float | None] = {}
-    for label in LABELS:
-        support = sum(confusion.get(label, {}).values())
-        predicted = sum(row.get(label, 0) for row in confusion.values())
-        true_positive = confusion.get(label, {}).get(label, 0)
-        if support == 0:
-            per_class[f"f1_{label}"] = None
-            continue
-        f1 = 2 * true_positive / (support + predicted)
-        per_class[f"f1_{label}"] = f1
-        f1_scores.append(f1)
+    for index, label in enumerate(LABELS):
+        occurrences = int(matrix[index, :].sum() + matrix[:, index].sum())
+        per_class[f"f1_{label}"] = 2 * int(matrix[index, index]) / occurrences if occurrences else None
     return {
         "classified": total,
-        "accuracy_3class": _ratio(correct, total),
-        "macro_f1": float(np.mean(f1_scores)) if f1_scores else None,
+        "accuracy_3class": _ratio(int(np.trace(matrix)), total),
+        "macro_f1": macro_f1(matrix) if total else None,
         "accuracy_binary": _ratio(binary_correct, total),
         **per_class,
     }
