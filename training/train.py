@@ -200,23 +200,20 @@ def split_reports(
     for name, indices in groups.items():
         if len(indices) == 0:
             continue
-        loader = _loader(CropDataset(cache, indices, transform), args, shuffle=False)
+        loader = _loader(CropDataset(cache, indices, transform), args)
         predicted, truth, _ = predict(network, loader, device)
         reports[name] = classification_report(truth, predicted)
     return reports
 
 
 def _loader(
-    dataset: CropDataset,
-    args: argparse.Namespace,
-    shuffle: bool,
-    sampler: WeightedRandomSampler | None = None,
+    dataset: CropDataset, args: argparse.Namespace, sampler: WeightedRandomSampler | None = None
 ) -> DataLoader[Any]:
+    """Training batches drawn by ``sampler``, or evaluation batches (larger, in order) without one."""
     return DataLoader(
         dataset,
         batch_size=args.batch_size if sampler is not None else max(args.batch_size, 256),
         sampler=sampler,
-        shuffle=shuffle and sampler is None,
         num_workers=args.workers,
         worker_init_fn=_worker_init if args.workers > 0 else None,
         pin_memory=args.device == "cuda",
@@ -278,7 +275,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     train_loader = _loader(
         CropDataset(cache, train_indices, partial(_train_transform, size=args.input_size, context=context)),
         args,
-        shuffle=True,
         sampler=sampler,
     )
     val_loader = _loader(
@@ -286,7 +282,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             cache, cache.indices("val"), partial(_eval_transform, size=args.input_size, context=context)
         ),
         args,
-        shuffle=False,
     )
 
     network = build_network(args.arch, len(LABELS)).to(device).to(memory_format=torch.channels_last)
