@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import importlib.metadata
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -442,3 +446,91 @@ def test_dockerfile_command_serves_https_that_the_healthcheck_accepts(tmp_path: 
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+# --- TURN (coturn from Debian, when installed) ------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("turnserver") is None, reason="needs coturn (apt-get install coturn)")
+async def test_turn_config_relays_a_relay_only_camera_to_the_server(tmp_path: Path) -> None:
+    """deploy/turnserver.conf with the options docker-compose.yml adds: a camera that may only use the
+    relay (as one behind a strict NAT) gets its annotated video back; a wrong password gets nothing."""
+    import aiohttp
+    from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+    from run_server import lan_addresses
+    from scripts.cycle_test import wait_healthy
+    from server.app import create_app
+    from server.config import IceServer, ServerConfig
+    from tests.browser_helpers import free_port
+    from tests.media_helpers import FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
+
+    addresses = lan_addresses()
+    if not addresses:
+        pytest.skip("no non-loopback IPv4 address: aiortc gathers no candidate a relay could reach")
+    address, port = addresses[0], free_port()
+    turn = subprocess.Popen(
+        [
+            "turnserver",
+            "-c",
+            str(DEPLOY / "turnserver.conf"),
+            "--user=maskcam:pa55",
+            f"--external-ip={address}",
+            f"--allowed-peer-ip={address}",
+            f"--listening-port={port}",
+            f"--pidfile={tmp_path / 'turn.pid'}",
+            f"--userdb={tmp_path / 'turndb'}",
+        ],
+        stdout=(tmp_path / "turn.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"turn:{address}:{port}"
+
+    async def frames_through_relay(base_url: str, http: aiohttp.ClientSession, password: str) -> int:
+        configuration = RTCConfiguration(
+            iceServers=[RTCIceServer(urls=url, username="maskcam", credential=password)],
+            iceTransportPolicy=RTCIceTransportPolicy.RELAY,
+        )
+        pc = RTCPeerConnection(configuration)
+        received: list[object] = []
+        readers: list[asyncio.Task[None]] = []
+
+        async def read(track: Any) -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    received.append(await track.recv())
+
+        pc.on("track", lambda track: readers.append(asyncio.ensure_future(read(track))))
+        pc.addTrack(FakeCameraTrack([blank_frame()]))
+        pc.createDataChannel("detections")
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = {"sdp": pc.localDescription.sdp, "type": "offer"}
+            async with http.post(f"{base_url}/offer", json=offer) as response:
+                answer = await response.json()
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+            deadline = time.monotonic() + 15.0
+            while len(received) < 10 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            return len(received)
+        finally:
+            await pc.close()
+            for reader in readers:
+                reader.cancel()
+
+    try:
+        time.sleep(1.0)
+        assert turn.poll() is None, (tmp_path / "turn.log").read_text()[-2000:]
+        config = replace(
+            ServerConfig(), offers_per_minute=0, ice_servers=(IceServer(url, "maskcam", "pa55"),)
+        )
+        app = create_app(config, pipeline_factory=lambda _: SlowAnalyser(0.005))
+        async with serve_app(app) as base_url, aiohttp.ClientSession() as http:
+            await wait_healthy(http, base_url)
+            assert await frames_through_relay(base_url, http, "pa55") >= 10
+            assert await frames_through_relay(base_url, http, "wrong") == 0
+    finally:
+        turn.terminate()
+        turn.wait(timeout=10)
