@@ -89,7 +89,9 @@ def scene_split(dataset_dir: Path, split: str | None) -> list[str] | None:
     return names
 
 
-def load_scene_annotations(dataset_dir: str | Path, split: str | None = None) -> list[tuple[Path, SceneAnnotation]]:
+def load_scene_annotations(
+    dataset_dir: str | Path, split: str | None = None
+) -> list[tuple[Path, SceneAnnotation]]:
     """(image path, annotation) for every annotated image of a dataset folder, optionally one split."""
     dataset_dir = Path(dataset_dir)
     images_dir, annotations_dir = dataset_dir / "images", dataset_dir / "annotations"

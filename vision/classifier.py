@@ -64,10 +64,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class MaskClassifier:
-    """Classifies face crops; all faces of a frame go through the network in one batch."""
+    """Classifies face crops; all faces of a frame go through the network in one batch.
 
-    def __init__(self, model_path: str | Path, threads: int = 2) -> None:
+    With ``flip_average`` (the default) each crop is also classified mirrored, in the same batch, and
+    the two probability vectors are averaged: on the validation crops this raised binary accuracy by
+    0.4-0.8 points for about 1 ms per face (see models/MODEL_CARD.md).
+    """
+
+    def __init__(self, model_path: str | Path, threads: int = 2, flip_average: bool = True) -> None:
         path = Path(model_path)
+        self.flip_average = flip_average
         if not path.is_file():
             raise ModelFileError(f"classifier model not found: {path}")
         self.model_path = path
@@ -95,7 +101,11 @@ class MaskClassifier:
         """Class probabilities, shape (len(crops), len(labels)), for BGR crops of input_size."""
         if len(crops) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return softmax(self._run(crops_to_batch(crops))).astype(np.float32)
+        batch = crops_to_batch(crops)
+        if not self.flip_average:
+            return softmax(self._run(batch)).astype(np.float32)
+        both = softmax(self._run(np.concatenate([batch, batch[..., ::-1]])))
+        return ((both[: len(crops)] + both[len(crops) :]) / 2.0).astype(np.float32)
 
     def predict_boxes(self, image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
         """Class probabilities for each face box of a BGR image, in one batch."""
