@@ -534,3 +534,27 @@ async def test_turn_config_relays_a_relay_only_camera_to_the_server(tmp_path: Pa
     finally:
         turn.terminate()
         turn.wait(timeout=10)
+
+
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="needs docker-compose (apt-get install docker-compose)"
+)
+def test_docker_compose_validates_the_file(tmp_path: Path) -> None:
+    """docker-compose's own schema check and interpolation (no engine needed for `config`)."""
+    filled = tmp_path / "maskcam.env"
+    filled.write_text(
+        (DEPLOY / "maskcam.env.example")
+        .read_text()
+        .replace("MASKCAM_TOKEN=\n", "MASKCAM_TOKEN=t0ken\n")
+        .replace("TURN_PASSWORD=\n", "TURN_PASSWORD=pa55\n")
+    )
+    command = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--env-file"]
+    result = subprocess.run([*command, str(filled), "config"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "MASKCAM_ICE_CREDENTIAL: pa55" in result.stdout
+    assert "--user=maskcam:pa55" in result.stdout
+    unfilled = subprocess.run(
+        [*command, str(DEPLOY / "maskcam.env.example"), "config"], capture_output=True, text=True, timeout=60
+    )
+    assert unfilled.returncode != 0
+    assert "set MASKCAM_TOKEN" in unfilled.stderr
