@@ -365,6 +365,15 @@ def test_kiosk_launcher_passes_the_kiosk_flags_and_url(tmp_path: Path) -> None:
     assert any(argument.startswith("--user-data-dir=") for argument in arguments)
     assert arguments[-1] == env["MASKCAM_KIOSK_URL"]
     del env["MASKCAM_KIOSK_URL"]
+    settings = tmp_path / ".config" / "maskcam-kiosk.env"
+    settings.parent.mkdir()
+    settings.write_text((DEPLOY / "kiosk" / "maskcam-kiosk.env.example").read_text())
+    from_file = subprocess.run(
+        [str(DEPLOY / "kiosk" / "maskcam-kiosk")], env=env, capture_output=True, text=True, timeout=10
+    )
+    assert from_file.returncode == 0, from_file.stderr
+    assert from_file.stdout.splitlines()[-1] == "http://localhost:8080/kiosk"
+    settings.unlink()
     missing = subprocess.run(
         [str(DEPLOY / "kiosk" / "maskcam-kiosk")], env=env, capture_output=True, text=True, timeout=10
     )
