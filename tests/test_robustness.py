@@ -366,6 +366,49 @@ async def test_black_tiny_odd_and_undecodable_frames_crash_nothing(
     assert all(any(sits_on(face["box"], region) for face in latest["faces"]) for region in regions)
 
 
+# --- (e) garbage from the page: data channel ------------------------------------------------------------
+
+
+async def test_garbage_on_the_data_channel_is_ignored(http: aiohttp.ClientSession) -> None:
+    """A page (or anyone with a session) may send anything on `detections`: only pings are answered."""
+    app = create_app(replace(ServerConfig(), offers_per_minute=0), pipeline_factory=stand_in)
+    rng = np.random.default_rng(7)
+    garbage: list[str | bytes] = [
+        "",
+        "null",
+        "[]",
+        '{"type": "ping"',
+        '{"type": "ping", "id": {"nested": [1, 2, 3]}, "t": "yesterday"}',
+        "x" * 5000,
+        json.dumps({"type": "ping", "id": 1, "t": 1.0, "extra": "y" * 5000}),
+        rng.bytes(3000),
+        b"",
+    ]
+    garbage += [rng.bytes(int(rng.integers(1, 200))).decode("latin-1") for _ in range(50)]
+    async with serve_app(app) as base_url:
+        await wait_healthy(http, base_url)
+        client = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            await client.connect(http, base_url)
+            await client.wait_for(lambda: client.channel.readyState == "open", 10.0, "the data channel")
+            for message in garbage:
+                client.channel.send(message)
+            client.channel.send(json.dumps({"type": "ping", "id": 42, "t": 123.5}))
+            await client.wait_for(
+                lambda: any(m.get("type") == "pong" and m["id"] == 42 for m in client.messages),
+                10.0,
+                "the pong to the last ping",
+            )
+            # Pings are echoed as they came (ids are the page's business); the oversized one is dropped.
+            pongs = [(m["id"], m["t"]) for m in client.messages if m.get("type") == "pong"]
+            assert pongs == [({"nested": [1, 2, 3]}, "yesterday"), (42, 123.5)]
+            await client.wait_for(video_flowing(client), 10.0, "video after the garbage")
+            assert client.pc.connectionState == "connected"
+            assert len(app[STATE].registry) == 1
+        finally:
+            await client.close()
+
+
 # --- (e) fuzzed offers ---------------------------------------------------------------------------------
 
 
