@@ -366,7 +366,7 @@ async def test_black_tiny_odd_and_undecodable_frames_crash_nothing(
     assert all(any(sits_on(face["box"], region) for face in latest["faces"]) for region in regions)
 
 
-# --- (e) garbage from the page: data channel ------------------------------------------------------------
+# --- (e) garbage from the page on the data channel ------------------------------------------------------------
 
 
 async def test_garbage_on_the_data_channel_is_ignored(http: aiohttp.ClientSession) -> None:
