@@ -5,7 +5,7 @@
 FROM python:3.11-slim
 
 # MALLOC_MMAP_THRESHOLD_: frame-sized buffers are mmapped and given back when freed; with glibc's dynamic
-# threshold they stay resident and RSS creeps up over sessions (scripts/resources.py has the figures).
+# threshold they stay resident and RSS creeps up over sessions (server/memory.py has the figures).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -27,10 +27,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from scripts.resources import ResourceSnapshot, snapshot, task_names, use_deployment_malloc_settings
+from scripts.resources import ResourceSnapshot, snapshot, task_names
 from server.analysis import load_pipeline
 from server.app import create_app
 from server.config import ServerConfig
+from server.memory import use_fixed_mmap_threshold
 from server.worker import FrameAnalyser
 from tests.media_helpers import SlowAnalyser, serve_app
 
@@ -196,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--glibc-default-malloc",
         action="store_true",
-        help="keep glibc's dynamic mmap threshold instead of the deployments' MALLOC_MMAP_THRESHOLD_",
+        help="keep glibc's dynamic mmap threshold instead of the one run_server.py sets (server/memory.py)",
     )
     args = parser.parse_args(argv)
-    if not args.glibc_default_malloc and use_deployment_malloc_settings():
-        print("malloc: MALLOC_MMAP_THRESHOLD_=131072 as in the deployments")
+    if not args.glibc_default_malloc and use_fixed_mmap_threshold():
+        print("malloc: fixed mmap threshold, as run_server.py sets it (server/memory.py)")
 
     config = replace(ServerConfig(), classifier=args.classifier, offers_per_minute=0)
     factory = stand_in_analyser if args.stand_in else load_pipeline

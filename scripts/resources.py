@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import threading
 from dataclasses import dataclass
@@ -48,20 +47,3 @@ def task_names() -> list[str]:
     """Names of the live tasks (besides the caller), to say what leaked."""
     current = asyncio.current_task()
     return sorted(task.get_name() for task in asyncio.all_tasks() if task is not current and not task.done())
-
-
-MMAP_THRESHOLD_BYTES = 128 * 1024
-"""The deployments (Dockerfile, deploy/maskcam.service) set MALLOC_MMAP_THRESHOLD_ to this: frame-sized
-buffers are then mmapped and returned to the system when freed. glibc's default raises the threshold as
-large blocks are freed, after which frame buffers come from the heap and stay resident (measured: RSS
-+50 MB over 100 sessions with the default, +9 MB with the fixed threshold; malloc_trim showed no leak)."""
-_M_MMAP_THRESHOLD = -3
-
-
-def use_deployment_malloc_settings() -> bool:
-    """Apply the deployments' MALLOC_MMAP_THRESHOLD_ to this process (glibc only); True when applied."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))

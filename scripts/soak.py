@@ -1,11 +1,10 @@
 """Soak: two cameras against `python run_server.py` for minutes; do memory and latency stay flat?
 
-Starts the real server as a child process (with the deployments' MALLOC_MMAP_THRESHOLD_), connects
-two real aiortc cameras (moving scene photos from ../shared/data with the frame index stamped in a
-corner, as the benchmark's clients send them), and prints every `--interval` seconds: the server's RSS
-and CPU, and per camera the video frames/s that came back, the glass-to-glass latency p50/p95 (index
-read back from the returned video) and the detection messages/s. At the end it compares the start
-with the end.
+Starts the real server as a child process, connects two real aiortc cameras (moving scene photos from
+../shared/data with the frame index stamped in a corner, as the benchmark's clients send them), and
+prints every `--interval` seconds: the server's RSS and CPU, the machine's load, and per camera the
+video frames/s that came back, the glass-to-glass latency p50/p95 (index read back from the returned
+video) and the detection messages/s. At the end it compares the start with the end.
 
     python -m scripts.soak                    # 10 minutes, 2 cameras
     python -m scripts.soak --minutes 2 --json soak.json
@@ -39,7 +38,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from bench.client import SceneVideoTrack
 from bench.frames import read_code, stream_scenes
 from scripts.cycle_test import wait_healthy
-from scripts.resources import MMAP_THRESHOLD_BYTES
 from tests.browser_helpers import ServerProcess
 
 LATENCY_GROWTH_RATIO = 1.2
@@ -234,17 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0)
     parser.add_argument("--json", type=Path, help="also write every interval and the verdict here")
-    parser.add_argument(
-        "--glibc-default-malloc",
-        action="store_true",
-        help="run the server without the deployments' MALLOC_MMAP_THRESHOLD_",
-    )
     parser.add_argument("server_args", nargs="*", help="extra run_server.py flags, after --")
     args = parser.parse_args(argv)
-    if args.glibc_default_malloc:
-        os.environ.pop("MALLOC_MMAP_THRESHOLD_", None)
-    else:
-        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD_BYTES)
 
     server = ServerProcess(extra_args=["--offers-per-minute", "0", *args.server_args])
     with tempfile.TemporaryDirectory() as folder:

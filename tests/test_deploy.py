@@ -400,7 +400,7 @@ def test_deploy_md_flags_table_lists_only_real_flags() -> None:
 
 
 def test_deployments_use_the_malloc_setting_the_cycle_test_measured() -> None:
-    from scripts.resources import MMAP_THRESHOLD_BYTES
+    from server.memory import MMAP_THRESHOLD_BYTES
 
     assert _dockerfile_env()["MALLOC_MMAP_THRESHOLD_"] == str(MMAP_THRESHOLD_BYTES)
     unit = (DEPLOY / "maskcam.service").read_text()

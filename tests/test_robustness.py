@@ -36,9 +36,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scripts.cycle_test import run_camera_process, run_cycles, wait_healthy
-from scripts.resources import use_deployment_malloc_settings
 from server.app import STATE, create_app
 from server.config import ServerConfig
+from server.memory import use_fixed_mmap_threshold
 from server.worker import FrameAnalyser
 from tests.browser_helpers import free_port
 from tests.media_helpers import (
@@ -203,8 +203,8 @@ async def closed_by_cause(http: aiohttp.ClientSession, base_url: str) -> dict[st
 
 @pytest.mark.slow
 async def test_connect_disconnect_cycles_leave_nothing_behind() -> None:
-    # The deployments fix glibc's mmap threshold (scripts/resources.py says why); the test runs the same.
-    use_deployment_malloc_settings()
+    # run_server.py fixes glibc's mmap threshold (server/memory.py says why); the in-process app here too.
+    use_fixed_mmap_threshold()
     app = create_app(replace(ServerConfig(), offers_per_minute=0), pipeline_factory=stand_in)
     report = await run_cycles(app, 15)
     print(report.summary())
@@ -366,7 +366,7 @@ async def test_black_tiny_odd_and_undecodable_frames_crash_nothing(
     assert all(any(sits_on(face["box"], region) for face in latest["faces"]) for region in regions)
 
 
-# --- (e) garbage from the page on the data channel ------------------------------------------------------------
+# --- (e) garbage from the page on the data channel -------------------------------------------------
 
 
 async def test_garbage_on_the_data_channel_is_ignored(http: aiohttp.ClientSession) -> None:
