@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds after connecting")
     parser.add_argument("--clients", default="1,2,4", help="client counts, comma-separated")
     parser.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
-    parser.add_argument("--images", type=int, help="test photos per scene dataset (default 30, quick 4)")
+    parser.add_argument("--images", type=int, help="test photos per scene dataset (default 20, quick 4)")
     parser.add_argument("--frames-per-image", type=int, help="clip length per photo (default 10, quick 5)")
     parser.add_argument(
         "--server-arg", action="append", default=[], help="extra run_server.py argument (repeatable)"
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.classifier.is_file():
         parser.error(f"classifier {args.classifier} not found: train it first or pass --classifier")
     duration = args.duration or (8.0 if args.quick else 30.0)
-    images = args.images or (4 if args.quick else 30)
+    images = args.images or (4 if args.quick else 20)
     frames_per_image = args.frames_per_image or (5 if args.quick else 10)
     server_args = [*args.server_arg]
     if args.classifier != DEFAULT_CLASSIFIER:
