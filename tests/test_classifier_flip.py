@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vision.classifier import MaskClassifier
+from vision.image_files import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "mask_classifier.onnx"
@@ -24,7 +25,7 @@ def real_crops() -> list[np.ndarray]:
     paths = (
         sorted((FACES / "without_mask").glob("*.jpg"))[:4] + sorted((FACES / "with_mask").glob("*.jpg"))[:4]
     )
-    return [cv2.resize(cv2.imread(str(path)), (128, 128), interpolation=cv2.INTER_AREA) for path in paths]
+    return [cv2.resize(read_image(path), (128, 128), interpolation=cv2.INTER_AREA) for path in paths]
 
 
 def test_flip_average_is_mirror_invariant(real_crops: list[np.ndarray]) -> None:

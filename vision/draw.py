@@ -26,7 +26,9 @@ def draw_detections(frame: np.ndarray, detections: Sequence[Detection]) -> np.nd
         (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, font_scale, 1)
         top = y0 - text_h - baseline - 4 if y0 - text_h - baseline - 4 >= 0 else y1
         left = min(max(x0, 0), max(width - text_w - 4, 0))
-        cv2.rectangle(frame, (left, top), (left + text_w + 4, top + text_h + baseline + 4), colour, cv2.FILLED)
+        cv2.rectangle(
+            frame, (left, top), (left + text_w + 4, top + text_h + baseline + 4), colour, cv2.FILLED
+        )
         cv2.putText(
             frame, text, (left + 2, top + text_h + 2), _FONT, font_scale, (255, 255, 255), 1, cv2.LINE_AA
         )
