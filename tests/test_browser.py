@@ -65,6 +65,19 @@ FRAMES_DECODED = """async () => {
   return frames;
 }"""
 
+# What Chrome's encoder really sends: [width, height, frames per second, quality limitation].
+OUTBOUND_VIDEO = """async () => {
+  const pc = window.__peerConnections.at(-1);
+  if (!pc) return null;
+  let sent = null;
+  (await pc.getStats()).forEach((s) => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video') {
+      sent = [s.frameWidth ?? 0, s.frameHeight ?? 0, s.framesPerSecond ?? 0, s.qualityLimitationReason];
+    }
+  });
+  return sent;
+}"""
+
 
 class PageProblems:
     """Uncaught errors and Content-Security-Policy violations seen on a page."""
@@ -166,6 +179,29 @@ def test_page_plays_annotated_video_and_shows_labels(
         "document.querySelector('#remote-video').videoHeight]"
     )
     assert video_size[0] > 0 and video_size[1] > 0
+
+    # Chrome starts low against aiortc; the answer's bitrate floor must bring it to the full 640x480 at
+    # about 30 fps (the fake camera's rate), and the annotated video comes back at that size.
+    def sends_full_video() -> bool:
+        sent = page.evaluate(OUTBOUND_VIDEO)
+        return bool(sent) and sent[0] == 640 and sent[1] == 480 and sent[2] >= 24
+
+    wait_until(
+        sends_full_video,
+        WAIT_S,
+        f"Chrome to send 640x480 at >= 24 fps (last: {page.evaluate(OUTBOUND_VIDEO)})",
+    )
+    wait_until(
+        lambda: (
+            page.evaluate(
+                "[document.querySelector('#remote-video').videoWidth, "
+                "document.querySelector('#remote-video').videoHeight]"
+            )
+            == [640, 480]
+        ),
+        WAIT_S,
+        "the annotated video to come back at 640x480",
+    )
 
     expect(page.locator("#stat-detections")).to_have_text(re.compile(r"^\d+\.\d /s$"))
     assert page.inner_text("#stat-video-fps").endswith("fps")
