@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import av
+import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.reformatter import VideoReformatter
 
@@ -68,6 +69,43 @@ def annotate_frame(
     return annotated
 
 
+@dataclasses.dataclass(frozen=True)
+class OverlayStamp:
+    """The pixels that drawing one analysis's detections sets in a yuv420p frame of one size.
+
+    `draw_on_yuv420p` replaces pixels outright, never blending them with the frame, so its drawing is the
+    same on every frame until the next analysis. With several cameras an analysis is drawn on many frames:
+    the drawing is then worked out once (drawn onto a black and onto a white frame: the pixels where both
+    agree are the drawing) and stamped onto each frame, 0.24 ms instead of 0.98 ms (bench/RESULTS.md).
+    """
+
+    result: AnalysisResult
+    size: tuple[int, int]
+    indices: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def make(cls, result: AnalysisResult, size: tuple[int, int]) -> OverlayStamp:
+        detections = scale_detections(result.detections, (result.width, result.height), size)
+        shape = (size[1] * 3 // 2, size[0])
+        drawn = []
+        for level in (0, 255):
+            blank = av.VideoFrame.from_ndarray(np.full(shape, level, np.uint8), format="yuv420p")
+            drawn.append(draw_on_yuv420p(blank, detections).to_ndarray().ravel())
+        indices = np.flatnonzero(drawn[0] == drawn[1])
+        return cls(result=result, size=size, indices=indices, values=drawn[0][indices])
+
+    def apply(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """A copy of the yuv420p `frame` (of this stamp's size) with the drawing on it; pts kept."""
+        data = frame.to_ndarray()
+        data.ravel()[self.indices] = self.values
+        stamped = av.VideoFrame.from_ndarray(data, format="yuv420p")
+        stamped.pts = frame.pts
+        if frame.time_base is not None:
+            stamped.time_base = frame.time_base
+        return stamped
+
+
 class AnnotatedVideoTrack(MediaStreamTrack):
     """Wraps a remote camera track; submits its frames to the shared worker and draws the results."""
 
@@ -92,6 +130,8 @@ class AnnotatedVideoTrack(MediaStreamTrack):
         self._newest: tuple[int, av.VideoFrame] | None = None
         self._frame_ready = asyncio.Event()
         self._reformatter = VideoReformatter()
+        self._drawn: tuple[AnalysisResult, tuple[int, int]] | None = None
+        self._stamp: OverlayStamp | None = None
         self._source_ended = False
         self.frames_received = 0
         self.frames_sent = 0
@@ -155,6 +195,14 @@ class AnnotatedVideoTrack(MediaStreamTrack):
         """Draw in the decoded yuv420p planes where possible (no colour conversion), else via BGR."""
         if can_draw_in_place(frame):
             size = (frame.width, frame.height)
+            stamp = self._stamp
+            if stamp is not None and stamp.result is result and stamp.size == size:
+                return stamp.apply(frame)
+            if self._drawn is not None and self._drawn[0] is result and self._drawn[1] == size:
+                # The second frame with this analysis: more will follow, stamp from now on.
+                self._stamp = OverlayStamp.make(result, size)
+                return self._stamp.apply(frame)
+            self._drawn = (result, size)
             return draw_on_yuv420p(
                 frame, scale_detections(result.detections, (result.width, result.height), size)
             )
