@@ -43,7 +43,7 @@ class FaceClassifier(Protocol):
 class StreamSettings:
     """How often to run each stage; the defaults were measured in bench/RESULTS.md."""
 
-    detect_every: int = 5
+    detect_every: int = 8
     """A full-frame detection on every N-th analysed frame (1 = every frame, no following)."""
     region_scale: float = 1.6
     """Side of the search region around a face, in multiples of the face box's long side."""
