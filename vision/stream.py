@@ -315,6 +315,7 @@ def _frame_thumbnail(frame: np.ndarray) -> np.ndarray:
 
 
 _FLOW_MIN_POINTS = 6
+_FLOW_FACE_SIDE = 96
 
 
 def flow_box(previous: np.ndarray, current: np.ndarray, box: IntBox) -> IntBox | None:
@@ -328,9 +329,18 @@ def flow_box(previous: np.ndarray, current: np.ndarray, box: IntBox) -> IntBox |
     if rx1 - rx0 < 16 or ry1 - ry0 < 16:
         return None
     before, after = previous[ry0:ry1, rx0:rx1], current[ry0:ry1, rx0:rx1]
+    # Large faces are followed at reduced size: the flow's cost grows with the region, its precision
+    # (in face sizes) does not need the full resolution.
+    factor = min(1.0, _FLOW_FACE_SIDE / max(x1 - x0, y1 - y0))
+    if factor < 1.0:
+        size = (max(round((rx1 - rx0) * factor), 16), max(round((ry1 - ry0) * factor), 16))
+        before = cv2.resize(before, size, interpolation=cv2.INTER_LINEAR)
+        after = cv2.resize(after, size, interpolation=cv2.INTER_LINEAR)
     mask = np.zeros_like(before)
-    inset_x, inset_y = (x1 - x0) // 8, (y1 - y0) // 8
-    mask[y0 - ry0 + inset_y : y1 - ry0 - inset_y, x0 - rx0 + inset_x : x1 - rx0 - inset_x] = 255
+    mx0, my0 = round((x0 - rx0) * factor), round((y0 - ry0) * factor)
+    mx1, my1 = round((x1 - rx0) * factor), round((y1 - ry0) * factor)
+    inset_x, inset_y = (mx1 - mx0) // 8, (my1 - my0) // 8
+    mask[my0 + inset_y : my1 - inset_y, mx0 + inset_x : mx1 - inset_x] = 255
     points = cv2.goodFeaturesToTrack(before, maxCorners=40, qualityLevel=0.01, minDistance=4, mask=mask)
     if points is None or len(points) < _FLOW_MIN_POINTS:
         return None
@@ -346,7 +356,7 @@ def flow_box(previous: np.ndarray, current: np.ndarray, box: IntBox) -> IntBox |
     if int(good.sum()) < _FLOW_MIN_POINTS:
         return None
     start, end = points[good, 0], moved[good, 0]
-    dx, dy = np.median(end - start, axis=0)
+    dx, dy = np.median(end - start, axis=0) / factor
     spread_before = np.linalg.norm(start - start.mean(axis=0), axis=1)
     spread_after = np.linalg.norm(end - end.mean(axis=0), axis=1)
     scale = float(np.clip(np.median(spread_after / np.maximum(spread_before, 1e-3)), 0.8, 1.25))
