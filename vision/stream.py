@@ -9,8 +9,9 @@ class probabilities for ``classify_every`` frames instead of being re-classified
 
 A full detection runs every ``detect_every`` analysed frames, so new faces appear within that many frames,
 and at once when the whole picture changed (a cut); it is authoritative: a face that it does not find
-is dropped, and it corrects the size and drift of flow-moved boxes. With more than ``max_followed``
-faces following would cost about as much as one full detection, so every frame is then a full detection.
+is dropped, and it corrects the size and drift of flow-moved boxes. A crowd of more than
+``max_followed`` faces gets a full detection on every frame, which bounds the cost of small faces that
+the flow cannot hold and the region search must find.
 """
 
 from __future__ import annotations
