@@ -209,7 +209,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         default=defaults.log_level,
     )
-    add("--token", "access token required by /, /kiosk and /offer (?token=...)", default=None)
+    add("--token", "access token required by every route but /healthz (?token=...)", default=None)
     add(
         "--offers-per-minute",
         "offers accepted per client address per minute; 0 = no limit",
