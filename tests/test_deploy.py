@@ -353,6 +353,7 @@ def test_kiosk_launcher_passes_the_kiosk_flags_and_url(tmp_path: Path) -> None:
         "MASKCAM_KIOSK_BROWSER": str(fake_browser),
         "MASKCAM_KIOSK_URL": "https://192.168.1.20:8443/kiosk?token=abc",
         "MASKCAM_KIOSK_SPKI": "c2hhMjU2LWhhc2g=",
+        "MASKCAM_KIOSK_WAIT": "0",
     }
     result = subprocess.run(
         [str(DEPLOY / "kiosk" / "maskcam-kiosk")], env=env, capture_output=True, text=True, timeout=10
@@ -379,6 +380,50 @@ def test_kiosk_launcher_passes_the_kiosk_flags_and_url(tmp_path: Path) -> None:
     )
     assert missing.returncode != 0
     assert "MASKCAM_KIOSK_URL" in missing.stderr
+
+
+def test_kiosk_launcher_opens_the_page_only_once_the_server_is_healthy(tmp_path: Path) -> None:
+    """Chromium's own error page never retries, so the launcher waits for /healthz first."""
+    import http.server
+    import threading
+
+    if shutil.which("curl") is None:
+        pytest.skip("the launcher's wait uses curl, which is not installed")
+    checks: list[int] = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            checks.append(len(checks))
+            status = 200 if self.path == "/healthz" and len(checks) >= 3 else 503
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    fake_browser = tmp_path / "browser"
+    fake_browser.write_text('#!/bin/sh\necho "$@" > "$0.args"\n')
+    fake_browser.chmod(0o755)
+    url = f"http://127.0.0.1:{server.server_address[1]}/kiosk?token=abc"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "MASKCAM_KIOSK_BROWSER": str(fake_browser),
+        "MASKCAM_KIOSK_URL": url,
+        "MASKCAM_KIOSK_WAIT_INTERVAL": "0.2",
+    }
+    try:
+        result = subprocess.run(
+            [str(DEPLOY / "kiosk" / "maskcam-kiosk")], env=env, capture_output=True, text=True, timeout=20
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    assert len(checks) == 3
+    assert (tmp_path / "browser.args").read_text().split()[-1] == url
 
 
 # --- docs -------------------------------------------------------------------------------------------------
