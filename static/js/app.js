@@ -206,6 +206,7 @@ function onLinkStatus(event) {
 }
 
 function onDetections(event) {
+  if (!running) return;
   const message = event.detail;
   const counts = message.counts ?? countFaces(message.faces);
   showCounts(counts);

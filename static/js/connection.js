@@ -201,10 +201,14 @@ export class LiveLink extends EventTarget {
   }
 
   #closePeer() {
-    if (this.#channel) this.#channel.onclose = null;
+    if (this.#channel) {
+      this.#channel.onclose = null;
+      this.#channel.onmessage = null;
+    }
     this.#channel = null;
     if (this.#pc) {
       this.#pc.onconnectionstatechange = null;
+      this.#pc.ontrack = null;
       this.#pc.close();
       this.#pc = null;
       this.dispatchEvent(new CustomEvent('remotestream', { detail: null }));
@@ -231,7 +235,9 @@ export class LiveLink extends EventTarget {
     this.#pc = pc;
     const channel = pc.createDataChannel(CHANNEL_LABEL);
     this.#channel = channel;
-    channel.onmessage = (event) => this.#onMessage(event.data);
+    channel.onmessage = (event) => {
+      if (generation === this.#generation) this.#onMessage(event.data);
+    };
     channel.onclose = () => this.#lost(new ServerError('lost', 'The server closed the connection.'));
     pc.addTransceiver(this.#stream.getVideoTracks()[0], { direction: 'sendrecv', streams: [this.#stream] });
     pc.ontrack = (event) => {
