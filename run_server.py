@@ -16,14 +16,12 @@ from collections.abc import Sequence
 import psutil
 from aiohttp import web
 
-from server.analysis import load_pipeline
+from server.analysis_process import AnalysisProcess, AnalysisProcessError
 from server.app import create_app
 from server.config import ServerConfig, parse_config
 from server.logs import configure_logging
 from server.memory import use_fixed_mmap_threshold
 from server.tls import ensure_self_signed, server_ssl_context
-from vision.classifier import ModelFileError
-from vision.detector import DetectorFileError
 
 logger = logging.getLogger("run_server")
 
@@ -101,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_format, config.log_level)
     use_fixed_mmap_threshold()
     try:
-        pipeline = load_pipeline(config)
-    except (ModelFileError, DetectorFileError) as exc:
+        pipeline = AnalysisProcess(config)
+    except AnalysisProcessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print(
             "The server needs the face detector (packaged res10 SSD, or --prototxt/--caffemodel) and the\n"

@@ -27,8 +27,14 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bench.frames import Scene, moved_i420, read_code, stamp_code_i420, stream_scenes, to_i420
+from server import rtc_tuning
 
 VIDEO_CLOCK = 90000
+SCENE_SECONDS = 5.0
+SCENES = 5
+"""5 photos of 5 s: the stream repeats every 25 s, so in a 30-s window the last 5 s show exactly what the
+first 5 s showed, and their latencies compare like with like (the issue's growth target): the photos'
+content alone moves latency by tens of percent (more faces, more bits)."""
 _TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 
 
@@ -98,6 +104,8 @@ class ClientResult:
     latency_growth: float | None
     server_inference_ms_p50: float | None
     faces_per_message: float | None
+    latency_by_second_ms: list[float | None] = field(default_factory=list)
+    """Median latency of each second of the window: shows whether latency drifts or only jitters."""
     client_cpu_percent: float | None = None
     """This client process's CPU over the window (100 = one core): it shares the machine with the server."""
     error: str | None = None
@@ -118,6 +126,10 @@ def summarise(
     last = [float(lat) for t, lat in in_window if lat is not None and t >= end - 5.0]
     first_median, last_median = _percentile(first, 50), _percentile(last, 50)
     messages = [t for t in observations.messages if start <= t < end]
+    by_second: list[list[float]] = [[] for _ in range(max(1, int(duration)))]
+    for t, lat in in_window:
+        if lat is not None:
+            by_second[min(int(t - start), len(by_second) - 1)].append(float(lat))
     return ClientResult(
         duration_s=round(duration, 2),
         window_start_unix=start + unix_offset,
@@ -132,6 +144,7 @@ def summarise(
         latency_first5s_ms=first_median,
         latency_last5s_ms=last_median,
         latency_growth=last_median / first_median if first_median and last_median else None,
+        latency_by_second_ms=[_percentile(values, 50) for values in by_second],
         server_inference_ms_p50=_percentile(observations.inference_ms, 50),
         faces_per_message=float(np.mean(observations.faces_per_message))
         if observations.faces_per_message
@@ -154,11 +167,11 @@ async def _read_video(track: MediaStreamTrack, sender: SceneVideoTrack, observat
 
 
 async def run_client(
-    url: str, duration: float, warmup: float, scenes: list[Scene], fps: float = 30.0
+    url: str, duration: float, warmup: float, scenes: list[Scene], fps: float = 30.0, linger: float = 2.0
 ) -> ClientResult:
     """Connect, stream for warmup + duration seconds, hang up, and summarise the measured window."""
     pc = RTCPeerConnection()
-    sender = SceneVideoTrack(scenes, fps, scene_seconds=5.0)
+    sender = SceneVideoTrack(scenes, fps, scene_seconds=SCENE_SECONDS)
     observations = Observations()
     transceiver = pc.addTransceiver(sender, direction="sendrecv")
     capabilities = RTCRtpSender.getCapabilities("video")
@@ -204,6 +217,9 @@ async def run_client(
         start, cpu_start = time.monotonic(), time.process_time()
         await asyncio.sleep(duration)
         end, cpu_end = time.monotonic(), time.process_time()
+        # Keep streaming a little: clients that started together end their windows a little apart, and
+        # one hanging up (the server closing its session) must not fall inside another's window.
+        await asyncio.sleep(linger)
     finally:
         await pc.close()
         for reader in readers:
@@ -221,9 +237,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup", type=float, default=3.0, help="seconds after the first frame, not measured"
     )
-    parser.add_argument("--scenes", type=int, default=6, help="number of scene photos to cycle through")
+    parser.add_argument(
+        "--scenes",
+        type=int,
+        default=SCENES,
+        help="number of scene photos to cycle through, 5 s each (default: 5, a 25-s cycle)",
+    )
     parser.add_argument("--json", type=Path, help="write the result here (default: stdout)")
     args = parser.parse_args(argv)
+    # The server's aiortc tuning, for the same reasons: the frames are noise-free photos (the denoiser only
+    # costs CPU that the server on these shared cores needs), and a browser's jitter buffer, which this
+    # client stands in for, does not hold each frame back until the next one arrives.
+    rtc_tuning.install()
     try:
         result = asyncio.run(run_client(args.url, args.duration, args.warmup, stream_scenes(args.scenes)))
         text = json.dumps(asdict(result), indent=2)

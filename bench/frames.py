@@ -101,9 +101,15 @@ def stream_scenes(count: int) -> list[Scene]:
     return chosen
 
 
+MOTION_PERIOD_S = 2.5
+"""The motion repeats every 2.5 s (horizontal period 2.5 s, vertical 1.25 s): a divisor of the clients'
+25-s scene cycle, so that a stream repeats exactly (see bench/client.py)."""
+
+
 def motion(t: float) -> tuple[float, float]:
     """Smooth camera/person motion: a shift in pixels at time t seconds."""
-    return MOTION_X * math.sin(2 * math.pi * t / 3.0), MOTION_Y * math.sin(2 * math.pi * t / 2.0)
+    phase = 2 * math.pi * t / MOTION_PERIOD_S
+    return MOTION_X * math.sin(phase), MOTION_Y * math.sin(2 * phase)
 
 
 def moved(scene: Scene, t: float) -> tuple[np.ndarray, list[tuple[str, tuple[float, float, float, float]]]]:

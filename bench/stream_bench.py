@@ -1,9 +1,9 @@
 """Several real WebRTC cameras against the real server: video rate, detection rate, latency, CPU, memory.
 
 For each client count the server is started fresh (``python run_server.py``, a subprocess), the clients
-(``python -m bench.client``, one process each) stream at the same time, and the server process is sampled
-with psutil: CPU % over the measured window (100 % = one core) and peak RSS. On a small machine the clients
-share the CPU with the server, which the results state.
+(``python -m bench.client``, one process each) stream at the same time, and the server (its process and
+its analysis process together) is sampled with psutil: CPU % over the measured window (100 % = one core)
+and peak RSS. On a small machine the clients share the CPU with the server, which the results state.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 90
 
 
 class ProcessSampler:
-    """Samples a process's CPU times, RSS and the machine's CPU in a thread, twice a second."""
+    """Samples a process's CPU times and RSS, its children's included (the server's analysis process),
+    and the machine's CPU, in a thread, twice a second."""
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
         self._process = psutil.Process(pid)
@@ -81,14 +82,21 @@ class ProcessSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                times = self._process.cpu_times()
-                rss = self._process.memory_info().rss
+                processes = [self._process, *self._process.children(recursive=True)]
             except psutil.Error:
                 return
+            cpu_seconds, rss = 0.0, 0
+            for process in processes:
+                try:
+                    times = process.cpu_times()
+                    cpu_seconds += times.user + times.system
+                    rss += process.memory_info().rss
+                except psutil.Error:
+                    continue
             machine = psutil.cpu_times()
             busy = machine.user + machine.system + machine.nice + getattr(machine, "irq", 0.0)
             busy += getattr(machine, "softirq", 0.0)
-            self.samples.append((time.time(), times.user + times.system, float(rss), busy))
+            self.samples.append((time.time(), cpu_seconds, float(rss), busy))
             self._stop.wait(self._interval)
 
     def cpu_percent(self, start: float, end: float) -> tuple[float | None, float | None]:

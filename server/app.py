@@ -15,7 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from server.analysis import StreamAnalyserSource, load_pipeline
+from server import rtc_tuning
+from server.analysis import StreamAnalyserSource
+from server.analysis_process import AnalysisProcess
 from server.config import ServerConfig
 from server.metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from server.session import (
@@ -59,6 +61,7 @@ class ServerState:
     recorder_factory: RecorderFactory | None
     worker: AnalysisWorker | None = None
     analyser_factory: AnalyserFactory | None = None
+    analysis_process: AnalysisProcess | None = None
 
 
 STATE = web.AppKey("maskcam_state", ServerState)
@@ -75,14 +78,18 @@ def _hex_colour(bgr: tuple[int, int, int]) -> str:
 
 def create_app(
     config: ServerConfig,
-    pipeline_factory: PipelineFactory = load_pipeline,
+    pipeline_factory: PipelineFactory = AnalysisProcess,
     recorder_factory: RecorderFactory | None = None,
 ) -> web.Application:
     """The app; models load at startup in a thread (`/healthz` is 503 until then).
 
-    `pipeline_factory` builds the analyser from the config (tests pass a stand-in); `recorder_factory`
-    defaults to a SessionRecorder per session when `config.record` is set.
+    `pipeline_factory` builds the analyser from the config: by default the models in a child process
+    (`server.analysis_process`), `server.analysis.load_pipeline` runs them in this one, and tests pass
+    stand-ins. `recorder_factory`
+    defaults to a SessionRecorder per session when `config.record` is set. Installs the server's aiortc
+    tuning (`server.rtc_tuning`) for the peer connections of this process.
     """
+    rtc_tuning.install()
     metrics = ServerMetrics()
     middlewares = _security_middlewares(config, metrics)
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
@@ -121,7 +128,11 @@ async def _start_worker(app: web.Application) -> None:
     analyser = await asyncio.to_thread(state.pipeline_factory, state.config)
     if isinstance(analyser, StreamAnalyserSource):
         state.analyser_factory = analyser.new_stream
-    worker = AnalysisWorker(analyser, state.metrics)
+    if isinstance(analyser, AnalysisProcess):
+        state.analysis_process = analyser
+    # The worker thread runs the analysis itself at low priority, or only waits for the analysis process,
+    # which has lowered its own.
+    worker = AnalysisWorker(analyser, state.metrics, lower_priority=state.analysis_process is None)
     worker.start()
     state.worker = worker
     logger.info("models loaded; analysis worker running")
@@ -137,6 +148,9 @@ async def _stop_worker(app: web.Application) -> None:
     if state.worker is not None:
         await asyncio.to_thread(state.worker.stop)
         state.worker = None
+    if state.analysis_process is not None:
+        await asyncio.to_thread(state.analysis_process.close)
+        state.analysis_process = None
 
 
 def _page(name: str) -> Callable[[web.Request], Any]:

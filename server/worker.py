@@ -101,10 +101,17 @@ def to_bgr_array(frame: av.VideoFrame | np.ndarray, reformatter: VideoReformatte
 
 
 class AnalysisWorker:
-    """Runs `analyser.analyse` on the newest pending frame of each session in turn."""
+    """Runs `analyser.analyse` on the newest pending frame of each session in turn.
 
-    def __init__(self, analyser: FrameAnalyser, metrics: ServerMetrics | None = None) -> None:
+    With `lower_priority` the thread (and OpenCV in it) runs at `ANALYSIS_NICENESS`; leave it off when the
+    analyser only hands frames to a process that has lowered its own priority.
+    """
+
+    def __init__(
+        self, analyser: FrameAnalyser, metrics: ServerMetrics | None = None, lower_priority: bool = True
+    ) -> None:
         self._analyser = analyser
+        self._lower_priority = lower_priority
         self._metrics = metrics
         self._slots: dict[str, _Slot] = {}
         self._order: list[str] = []
@@ -196,7 +203,8 @@ class AnalysisWorker:
         return None
 
     def _run(self) -> None:
-        lower_analysis_priority()
+        if self._lower_priority:
+            lower_analysis_priority()
         while True:
             with self._wakeup:
                 job = None

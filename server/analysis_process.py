@@ -1,0 +1,194 @@
+"""The models in a child process at low CPU priority, so that analysis never holds up the video.
+
+In a thread of the server process, the analysis shares the interpreter lock with the event loop that moves
+every camera's video. At low priority (so that the video comes first when the cores are busy) the thread
+was sometimes descheduled while holding that lock, and the event loop of every session waited for it:
+latency spikes on all cameras at once. In its own process the analysis has its own interpreter; the
+operating system's priorities then work as intended.
+
+`AnalysisProcess` is what the server analyses with by default: the analysis worker thread sends it each frame
+(BGR, through a pipe) and waits for the detections while the child computes them. Each session's
+`RemoteStream` has its face-following state in the child. A child that dies (a crash in native code) is
+started again on the next frame; the frame in flight fails with `AnalysisProcessError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import cv2
+import numpy as np
+
+from server.analysis import StreamAnalyserSource, load_pipeline
+from server.config import ServerConfig
+from server.memory import use_fixed_mmap_threshold
+from server.worker import ANALYSIS_NICENESS, FrameAnalyser
+from vision.classifier import ModelFileError
+from vision.detector import DetectorFileError
+from vision.pipeline import Detection
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 120.0
+"""Loading the models takes a few seconds; a child that says nothing for this long is given up."""
+
+
+class AnalysisProcessError(RuntimeError):
+    """The child process failed to start or died while analysing a frame."""
+
+
+def _serve(config: ServerConfig, connection: Connection) -> None:
+    """The child: load the models, then answer one request at a time until the pipe closes."""
+    if sys.platform.startswith("linux"):
+        os.nice(ANALYSIS_NICENESS)
+    cv2.setNumThreads(1)
+    use_fixed_mmap_threshold()
+    try:
+        pipeline = load_pipeline(config)
+    except (ModelFileError, DetectorFileError) as exc:
+        connection.send(("error", str(exc)))
+        return
+    except Exception as exc:
+        connection.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    connection.send(("ready", None))
+    streams: dict[int, FrameAnalyser] = {}
+    buffer = bytearray()
+    while True:
+        try:
+            stream_id, shape, closed = connection.recv()
+        except (EOFError, OSError):
+            return
+        for gone in closed:
+            streams.pop(gone, None)
+        size = int(np.prod(shape))
+        if len(buffer) < size:
+            buffer = bytearray(size)
+        connection.recv_bytes_into(buffer)
+        image = np.frombuffer(buffer, dtype=np.uint8, count=size).reshape(shape)
+        analyser: FrameAnalyser = pipeline
+        if stream_id is not None:
+            if stream_id not in streams:
+                streams[stream_id] = (
+                    pipeline.new_stream() if isinstance(pipeline, StreamAnalyserSource) else pipeline
+                )
+            analyser = streams[stream_id]
+        try:
+            reply: tuple[str, Any] = ("ok", list(analyser.analyse(image)))
+        except Exception as exc:
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        connection.send(reply)
+
+
+class AnalysisProcess:
+    """The configured detector and classifier, run in a child process; one frame at a time."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        self._stream_ids = itertools.count()
+        self._closed_streams: list[int] = []
+        self._closed_lock = threading.Lock()
+        self._process: Any = None
+        self._connection: Connection | None = None
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        parent_end, child_end = context.Pipe()
+        process = context.Process(
+            target=_serve, args=(self._config, child_end), name="mask-analysis", daemon=True
+        )
+        process.start()
+        child_end.close()
+        if not parent_end.poll(START_TIMEOUT_S):
+            process.kill()
+            raise AnalysisProcessError(f"the analysis process did not start within {START_TIMEOUT_S:.0f} s")
+        try:
+            kind, detail = parent_end.recv()
+        except EOFError:
+            process.join(5)
+            kind, detail = "error", f"the analysis process exited with code {process.exitcode}"
+        if kind != "ready":
+            process.join(5)
+            raise AnalysisProcessError(str(detail))
+        self._process, self._connection = process, parent_end
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else int(self._process.pid)
+
+    def analyse(self, image: np.ndarray, stream: int | None = None) -> list[Detection]:
+        """Detections of one BGR image: by the full pipeline, or by `stream`'s face-following analyser."""
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        with self._lock:
+            if self._connection is None:
+                raise AnalysisProcessError("the analysis process is closed")
+            if not self._process.is_alive():
+                self._restart("it had exited")
+            with self._closed_lock:
+                closed, self._closed_streams = self._closed_streams, []
+            try:
+                self._connection.send((stream, image.shape, closed))
+                self._connection.send_bytes(image.data.cast("B"))
+                kind, detail = self._connection.recv()
+            except (EOFError, OSError) as exc:
+                self._restart(f"the pipe failed: {exc}")
+                raise AnalysisProcessError(
+                    "the analysis process died during a frame; it was restarted"
+                ) from exc
+        if kind != "ok":
+            raise AnalysisProcessError(f"analysis failed in the analysis process: {detail}")
+        return list(detail)
+
+    def new_stream(self) -> RemoteStream:
+        return RemoteStream(self, next(self._stream_ids))
+
+    def forget_stream(self, stream: int) -> None:
+        """Let the child drop a stream's state (sent with the next frame; never blocks)."""
+        with self._closed_lock:
+            self._closed_streams.append(stream)
+
+    def _restart(self, why: str) -> None:
+        self.restarts += 1
+        logger.error("the analysis process (pid %s) failed (%s); starting a new one", self.pid, why)
+        self._stop_child()
+        self._start()
+
+    def _stop_child(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        if self._process is not None:
+            self._process.join(2.0)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(2.0)
+            self._process = None
+
+    def close(self) -> None:
+        """Stop the child: closing the pipe ends its loop."""
+        with self._lock:
+            self._stop_child()
+
+
+class RemoteStream:
+    """One session's face-following analyser, living in the analysis process."""
+
+    def __init__(self, process: AnalysisProcess, stream: int) -> None:
+        self._process = process
+        self.stream = stream
+        weakref.finalize(self, process.forget_stream, stream)
+
+    def analyse(self, image: np.ndarray) -> Sequence[Detection]:
+        return self._process.analyse(image, self.stream)
