@@ -1,0 +1,86 @@
+"""The models in a child process give the same detections as in this one, and survive a killed child."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.analysis import StreamingPipeline, load_pipeline
+from server.analysis_process import AnalysisProcess, AnalysisProcessError
+from server.config import ServerConfig
+from tests.media_helpers import two_face_frame
+
+CONFIG = ServerConfig()
+
+
+@pytest.fixture(scope="module")
+def analysis_process() -> Iterator[AnalysisProcess]:
+    process = AnalysisProcess(CONFIG)
+    yield process
+    process.close()
+
+
+def test_child_finds_what_the_pipeline_finds_in_this_process(analysis_process: AnalysisProcess) -> None:
+    scene = two_face_frame()
+    local = load_pipeline(CONFIG)
+    assert isinstance(local, StreamingPipeline)
+
+    remote_full = analysis_process.analyse(scene.image)
+    assert remote_full == local.analyse(scene.image)
+    assert sorted(d.label for d in remote_full) == ["with_mask", "without_mask"]
+
+    # A session's stream keeps its face-following state in the child: the same frames give the same
+    # detections, frame after frame, as a StreamAnalyser here (a full detection, then following).
+    remote_stream, local_stream = analysis_process.new_stream(), local.new_stream()
+    shifted = np.roll(scene.image, 6, axis=1)
+    for image in (scene.image, shifted, scene.image, shifted):
+        assert list(remote_stream.analyse(image)) == local_stream.analyse(image)
+    assert local_stream.flow_follows > 0
+
+
+def test_grey_and_odd_images_pass_through_the_pipe(analysis_process: AnalysisProcess) -> None:
+    assert analysis_process.analyse(np.zeros((1, 1, 3), np.uint8)) == []
+    assert analysis_process.analyse(np.full((333, 517), 128, np.uint8)) == []
+    view = np.zeros((480, 640, 3), np.uint8)[::2, ::2]
+    assert analysis_process.analyse(view) == []
+
+
+def test_killed_child_is_replaced_and_the_server_goes_on(analysis_process: AnalysisProcess) -> None:
+    scene = two_face_frame()
+    before = analysis_process.analyse(scene.image)
+    old_pid = analysis_process.pid
+    assert old_pid is not None
+    os.kill(old_pid, signal.SIGKILL)
+    stream = analysis_process.new_stream()
+    try:
+        after = list(stream.analyse(scene.image))
+    except AnalysisProcessError:
+        # The kill may land while the pipe is in use: that frame fails, the next one is served.
+        after = list(stream.analyse(scene.image))
+    assert analysis_process.restarts == 1
+    assert analysis_process.pid not in (None, old_pid)
+    assert after == before
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.onnx"
+    with pytest.raises(AnalysisProcessError, match=f"classifier model not found: {missing}"):
+        AnalysisProcess(replace(CONFIG, classifier=missing))
+
+
+def test_close_ends_the_child() -> None:
+    process = AnalysisProcess(CONFIG)
+    pid = process.pid
+    assert pid is not None
+    process.close()
+    assert process.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(AnalysisProcessError, match="closed"):
+        process.analyse(np.zeros((8, 8, 3), np.uint8))
