@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fractions
+import itertools
 import json
 import sys
 import time
@@ -85,6 +86,8 @@ class Observations:
     messages: list[float] = field(default_factory=list)
     inference_ms: list[float] = field(default_factory=list)
     faces_per_message: list[int] = field(default_factory=list)
+    bytes: list[tuple[float, int, int]] = field(default_factory=list)
+    """(time, video bytes sent, bytes received so far), once a second from the peer's stats."""
 
 
 @dataclass
@@ -106,6 +109,9 @@ class ClientResult:
     faces_per_message: float | None
     latency_by_second_ms: list[float | None] = field(default_factory=list)
     """Median latency of each second of the window: shows whether latency drifts or only jitters."""
+    sent_kbps_by_second: list[float] = field(default_factory=list)
+    received_kbps_by_second: list[float] = field(default_factory=list)
+    """Video bitrates each second of the window (the encoders follow the receivers' bandwidth estimates)."""
     client_cpu_percent: float | None = None
     """This client process's CPU over the window (100 = one core): it shares the machine with the server."""
     error: str | None = None
@@ -130,6 +136,11 @@ def summarise(
     for t, lat in in_window:
         if lat is not None:
             by_second[min(int(t - start), len(by_second) - 1)].append(float(lat))
+    counters = [c for c in observations.bytes if start - 1.0 <= c[0] <= end + 1.0]
+    sent_kbps = [round((b[1] - a[1]) * 8 / (b[0] - a[0]) / 1000, 1) for a, b in itertools.pairwise(counters)]
+    received_kbps = [
+        round((b[2] - a[2]) * 8 / (b[0] - a[0]) / 1000, 1) for a, b in itertools.pairwise(counters)
+    ]
     return ClientResult(
         duration_s=round(duration, 2),
         window_start_unix=start + unix_offset,
@@ -145,6 +156,8 @@ def summarise(
         latency_last5s_ms=last_median,
         latency_growth=last_median / first_median if first_median and last_median else None,
         latency_by_second_ms=[_percentile(values, 50) for values in by_second],
+        sent_kbps_by_second=sent_kbps,
+        received_kbps_by_second=received_kbps,
         server_inference_ms_p50=_percentile(observations.inference_ms, 50),
         faces_per_message=float(np.mean(observations.faces_per_message))
         if observations.faces_per_message
@@ -164,6 +177,20 @@ async def _read_video(track: MediaStreamTrack, sender: SceneVideoTrack, observat
         sent = sender.sent_at.get(index) if index is not None else None
         latency = round((arrived - sent) * 1000.0) if sent is not None and arrived >= sent else None
         observations.frames.append((arrived, latency))
+
+
+async def _count_bytes(pc: RTCPeerConnection, observations: Observations) -> None:
+    while True:
+        sent = received = 0
+        for stats in (await pc.getStats()).values():
+            if stats.type == "outbound-rtp" and getattr(stats, "kind", None) == "video":
+                sent += getattr(stats, "bytesSent", 0) or 0
+            elif stats.type == "transport":
+                # aiortc's inbound-rtp stats have no byte count; the transport's is video plus a little
+                # RTCP and data channel.
+                received += getattr(stats, "bytesReceived", 0) or 0
+        observations.bytes.append((time.monotonic(), sent, received))
+        await asyncio.sleep(1.0)
 
 
 async def run_client(
@@ -213,6 +240,7 @@ async def run_client(
             if time.monotonic() > deadline:
                 raise RuntimeError("no video came back within 20 s")
             await asyncio.sleep(0.05)
+        readers.append(asyncio.ensure_future(_count_bytes(pc, observations)))
         await asyncio.sleep(warmup)
         start, cpu_start = time.monotonic(), time.process_time()
         await asyncio.sleep(duration)

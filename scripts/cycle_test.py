@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from scripts.resources import ResourceSnapshot, snapshot, task_names
-from server.analysis import load_pipeline
+from server.analysis_process import AnalysisProcess
 from server.app import create_app
 from server.config import ServerConfig
 from server.memory import use_fixed_mmap_threshold
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         print("malloc: fixed mmap threshold, as run_server.py sets it (server/memory.py)")
 
     config = replace(ServerConfig(), classifier=args.classifier, offers_per_minute=0)
-    factory = stand_in_analyser if args.stand_in else load_pipeline
+    factory = stand_in_analyser if args.stand_in else AnalysisProcess
 
     def progress(done: int, now: ResourceSnapshot) -> None:
         if done % args.every == 0:

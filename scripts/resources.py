@@ -1,4 +1,5 @@
-"""What a leak would show in this process: asyncio tasks, threads, open file descriptors, resident memory."""
+"""What a leak would show in this process: asyncio tasks, threads, open file descriptors, resident memory
+(with its child processes': the server's analysis process)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,19 @@ def snapshot() -> ResourceSnapshot:
         threads=len(threads) - len(pool),
         executor_threads=len(pool),
         open_files=len(os.listdir("/proc/self/fd")),
-        rss_mb=psutil.Process().memory_info().rss / 2**20,
+        rss_mb=_rss_with_children() / 2**20,
     )
+
+
+def _rss_with_children() -> int:
+    process = psutil.Process()
+    total = process.memory_info().rss
+    for child in process.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
 
 
 def task_names() -> list[str]:

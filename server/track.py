@@ -20,7 +20,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.reformatter import VideoReformatter
 
 from server.metrics import ServerMetrics
-from server.overlay import can_draw_in_place, draw_on_yuv420p
+from server.overlay import can_draw_in_place, overlay_pixels
 from server.worker import AnalysisResult, AnalysisWorker, FrameAnalyser
 from vision.draw import draw_detections
 from vision.pipeline import Detection
@@ -75,8 +75,8 @@ class OverlayStamp:
 
     `draw_on_yuv420p` replaces pixels outright, never blending them with the frame, so its drawing is the
     same on every frame until the next analysis, and with several cameras an analysis is shown on many
-    frames. The drawing is worked out once: drawn onto an all-zero frame, where every pixel it sets is
-    non-zero (video-range YUV is at least 16), and stamped onto each frame: 0.24 ms instead of 0.98 ms.
+    frames. The drawing is worked out once per analysis (`overlay_pixels`, on the rectangle around the
+    boxes: 0.5 ms) and stamped onto each frame (0.13 ms) instead of drawn on each (1 ms).
     """
 
     result: AnalysisResult
@@ -87,10 +87,8 @@ class OverlayStamp:
     @classmethod
     def make(cls, result: AnalysisResult, size: tuple[int, int]) -> OverlayStamp:
         detections = scale_detections(result.detections, (result.width, result.height), size)
-        blank = av.VideoFrame.from_ndarray(np.zeros((size[1] * 3 // 2, size[0]), np.uint8), format="yuv420p")
-        drawn = draw_on_yuv420p(blank, detections).to_ndarray().ravel()
-        indices = np.flatnonzero(drawn)
-        return cls(result=result, size=size, indices=indices, values=drawn[indices])
+        indices, values = overlay_pixels(size[0], size[1], detections)
+        return cls(result=result, size=size, indices=indices, values=values)
 
     def apply(self, frame: av.VideoFrame) -> av.VideoFrame:
         """A copy of the yuv420p `frame` (of this stamp's size) with the drawing on it; pts kept."""
