@@ -108,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: few frames, 8 s streams")
     parser.add_argument("--duration", type=float, help="measured seconds per stream run (default 30)")
-    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds after connecting")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        help="unmeasured seconds after the first returned frame (default 20, quick 3: aiortc's encoders take "
+        "about 15 s to ramp their bitrate from 0.5 to 1.5 Mbit/s; the window measures the steady state)",
+    )
     parser.add_argument("--clients", default="1,2,4", help="client counts, comma-separated")
     parser.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
     parser.add_argument("--images", type=int, help="test photos per scene dataset (default 20, quick 4)")
@@ -123,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.classifier.is_file():
         parser.error(f"classifier {args.classifier} not found: train it first or pass --classifier")
     duration = args.duration or (8.0 if args.quick else 30.0)
+    warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 20.0)
     images = args.images or (4 if args.quick else 20)
     frames_per_image = args.frames_per_image or (5 if args.quick else 10)
     server_args = [*args.server_arg]
@@ -139,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     streams: list[StreamRun] = []
     if not args.skip_streams:
         counts = [int(n) for n in args.clients.split(",") if n.strip()]
-        streams = run_all(counts, duration, args.warmup, server_args)
+        streams = run_all(counts, duration, warmup, server_args)
         print(f"\nStreams ({duration:.0f} s measured per run; clients and server share this machine's CPUs):")
         print(streams_table(streams))
     machine["load_average_end"] = list(os.getloadavg())
@@ -153,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": {
                 "quick": args.quick,
                 "duration_s": duration,
-                "warmup_s": args.warmup,
+                "warmup_s": warmup,
                 "images_per_dataset": images,
                 "frames_per_image": frames_per_image,
                 "classifier": str(args.classifier),

@@ -1,15 +1,22 @@
-"""The benchmark's frame code survives VP8, and its cheap I420 motion matches the BGR motion."""
+"""The benchmark's frame code survives VP8, its cheap I420 motion matches the BGR motion, its stream repeats
+every 25 s, and the media-steps benchmark runs."""
 
 from __future__ import annotations
 
 import av
 import cv2
 import numpy as np
+import pytest
 
+from bench import media_steps
+from bench.client import SCENE_SECONDS, SCENES
 from bench.frames import (
     HEIGHT,
+    MOTION_PERIOD_S,
+    SCENES_DIR,
     WIDTH,
     Scene,
+    motion,
     moved,
     moved_i420,
     read_code,
@@ -75,3 +82,20 @@ def test_i420_motion_matches_the_bgr_motion() -> None:
         error = float(np.mean(cv2.absdiff(got[inner], expected[inner])))
         # Even-pixel shifts against sub-pixel ones: far closer than the frame that did not move.
         assert error < 0.5 * float(np.mean(cv2.absdiff(unmoved[inner], expected[inner])))
+
+
+def test_stream_repeats_every_25_seconds_so_growth_compares_the_same_frames() -> None:
+    cycle = SCENES * SCENE_SECONDS
+    assert cycle == 25.0 and (cycle / MOTION_PERIOD_S).is_integer()
+    for t in (0.0, 1.3, 4.9, 7.77):
+        assert np.allclose(motion(t), motion(t + cycle))
+
+
+def test_media_steps_benchmark_prints_its_table(capsys: pytest.CaptureFixture[str]) -> None:
+    if not SCENES_DIR.is_dir():
+        pytest.skip(f"needs the scene photos of ../shared/data ({SCENES_DIR} not found)")
+    assert media_steps.main(["--frames", "60"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| VP8") or line.startswith("| overlay")]
+    assert len(rows) == 4
+    assert all(float(row.split("|")[2]) > 0 for row in rows)
