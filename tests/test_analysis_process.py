@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -49,6 +50,11 @@ def test_grey_and_odd_images_pass_through_the_pipe(analysis_process: AnalysisPro
     assert analysis_process.analyse(np.full((333, 517), 128, np.uint8)) == []
     view = np.zeros((480, 640, 3), np.uint8)[::2, ::2]
     assert analysis_process.analyse(view) == []
+    # Larger than the shared frame buffer's first size (720p): the buffer grows, the frame gets through.
+    scene = two_face_frame()
+    large = cv2.resize(scene.image, (1920, 1440), interpolation=cv2.INTER_LINEAR)
+    assert sorted(d.label for d in analysis_process.analyse(large)) == ["with_mask", "without_mask"]
+    assert sorted(d.label for d in analysis_process.analyse(scene.image)) == ["with_mask", "without_mask"]
 
 
 def test_killed_child_is_replaced_and_the_server_goes_on(analysis_process: AnalysisProcess) -> None:
@@ -74,11 +80,15 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
         AnalysisProcess(replace(CONFIG, classifier=missing))
 
 
-def test_close_ends_the_child() -> None:
+def test_close_ends_the_child_and_removes_the_frame_buffer() -> None:
     process = AnalysisProcess(CONFIG)
     pid = process.pid
     assert pid is not None
+    shared_before = set(os.listdir("/dev/shm"))
+    process.analyse(np.zeros((48, 64, 3), np.uint8))
+    assert len(set(os.listdir("/dev/shm")) - shared_before) == 1
     process.close()
+    assert set(os.listdir("/dev/shm")) - shared_before == set()
     assert process.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
