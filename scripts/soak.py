@@ -2,7 +2,8 @@
 
 Starts the real server as a child process, connects two real aiortc cameras (moving scene photos from
 ../shared/data with the frame index stamped in a corner, as the benchmark's clients send them), and
-prints every `--interval` seconds: the server's RSS and CPU, the machine's load, and per camera the
+prints every `--interval` seconds: the server's RSS and CPU (its analysis process included), the machine's
+load, and per camera the
 video frames/s that came back, the glass-to-glass latency p50/p95 (index read back from the returned
 video) and the detection messages/s. At the end it compares the start with the end.
 
@@ -136,6 +137,19 @@ def _thirds(values: list[float]) -> tuple[float, float]:
     return statistics.median(values[:size]), statistics.median(values[-size:])
 
 
+def tree_usage(server: psutil.Process) -> tuple[int, float]:
+    """RSS (bytes) and CPU seconds of the server and its children (the analysis process) together."""
+    rss, cpu = 0, 0.0
+    for process in [server, *server.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+            rss += process.memory_info().rss
+            cpu += times.user + times.system
+        except psutil.Error:
+            continue
+    return rss, cpu
+
+
 def verdict(intervals: list[Interval], max_rss_growth_mb: float) -> tuple[bool, list[str]]:
     """Flat or not, and the lines that say why: RSS first vs last, latency first vs last third."""
     first, last = intervals[0], intervals[-1]
@@ -191,22 +205,23 @@ async def soak(
             for camera in connected:
                 camera.frames.clear()
                 camera.messages.clear()
-            server.cpu_percent(None)
+            _, cpu_seconds = tree_usage(server)
             started = time.monotonic()
             window_start = started
             while time.monotonic() - started < minutes * 60.0:
                 await asyncio.sleep(interval_s)
                 now = time.monotonic()
+                rss, cpu_now = tree_usage(server)
                 interval = Interval(
                     end_s=now - started,
-                    server_rss_mb=server.memory_info().rss / 2**20,
-                    server_cpu_percent=server.cpu_percent(None),
+                    server_rss_mb=rss / 2**20,
+                    server_cpu_percent=(cpu_now - cpu_seconds) / (now - window_start) * 100.0,
                     machine_load=os.getloadavg()[0],
                     cameras={camera.name: camera_figures(camera, window_start, now) for camera in connected},
                 )
                 intervals.append(interval)
                 print(format_interval(interval), flush=True)
-                window_start = now
+                window_start, cpu_seconds = now, cpu_now
                 for camera in connected:
                     camera.frames = [entry for entry in camera.frames if entry[0] >= now]
                     camera.messages = [t for t in camera.messages if t >= now]
