@@ -2,10 +2,10 @@
 
 Starts the real server as a child process, connects two real aiortc cameras (moving scene photos from
 ../shared/data with the frame index stamped in a corner, as the benchmark's clients send them), and
-prints every `--interval` seconds: the server's RSS and CPU (its analysis process included), the machine's
-load, and per camera the
-video frames/s that came back, the glass-to-glass latency p50/p95 (index read back from the returned
-video) and the detection messages/s. At the end it compares the start with the end.
+prints every `--interval` seconds: the server's RSS and CPU (its analysis process included), the
+machine's load, and per camera the video frames/s that came back, the glass-to-glass latency p50/p95
+(index read back from the returned video) and the detection messages/s. At the end it compares the start
+with the end.
 
     python -m scripts.soak                    # 10 minutes, 2 cameras
     python -m scripts.soak --minutes 2 --json soak.json
