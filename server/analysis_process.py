@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 MIN_FRAME_BUFFER = 1280 * 720 * 3
 """Bytes of the shared frame buffer at first (a 720p BGR frame); it grows for larger frames."""
+
+RESTART_BACKOFF_S = 10.0
+"""After a failed restart, frames fail at once (no new attempt) for this many seconds."""
 
 START_TIMEOUT_S = 120.0
 """Loading the models takes a few seconds; a child that says nothing for this long is given up."""
@@ -110,6 +114,9 @@ class AnalysisProcess:
         self._process: Any = None
         self._connection: Connection | None = None
         self._frames: SharedMemory | None = None
+        self._closed = False
+        self._retry_at: float | None = None
+        self.last_error: str | None = None
         self.restarts = 0
         self._start()
 
@@ -138,14 +145,20 @@ class AnalysisProcess:
     def pid(self) -> int | None:
         return None if self._process is None else int(self._process.pid)
 
+    @property
+    def available(self) -> bool:
+        """Whether a child is running to take frames (false after a failed restart, until one succeeds)."""
+        return not self._closed and self._process is not None and self._process.is_alive()
+
     def analyse(self, image: np.ndarray, stream: int | None = None) -> list[Detection]:
         """Detections of one BGR image: by the full pipeline, or by `stream`'s face-following analyser."""
         image = np.ascontiguousarray(image, dtype=np.uint8)
         with self._lock:
-            if self._connection is None:
+            if self._closed:
                 raise AnalysisProcessError("the analysis process is closed")
-            if not self._process.is_alive():
-                self._restart("it had exited")
+            if self._connection is None or not self._process.is_alive():
+                self._restart("it is not running")
+            assert self._connection is not None
             with self._closed_lock:
                 closed, self._closed_streams = self._closed_streams, []
             frames = self._frame_buffer(image.nbytes)
@@ -184,10 +197,24 @@ class AnalysisProcess:
             self._closed_streams.append(stream)
 
     def _restart(self, why: str) -> None:
-        self.restarts += 1
-        logger.error("the analysis process (pid %s) failed (%s); starting a new one", self.pid, why)
+        """Start a new child; after a failed start, try again only once `RESTART_BACKOFF_S` has passed
+        (loading the models takes seconds, and a missing model file does not come back by itself)."""
+        now = time.monotonic()
+        if self._retry_at is not None and now < self._retry_at:
+            raise AnalysisProcessError(f"the analysis process is down: {self.last_error}")
+        if self._process is not None:
+            logger.error("the analysis process (pid %s) failed (%s); starting a new one", self.pid, why)
         self._stop_child()
-        self._start()
+        self.restarts += 1
+        try:
+            self._start()
+        except AnalysisProcessError as exc:
+            self.last_error = str(exc)
+            self._retry_at = now + RESTART_BACKOFF_S
+            logger.error("the analysis process could not be started: %s", exc)
+            raise
+        self._retry_at = None
+        self.last_error = None
 
     def _stop_child(self) -> None:
         if self._connection is not None:
@@ -203,6 +230,7 @@ class AnalysisProcess:
     def close(self) -> None:
         """Stop the child (closing the pipe ends its loop) and remove the frame buffer."""
         with self._lock:
+            self._closed = True
             self._stop_child()
             self._release_frames()
 

@@ -186,6 +186,13 @@ async def _healthz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if state.worker is None or not state.worker.running:
         return web.json_response({"status": "loading"}, status=503)
+    analysis = state.analysis_process
+    if analysis is not None and not analysis.available:
+        # Video still flows, without boxes: the operator's monitoring must see that the product is down.
+        return web.json_response(
+            {"status": "analysis-down", "error": analysis.last_error or "the analysis process is restarting"},
+            status=503,
+        )
     return web.json_response(
         {"status": "ok", "sessions": len(state.registry), "maxSessions": state.registry.max_sessions}
     )

@@ -1,21 +1,27 @@
-"""The models in a child process give the same detections as in this one, and survive a killed child."""
+"""The models in a child process give the same detections as in this one, survive a killed child, and a
+child that cannot be restarted shows in /healthz."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import cv2
 import numpy as np
 import pytest
 
 from server.analysis import StreamingPipeline, load_pipeline
 from server.analysis_process import AnalysisProcess, AnalysisProcessError
+from server.app import STATE, create_app
 from server.config import ServerConfig
-from tests.media_helpers import two_face_frame
+from tests.media_helpers import serve_app, two_face_frame
 
 CONFIG = ServerConfig()
 
@@ -94,3 +100,45 @@ def test_close_ends_the_child_and_removes_the_frame_buffer() -> None:
         os.kill(pid, 0)
     with pytest.raises(AnalysisProcessError, match="closed"):
         process.analyse(np.zeros((8, 8, 3), np.uint8))
+
+
+async def test_a_child_that_cannot_restart_fails_fast_and_health_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "classifier.onnx"
+    shutil.copy(CONFIG.classifier, model)
+    config = replace(CONFIG, classifier=model, offers_per_minute=0)
+    app = create_app(config)
+    async with serve_app(app) as base_url, aiohttp.ClientSession() as http:
+        async with http.get(f"{base_url}/healthz") as response:
+            assert response.status == 200
+        process = app[STATE].analysis_process
+        assert process is not None and process.available
+        frame = np.zeros((48, 64, 3), np.uint8)
+
+        # The model file disappears, then the child dies: the restart fails with the loader's message.
+        model.unlink()
+        pid = process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(AnalysisProcessError, match="classifier model not found"):
+            await asyncio.to_thread(process.analyse, frame)
+        restarts = process.restarts
+        assert not process.available
+        async with http.get(f"{base_url}/healthz") as response:
+            body = await response.json()
+            assert response.status == 503 and body["status"] == "analysis-down"
+            assert "classifier model not found" in body["error"]
+
+        # Until the back-off has passed, frames fail at once without another attempt.
+        with pytest.raises(AnalysisProcessError, match="is down"):
+            process.analyse(frame)
+        assert process.restarts == restarts
+
+        # The file is back and the back-off over: the next frame starts a child and is analysed.
+        shutil.copy(CONFIG.classifier, model)
+        monkeypatch.setattr(process, "_retry_at", time.monotonic() - 1.0)
+        assert await asyncio.to_thread(process.analyse, frame) == []
+        assert process.available and process.restarts == restarts + 1
+        async with http.get(f"{base_url}/healthz") as response:
+            assert response.status == 200
