@@ -1,9 +1,11 @@
 """One analysis thread for the whole server, fed by a one-slot "newest frame" mailbox per session.
 
-Detector and classifier run one after the other in this single thread: running them in two threads at
-once lowered throughput on the 2-core target. A session that submits a frame while its previous one
-still waits replaces it (counted as dropped), so no queue can grow; sessions are served round-robin,
-and results go back to each session's event loop with `call_soon_threadsafe`.
+Frames are analysed one after the other: running two analyses at once lowered throughput on the 2-core
+target. The server's analyser is `server.analysis_process.AnalysisProcess`, so this thread only converts
+the frame and waits while the models run in their own process; an analyser given directly (tests, the
+in-process pipeline) runs in this thread at low priority. A session that submits a frame while its
+previous one still waits replaces it (counted as dropped), so no queue can grow; sessions are served
+round-robin, and results go back to each session's event loop with `call_soon_threadsafe`.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from vision.pipeline import Detection
 
 logger = logging.getLogger(__name__)
 
-# Niceness of the analysis thread (Linux): decoding, drawing and encoding the video of every camera come
-# first, analysis takes the CPU that is left. Under load the detection rate falls, the video rate and
-# latency hold (bench/RESULTS.md: 4 cameras on 2 busy cores, 9 -> 25 fps received).
+# Niceness of the analysis (Linux; the analysis process, or this thread when it runs the models itself):
+# decoding, drawing and encoding the video of every camera come first, analysis takes the CPU that is
+# left. Under load the detection rate falls, the video rate and latency hold (bench/RESULTS.md: 4 cameras
+# on 2 busy cores, 9 -> 25 fps received).
 ANALYSIS_NICENESS = 10
 
 
