@@ -24,6 +24,8 @@ from typing import Any
 
 import psutil
 
+from scripts.resources import tree_usage
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -82,17 +84,9 @@ class ProcessSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                processes = [self._process, *self._process.children(recursive=True)]
+                rss, cpu_seconds = tree_usage(self._process)
             except psutil.Error:
                 return
-            cpu_seconds, rss = 0.0, 0
-            for process in processes:
-                try:
-                    times = process.cpu_times()
-                    cpu_seconds += times.user + times.system
-                    rss += process.memory_info().rss
-                except psutil.Error:
-                    continue
             machine = psutil.cpu_times()
             busy = machine.user + machine.system + machine.nice + getattr(machine, "irq", 0.0)
             busy += getattr(machine, "softirq", 0.0)

@@ -40,19 +40,21 @@ def snapshot() -> ResourceSnapshot:
         threads=len(threads) - len(pool),
         executor_threads=len(pool),
         open_files=len(os.listdir("/proc/self/fd")),
-        rss_mb=_rss_with_children() / 2**20,
+        rss_mb=tree_usage(psutil.Process())[0] / 2**20,
     )
 
 
-def _rss_with_children() -> int:
-    process = psutil.Process()
-    total = process.memory_info().rss
-    for child in process.children(recursive=True):
+def tree_usage(process: psutil.Process) -> tuple[int, float]:
+    """RSS (bytes) and CPU seconds of a process and its children (the server's analysis process) together."""
+    rss, cpu = 0, 0.0
+    for member in [process, *process.children(recursive=True)]:
         try:
-            total += child.memory_info().rss
+            times = member.cpu_times()
+            rss += member.memory_info().rss
+            cpu += times.user + times.system
         except psutil.Error:
             continue
-    return total
+    return rss, cpu
 
 
 def task_names() -> list[str]:

@@ -39,6 +39,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from bench.client import SceneVideoTrack
 from bench.frames import read_code, stream_scenes
 from scripts.cycle_test import wait_healthy
+from scripts.resources import tree_usage
 from tests.browser_helpers import ServerProcess
 
 LATENCY_GROWTH_RATIO = 1.2
@@ -135,19 +136,6 @@ def _thirds(values: list[float]) -> tuple[float, float]:
     """Medians of the first and the last third (at least one value each): robust to one noisy interval."""
     size = max(1, len(values) // 3)
     return statistics.median(values[:size]), statistics.median(values[-size:])
-
-
-def tree_usage(server: psutil.Process) -> tuple[int, float]:
-    """RSS (bytes) and CPU seconds of the server and its children (the analysis process) together."""
-    rss, cpu = 0, 0.0
-    for process in [server, *server.children(recursive=True)]:
-        try:
-            times = process.cpu_times()
-            rss += process.memory_info().rss
-            cpu += times.user + times.system
-        except psutil.Error:
-            continue
-    return rss, cpu
 
 
 def verdict(intervals: list[Interval], max_rss_growth_mb: float) -> tuple[bool, list[str]]:
