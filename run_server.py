@@ -112,8 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ssl_context = None
     if config.https:
         try:
-            if ensure_self_signed(config.cert, config.key, lan_addresses()):
-                print(f"created a self-signed certificate {config.cert} (reused from now on)", flush=True)
+            done = ensure_self_signed(config.cert, config.key, lan_addresses())
+            if done:
+                print(done, flush=True)
             ssl_context = server_ssl_context(config.cert, config.key)
         except (OSError, ValueError, ssl.SSLError) as exc:
             print(f"error: cannot use the TLS files {config.cert} / {config.key}: {exc}", file=sys.stderr)

@@ -169,7 +169,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add(
         "--cert",
-        "TLS certificate; with --https and no file, a self-signed one is made",
+        "TLS certificate; with --https and no file, a self-signed one is made (and renewed)",
         default=defaults.cert,
     )
     add("--key", "TLS private key (made with the self-signed certificate)", default=defaults.key)

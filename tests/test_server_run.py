@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
 import platform
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -16,6 +18,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from server.analysis import StreamAnalyserSource, StreamingPipeline, load_pipeline
 from server.config import PROJECT_ROOT, ServerConfig
@@ -44,19 +50,76 @@ def test_missing_classifier_is_a_clear_error_with_exit_code_2(tmp_path: Path) ->
 
 def test_self_signed_certificate_is_created_once_and_reused(tmp_path: Path) -> None:
     cert, key = tmp_path / "certs" / "server.crt", tmp_path / "certs" / "server.key"
-    assert ensure_self_signed(cert, key, ["192.168.1.20"]) is True
+    created = ensure_self_signed(cert, key, ["192.168.1.20"])
+    assert created is not None and created.startswith("created")
     first = cert.read_bytes()
-    assert ensure_self_signed(cert, key, ["192.168.1.20"]) is False
+    assert ensure_self_signed(cert, key, ["192.168.1.20"]) is None
     assert cert.read_bytes() == first
     assert key.stat().st_mode & 0o077 == 0, "the private key is readable by others"
     assert isinstance(server_ssl_context(cert, key), ssl.SSLContext)
-    from cryptography import x509
-
     names = x509.load_pem_x509_certificate(first).extensions.get_extension_for_class(
         x509.SubjectAlternativeName
     )
     assert "localhost" in names.value.get_values_for_type(x509.DNSName)
     assert [str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)].count("192.168.1.20") == 1
+
+
+def spki(certificate: bytes) -> bytes:
+    return (
+        x509.load_pem_x509_certificate(certificate)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def reissue(cert: Path, key: Path, common_name: str, days_left: float) -> None:
+    """Replace the certificate by one with the same key that expires in `days_left` days."""
+    private_key = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    assert isinstance(private_key, ec.EllipticCurvePrivateKey)
+    old = x509.load_pem_x509_certificate(cert.read_bytes())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(private_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=800))
+        .not_valid_after(now + datetime.timedelta(days=days_left))
+        .add_extension(old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value, False)
+    )
+    cert.write_bytes(builder.sign(private_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+
+
+def test_own_certificate_is_renewed_with_the_same_key_and_an_operators_is_left_alone(tmp_path: Path) -> None:
+    cert, key = tmp_path / "server.crt", tmp_path / "server.key"
+    ensure_self_signed(cert, key, ["192.168.1.20"])
+    pinned = spki(cert.read_bytes())
+
+    # Expiring within 30 days: re-issued for another 825 days, same key (a kiosk's SPKI pin still holds).
+    reissue(cert, key, f"maskcam {socket.gethostname()}", days_left=10)
+    renewed = ensure_self_signed(cert, key, ["192.168.1.20"])
+    assert renewed is not None and "expires on" in renewed
+    expires = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
+    assert expires > datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=800)
+    assert spki(cert.read_bytes()) == pinned
+    assert ensure_self_signed(cert, key, ["192.168.1.20"]) is None
+
+    # The machine got another LAN address: re-issued so that phones can use it.
+    moved = ensure_self_signed(cert, key, ["192.168.1.20", "10.0.0.7"])
+    assert moved is not None and "new address 10.0.0.7" in moved
+    names = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert {"10.0.0.7", "192.168.1.20"} <= {str(ip) for ip in names.value.get_values_for_type(x509.IPAddress)}
+    assert spki(cert.read_bytes()) == pinned
+
+    # An operator's certificate (another subject) is never replaced, even when it is about to expire.
+    reissue(cert, key, "entrance.example.org", days_left=3)
+    before = cert.read_bytes()
+    assert ensure_self_signed(cert, key, ["192.168.1.99"]) is None
+    assert cert.read_bytes() == before
 
 
 def test_json_logs_carry_the_session_id(capsys: pytest.CaptureFixture[str]) -> None:
