@@ -17,6 +17,7 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,11 @@ def summarise(
     )
 
 
-async def _read_video(track: MediaStreamTrack, sender: SceneVideoTrack, observations: Observations) -> None:
+async def read_returned_video(
+    track: MediaStreamTrack, sender: SceneVideoTrack, record: Callable[[float, float | None], None]
+) -> None:
+    """Read the annotated video until it ends; per frame `record(arrival time, latency ms or None)`, the
+    latency from the frame code that `sender` stamped (None when the code is unreadable)."""
     while True:
         try:
             frame = await track.recv()
@@ -175,8 +180,7 @@ async def _read_video(track: MediaStreamTrack, sender: SceneVideoTrack, observat
         assert isinstance(frame, av.VideoFrame)
         index = read_code(frame.to_ndarray(format="gray"))
         sent = sender.sent_at.get(index) if index is not None else None
-        latency = round((arrived - sent) * 1000.0) if sent is not None and arrived >= sent else None
-        observations.frames.append((arrived, latency))
+        record(arrived, (arrived - sent) * 1000.0 if sent is not None and arrived >= sent else None)
 
 
 async def _count_bytes(pc: RTCPeerConnection, observations: Observations) -> None:
@@ -221,7 +225,11 @@ async def run_client(
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
         if track.kind == "video":
-            readers.append(asyncio.ensure_future(_read_video(track, sender, observations)))
+
+            def record(arrived: float, latency: float | None) -> None:
+                observations.frames.append((arrived, None if latency is None else round(latency)))
+
+            readers.append(asyncio.ensure_future(read_returned_video(track, sender, record)))
 
     try:
         await pc.setLocalDescription(await pc.createOffer())

@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import av
 import numpy as np
 import psutil
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 
-from bench.client import SceneVideoTrack
-from bench.frames import read_code, stream_scenes
+from bench.client import SceneVideoTrack, read_returned_video
+from bench.frames import stream_scenes
 from scripts.cycle_test import wait_healthy
 from scripts.resources import tree_usage
 from tests.browser_helpers import ServerProcess
@@ -69,19 +68,6 @@ class Interval:
     cameras: dict[str, dict[str, float | None]]
 
 
-async def _read_video(track: MediaStreamTrack, camera: Camera) -> None:
-    while True:
-        try:
-            frame = await track.recv()
-        except MediaStreamError:
-            return
-        arrived = time.monotonic()
-        assert isinstance(frame, av.VideoFrame)
-        index = read_code(frame.to_ndarray(format="gray"))
-        sent = camera.sender.sent_at.get(index) if index is not None else None
-        camera.frames.append((arrived, (arrived - sent) * 1000.0 if sent is not None else None))
-
-
 async def connect_camera(http: aiohttp.ClientSession, url: str, name: str, scenes: list[Any]) -> Camera:
     pc = RTCPeerConnection()
     camera = Camera(name, pc, SceneVideoTrack(scenes, fps=30.0, scene_seconds=5.0))
@@ -94,7 +80,8 @@ async def connect_camera(http: aiohttp.ClientSession, url: str, name: str, scene
     @pc.on("track")
     def on_track(track: MediaStreamTrack) -> None:
         if track.kind == "video":
-            camera.readers.append(asyncio.ensure_future(_read_video(track, camera)))
+            reader = read_returned_video(track, camera.sender, lambda t, ms: camera.frames.append((t, ms)))
+            camera.readers.append(asyncio.ensure_future(reader))
 
     await pc.setLocalDescription(await pc.createOffer())
     offer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
