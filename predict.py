@@ -136,8 +136,21 @@ def predict_image(pipeline: MaskDetectionPipeline, media: MediaFile, out_dir: Pa
     return len(detections)
 
 
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """The frame as it is meant to be seen: phones store portrait video as landscape frames plus a display
+    rotation (counter-clockwise degrees, as PyAV reads it), which players apply and so does this."""
+    turns = round(rotation / 90.0) % 4
+    if turns == 1:
+        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    if turns == 2:
+        return cv2.rotate(image, cv2.ROTATE_180)
+    if turns == 3:
+        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    return image
+
+
 def _decoded_frames(path: Path) -> Iterator[tuple[np.ndarray, Fraction]]:
-    """BGR frames of a video's first video stream, with the stream's frame rate."""
+    """Upright BGR frames of a video's first video stream, with the stream's frame rate."""
     import av
 
     try:
@@ -151,7 +164,7 @@ def _decoded_frames(path: Path) -> Iterator[tuple[np.ndarray, Fraction]]:
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="bgr24"), Fraction(rate)
+                yield upright(frame.to_ndarray(format="bgr24"), frame.rotation), Fraction(rate)
         except av.FFmpegError as exc:
             raise InputError(f"{path}: video data is corrupt ({exc})") from exc
 

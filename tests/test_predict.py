@@ -36,12 +36,16 @@ def frame_with_face() -> np.ndarray:
     return frame
 
 
-def write_video(path: Path, frames: list[np.ndarray], codec: str = "libx264", rate: int = 10) -> None:
+def write_video(
+    path: Path, frames: list[np.ndarray], codec: str = "libx264", rate: int = 10, rotation: int = 0
+) -> None:
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=rate)
         assert isinstance(stream, VideoStream)
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
         stream.pix_fmt = "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
         container.mux(stream.encode())
@@ -130,6 +134,31 @@ def test_odd_sized_video_is_written_with_even_sides(tmp_path: Path, colour_class
             240,
         )
         assert sum(1 for _ in container.decode(video=0)) == 3
+
+
+@pytest.mark.parametrize(("rotation", "bright_side"), [(90, "bottom"), (-90, "top"), (180, "right")])
+def test_phone_video_with_a_display_rotation_is_analysed_and_written_upright(
+    tmp_path: Path, colour_classifier: Path, rotation: int, bright_side: str
+) -> None:
+    # Stored as 96x48 landscape frames with a white band on the left; players show them turned by the
+    # display rotation, and so must the annotated copy and the frame sizes in the JSON lines.
+    image = grey_frame(96, 48, value=40)
+    image[:, :24] = 250
+    write_video(tmp_path / "phone.mp4", [image] * 3, rotation=rotation)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "phone.mp4"), "--out", str(out), "--classifier", str(colour_classifier)]) == 0
+    width, height = (48, 96) if rotation in (90, -90) else (96, 48)
+    assert {(r["width"], r["height"]) for r in read_jsonl(out / "detections.jsonl")} == {(width, height)}
+    with av.open(str(out / "phone.mp4")) as container:
+        luma = next(container.decode(video=0)).to_ndarray(format="gray").astype(float)
+    assert luma.shape == (height, width)
+    sides = {
+        "top": luma[: height // 5].mean(),
+        "bottom": luma[-height // 5 :].mean(),
+        "left": luma[:, : width // 5].mean(),
+        "right": luma[:, -width // 5 :].mean(),
+    }
+    assert max(sides, key=lambda side: sides[side]) == bright_side, sides
 
 
 def test_missing_model_stops_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
