@@ -85,9 +85,8 @@ def create_app(
 
     `pipeline_factory` builds the analyser from the config: by default the models in a child process
     (`server.analysis_process`), `server.analysis.load_pipeline` runs them in this one, and tests pass
-    stand-ins. `recorder_factory`
-    defaults to a SessionRecorder per session when `config.record` is set. Installs the server's aiortc
-    tuning (`server.rtc_tuning`) for the peer connections of this process.
+    stand-ins. `recorder_factory` defaults to a SessionRecorder per session when `config.record` is set.
+    Installs the server's aiortc tuning (`server.rtc_tuning`) for the peer connections of this process.
     """
     rtc_tuning.install()
     metrics = ServerMetrics()

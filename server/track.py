@@ -20,7 +20,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.reformatter import VideoReformatter
 
 from server.metrics import ServerMetrics
-from server.overlay import can_draw_in_place, overlay_pixels
+from server.overlay import can_draw_in_place, overlay_pixels, stamp_yuv420p
 from server.worker import AnalysisResult, AnalysisWorker, FrameAnalyser
 from vision.draw import draw_detections
 from vision.pipeline import Detection
@@ -92,13 +92,7 @@ class OverlayStamp:
 
     def apply(self, frame: av.VideoFrame) -> av.VideoFrame:
         """A copy of the yuv420p `frame` (of this stamp's size) with the drawing on it; pts kept."""
-        data = frame.to_ndarray()
-        data.ravel()[self.indices] = self.values
-        stamped = av.VideoFrame.from_ndarray(data, format="yuv420p")
-        stamped.pts = frame.pts
-        if frame.time_base is not None:
-            stamped.time_base = frame.time_base
-        return stamped
+        return stamp_yuv420p(frame, self.indices, self.values)
 
 
 class AnnotatedVideoTrack(MediaStreamTrack):
