@@ -26,12 +26,10 @@ from vision.classifier import MaskClassifier, ModelFileError
 from vision.detector import DetectorFileError, FaceDetector
 from vision.draw import draw_detections
 from vision.image_files import IMAGE_SUFFIXES, ImageFileError, read_image
+from vision.model_options import add_model_arguments
 from vision.pipeline import MaskDetectionPipeline
 
 REPO_ROOT = Path(__file__).resolve().parent
-DEFAULT_CLASSIFIER = REPO_ROOT / "models" / "mask_classifier.onnx"
-DEFAULT_DETECTOR_SIZE = (300, 300)
-DEFAULT_CONFIDENCE = 0.5
 VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm"})
 # Suffixes OpenCV can write; other images are written as .png.
 WRITABLE_IMAGE_SUFFIXES: frozenset[str] = frozenset(
@@ -202,19 +200,6 @@ def predict_video(pipeline: MaskDetectionPipeline, media: MediaFile, out_dir: Pa
     return frames
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``N`` or ``WxH`` as a (width, height) detector input."""
-    try:
-        sides = [int(part) for part in text.lower().split("x")]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected N or WxH such as 300x300, got {text!r}") from exc
-    if len(sides) == 1:
-        sides *= 2
-    if len(sides) != 2 or min(sides) < 16:
-        raise argparse.ArgumentTypeError(f"expected N or WxH with sides >= 16, got {text!r}")
-    return sides[0], sides[1]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python predict.py",
@@ -226,19 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, required=True, help="folder for the annotated copies")
     parser.add_argument("--jsonl", type=Path, help="detections file (default: OUT/detections.jsonl)")
-    parser.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER, help="a .onnx or .pt model")
-    parser.add_argument("--prototxt", type=Path, help="face detector prototxt (default: the packaged res10)")
-    parser.add_argument("--caffemodel", type=Path, help="face detector weights (default: the packaged res10)")
-    parser.add_argument(
-        "--detector-size",
-        type=parse_size,
-        default=DEFAULT_DETECTOR_SIZE,
-        metavar="WxH",
-        help="face detector network input, N or WxH (default 300x300)",
-    )
-    parser.add_argument(
-        "--confidence", type=float, default=DEFAULT_CONFIDENCE, help="face detector threshold (default 0.5)"
-    )
+    add_model_arguments(parser)
     return parser
 
 

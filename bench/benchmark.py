@@ -20,9 +20,9 @@ from typing import Any
 
 from bench.pipeline_bench import PipelineSettings, VariantResult, results_table, run_pipelines
 from bench.stream_bench import StreamRun, run_all, streams_table
+from vision.model_options import DEFAULT_CLASSIFIER
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CLASSIFIER = PROJECT_ROOT / "models" / "mask_classifier.onnx"
 
 
 def machine_description() -> dict[str, Any]:

@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from vision import model_options
+from vision.model_options import (
+    DEFAULT_CLASSIFIER,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_DETECTOR_SIZE,
+    confidence_argument,
+)
 from vision.stream import StreamSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -52,12 +59,12 @@ class ServerConfig:
     ice_servers: tuple[IceServer, ...] = ()
     max_sessions: int = 4
     idle_timeout: float = 10.0
-    classifier: Path = PROJECT_ROOT / "models" / "mask_classifier.onnx"
+    classifier: Path = DEFAULT_CLASSIFIER
     prototxt: Path | None = None
     caffemodel: Path | None = None
-    detector_size: tuple[int, int] = (300, 300)
+    detector_size: tuple[int, int] = DEFAULT_DETECTOR_SIZE
     detect_every: int = StreamSettings().detect_every
-    confidence: float = 0.5
+    confidence: float = DEFAULT_CONFIDENCE
     log_format: str = "text"
     log_level: str = "INFO"
     token: str | None = None
@@ -91,17 +98,11 @@ def parse_ice_server(url: str, username: str | None = None, credential: str | No
 
 
 def parse_detector_size(text: str) -> tuple[int, int]:
-    """`300` -> (300, 300); `400x300` -> (400, 300) (width x height)."""
-    parts = text.lower().split("x")
+    """`vision.model_options.parse_detector_size`, failing with a ConfigError."""
     try:
-        values = [int(part) for part in parts]
+        return model_options.parse_detector_size(text)
     except ValueError as exc:
-        raise ConfigError(f"detector size {text!r} must be N or WxH") from exc
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) < 32 or max(values) > 2048:
-        raise ConfigError(f"detector size {text!r} must be N or WxH with sides in 32..2048")
-    return values[0], values[1]
+        raise ConfigError(str(exc)) from exc
 
 
 def _env_bool(name: str, value: str) -> bool:
@@ -131,13 +132,6 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
     return value
 
 
@@ -193,14 +187,20 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--classifier", "mask classifier model (.onnx or .pt)", default=defaults.classifier)
     add("--prototxt", "face detector prototxt (default: the packaged res10 SSD)", default=None)
     add("--caffemodel", "face detector caffemodel (default: the packaged res10 SSD)", default=None)
-    add("--detector-size", "face detector input size, N or WxH", default="300")
+    width, height = defaults.detector_size
+    add("--detector-size", "face detector input size, N or WxH", default=f"{width}x{height}")
     add(
         "--detect-every",
         "full face detection on every N-th analysed frame, faces followed in between; 1 = every frame",
         type=_positive_int,
         default=defaults.detect_every,
     )
-    add("--confidence", "face detector confidence threshold", type=_fraction, default=defaults.confidence)
+    add(
+        "--confidence",
+        "face detector confidence threshold",
+        type=confidence_argument,
+        default=defaults.confidence,
+    )
     add("--log-format", "log format", choices=("text", "json"), default=defaults.log_format)
     add(
         "--log-level",

@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from training.evaluate import DEFAULT_IOU, IOU_HELP, REPO_ROOT, EvaluationError, parse_size
+from training.evaluate import DEFAULT_IOU, IOU_HELP, REPO_ROOT, EvaluationError
 from training.matching import FloatBox, Tally, float_box
 from training.voc import SceneAnnotation, load_scene_annotations
 from vision.detector import FaceDetector
 from vision.image_files import ImageFileError, read_image
+from vision.model_options import detector_size_argument
 
 DEFAULT_SIZES = ("300x300", "400x400", "500x500", "600x600", "aspect400", "aspect600")
 DEFAULT_THRESHOLDS = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -47,7 +48,7 @@ def network_input(spec: str, frame_shape: tuple[int, ...]) -> tuple[int, int]:
         scale = long_side / max(width, height)
         # Multiples of 4 keep the SSD's feature maps aligned with the input.
         return max(16, round(width * scale / 4) * 4), max(16, round(height * scale / 4) * 4)
-    return parse_size(spec)
+    return detector_size_argument(spec)
 
 
 def check_spec(spec: str) -> str:

@@ -29,13 +29,11 @@ from vision.classifier import MaskClassifier, ModelFileError
 from vision.detector import DetectorFileError, FaceDetector
 from vision.image_files import ImageFileError, read_image
 from vision.labels import LABELS, canonical_label
+from vision.model_options import add_model_arguments
 from vision.pipeline import MaskDetectionPipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CLASSIFIER = REPO_ROOT / "models" / "mask_classifier.onnx"
 DEFAULT_IOU = 0.4
-DEFAULT_CONFIDENCE = 0.5
-DEFAULT_DETECTOR_SIZE = (300, 300)
 FACES_BATCH = 64
 # Meaningless when the annotated boxes are classified: every face is "found".
 DETECTION_KEYS = frozenset(
@@ -56,17 +54,6 @@ Predictor = Callable[[np.ndarray, SceneAnnotation], list[Prediction]]
 
 class EvaluationError(RuntimeError):
     """Input that makes a figure impossible to compute honestly: a missing or unreadable file."""
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``WxH`` (e.g. ``300x300``) as a (width, height) tuple."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected WxH such as 300x300, got {text!r}") from exc
-    if width < 16 or height < 16:
-        raise argparse.ArgumentTypeError(f"detector input must be at least 16x16, got {text!r}")
-    return width, height
 
 
 def detected_faces(pipeline: MaskDetectionPipeline) -> Predictor:
@@ -255,19 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--split", help="train, val or test: images listed in splits.csv (for --scenes: beside DIR)"
     )
     parser.add_argument("--iou", type=float, default=DEFAULT_IOU, help=IOU_HELP)
-    parser.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER, help="a .onnx or .pt model")
-    parser.add_argument(
-        "--confidence", type=float, default=DEFAULT_CONFIDENCE, help="face detector threshold (default 0.5)"
-    )
-    parser.add_argument("--prototxt", type=Path, help="face detector prototxt (default: the packaged res10)")
-    parser.add_argument("--caffemodel", type=Path, help="face detector weights (default: the packaged res10)")
-    parser.add_argument(
-        "--detector-size",
-        type=parse_size,
-        default=DEFAULT_DETECTOR_SIZE,
-        metavar="WxH",
-        help="face detector network input (default 300x300)",
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--boxes",
         choices=("detected", "annotated"),

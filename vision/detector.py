@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vision.model_options import DEFAULT_CONFIDENCE, DEFAULT_DETECTOR_SIZE
+
 PROTOTXT_NAME = "deploy.prototxt.txt"
 CAFFEMODEL_NAME = "res10_300x300_ssd_iter_140000.caffemodel"
 # The mean pixel (BGR) the res10 model was trained with.
@@ -80,8 +82,8 @@ class FaceDetector:
         self,
         prototxt: str | Path | None = None,
         caffemodel: str | Path | None = None,
-        input_size: tuple[int, int] = (300, 300),
-        confidence: float = 0.5,
+        input_size: tuple[int, int] = DEFAULT_DETECTOR_SIZE,
+        confidence: float = DEFAULT_CONFIDENCE,
     ) -> None:
         if prototxt is None or caffemodel is None:
             default_prototxt, default_caffemodel = packaged_model_files()

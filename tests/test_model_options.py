@@ -1,0 +1,68 @@
+"""The server, predict.py and the evaluation take the same model flags, with the same defaults."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+import predict
+from server.config import ServerConfig, parse_config
+from training import evaluate
+from vision.model_options import (
+    DEFAULT_CLASSIFIER,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_DETECTOR_SIZE,
+    confidence_argument,
+    parse_detector_size,
+)
+
+
+def test_detector_size_spellings() -> None:
+    assert parse_detector_size("300") == (300, 300)
+    assert parse_detector_size("400X300") == (400, 300)
+    for bad in ("", "x", "300x", "1x2x3", "31", "2049x300", "big"):
+        with pytest.raises(ValueError, match="detector size"):
+            parse_detector_size(bad)
+
+
+def test_confidence_is_strictly_between_0_and_1() -> None:
+    assert confidence_argument("0.3") == 0.3
+    for bad in ("0", "1", "-0.1", "1.5", "half"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            confidence_argument(bad)
+
+
+def test_every_entry_point_has_the_same_defaults() -> None:
+    predicted = predict.build_parser().parse_args(["photo.jpg", "--out", "out"])
+    evaluated = evaluate.build_parser().parse_args(["--faces", "faces", "--json", "r.json"])
+    served = parse_config([], environ={})
+    for args in (predicted, evaluated):
+        assert (args.classifier, args.detector_size, args.confidence) == (
+            DEFAULT_CLASSIFIER,
+            DEFAULT_DETECTOR_SIZE,
+            DEFAULT_CONFIDENCE,
+        )
+        assert args.prototxt is None and args.caffemodel is None
+    for config in (served, ServerConfig()):
+        assert (config.classifier, config.detector_size, config.confidence) == (
+            DEFAULT_CLASSIFIER,
+            DEFAULT_DETECTOR_SIZE,
+            DEFAULT_CONFIDENCE,
+        )
+
+
+def test_entry_points_accept_the_same_spellings_and_refuse_bad_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flags = ["--detector-size", "400x300", "--confidence", "0.3"]
+    assert predict.build_parser().parse_args(["a.jpg", "--out", "o", *flags]).detector_size == (400, 300)
+    assert evaluate.build_parser().parse_args(["--faces", "f", "--json", "j", *flags]).confidence == 0.3
+    served = parse_config(flags, environ={})
+    assert (served.detector_size, served.confidence) == ((400, 300), 0.3)
+    with pytest.raises(SystemExit):
+        predict.build_parser().parse_args(["a.jpg", "--out", "o", "--detector-size", "10"])
+    assert "sides in 32..2048" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config(["--detector-size", "10"], environ={})
+    assert "sides in 32..2048" in capsys.readouterr().err
