@@ -1,4 +1,4 @@
-"""The models in a child process at low CPU priority, so that analysis never holds up the video.
+"""The models in a child process that runs only on idle CPU time, so that analysis never holds up the video.
 
 In a thread of the server process, the analysis shares the interpreter lock with the event loop that moves
 every camera's video. At low priority (so that the video comes first when the cores are busy) the thread
@@ -8,9 +8,10 @@ operating system's priorities then work as intended.
 
 `AnalysisProcess` is what the server analyses with by default: the analysis worker thread puts each frame
 (BGR) in a shared-memory buffer, sends its shape through a pipe and waits for the detections while the
-child computes them (sending the pixels through the pipe took a fifth of the child's time). Each session's
-`RemoteStream` has its face-following state in the child. A child that dies (a crash in native code) is
-started again on the next frame; the frame in flight fails with `AnalysisProcessError`.
+child computes them (sending the pixels through the pipe took a fifth of the child's time). The child runs
+under SCHED_IDLE (`run_only_on_idle_cpu`). Each session's `RemoteStream` has its face-following state in
+the child. A child that dies (a crash in native code) is started again on the next frame; the frame in
+flight fails with `AnalysisProcessError`.
 """
 
 from __future__ import annotations
@@ -55,10 +56,26 @@ class AnalysisProcessError(RuntimeError):
     """The child process failed to start or died while analysing a frame."""
 
 
+def run_only_on_idle_cpu() -> None:
+    """Put every thread of this process under Linux's SCHED_IDLE policy (threads started later inherit it;
+    importing numpy has already started OpenBLAS's): the kernel then runs them only when no normal task
+    wants the core, and a waking video task preempts them at once. At nice 10 the analysis still took its
+    share of a busy core and the video waited for the end of its time slice: with 4 cameras, latency p95
+    76-106 ms, against 31-48 ms under SCHED_IDLE (bench/RESULTS.md, step 27). Falls back to nice 10 where
+    the policy is refused."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        for thread in os.listdir("/proc/self/task"):
+            os.sched_setscheduler(int(thread), os.SCHED_IDLE, os.sched_param(0))
+    except OSError as exc:
+        logger.warning("SCHED_IDLE refused (%s); the analysis runs at nice %d", exc, ANALYSIS_NICENESS)
+        os.nice(ANALYSIS_NICENESS)
+
+
 def _serve(config: ServerConfig, connection: Connection) -> None:
     """The child: load the models, then answer one request at a time until the pipe closes."""
-    if sys.platform.startswith("linux"):
-        os.nice(ANALYSIS_NICENESS)
+    run_only_on_idle_cpu()
     cv2.setNumThreads(1)
     use_fixed_mmap_threshold()
     try:

@@ -30,10 +30,10 @@ from vision.pipeline import Detection
 
 logger = logging.getLogger(__name__)
 
-# Niceness of the analysis (Linux; the analysis process, or this thread when it runs the models itself):
-# decoding, drawing and encoding the video of every camera come first, analysis takes the CPU that is
-# left. Under load the detection rate falls, the video rate and latency hold (bench/RESULTS.md: 4 cameras
-# on 2 busy cores, 9 -> 25 fps received).
+# Niceness of the analysis when this thread runs the models itself (Linux; the analysis process runs under
+# SCHED_IDLE instead, and falls back to this where that is refused): decoding, drawing and encoding the
+# video of every camera come first, analysis takes the CPU that is left. Under load the detection rate
+# falls, the video rate and latency hold (bench/RESULTS.md: 4 cameras on 2 busy cores, 9 -> 25 fps received).
 ANALYSIS_NICENESS = 10
 
 

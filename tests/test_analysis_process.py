@@ -63,6 +63,20 @@ def test_grey_and_odd_images_pass_through_the_pipe(analysis_process: AnalysisPro
     assert sorted(d.label for d in analysis_process.analyse(scene.image)) == ["with_mask", "without_mask"]
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_every_thread_of_the_child_runs_only_on_idle_cpu(analysis_process: AnalysisProcess) -> None:
+    # After a frame, so that the models' own threads (onnxruntime's pool) exist too: they must have
+    # inherited the policy, not kept the normal one.
+    analysis_process.analyse(two_face_frame().image)
+    pid = analysis_process.pid
+    assert pid is not None
+    threads = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    assert threads
+    assert {os.sched_getscheduler(thread) for thread in threads} == {os.SCHED_IDLE}
+    # The server process itself stays at the normal policy: the video comes first.
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
 def test_killed_child_is_replaced_and_the_server_goes_on(analysis_process: AnalysisProcess) -> None:
     scene = two_face_frame()
     before = analysis_process.analyse(scene.image)
