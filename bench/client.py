@@ -23,10 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiortc.rtcrtpsender
 import av
 import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.codecs.base import Encoder
+from aiortc.codecs.vpx import MAX_BITRATE
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from bench.frames import Scene, moved_i420, read_code, stamp_code_i420, stream_scenes, to_i420
 from server import rtc_tuning
@@ -38,6 +42,35 @@ SCENES = 5
 first 5 s showed, and their latencies compare like with like (the issue's growth target): the photos'
 content alone moves latency by tens of percent (more faces, more bits)."""
 _TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
+CAMERA_BITRATE = MAX_BITRATE
+"""What each client's camera sends: aiortc's top VP8 rate, 1.5 Mbit/s, the rate the returned video reaches."""
+
+
+class SteadyRateVp8Encoder(rtc_tuning.DenoiserFreeVp8Encoder):
+    """The server's VP8 encoder at a fixed rate, `CAMERA_BITRATE`, whatever the server's estimates say.
+
+    aiortc's encoder opens itself again, and so starts with a keyframe (25-90 KB against 1-5 KB), every time
+    the receiver's bandwidth estimate moves by more than 10 %. The server's estimate of a camera's stream
+    follows its own CPU load (a delay-based estimator), so on the shared 2 cores each client sent about 13
+    keyframes in a 30-s window, and a busy moment fed itself: more keyframes, more decoding, lower
+    estimates, more keyframes. A browser's encoder changes its rate in place, without a keyframe; a steady
+    top rate keeps that, and sends at least as many bits as a browser that follows the estimate down.
+    """
+
+    @property
+    def target_bitrate(self) -> int:
+        return CAMERA_BITRATE
+
+    @target_bitrate.setter
+    def target_bitrate(self, bitrate: int) -> None:
+        """The server's estimate is not followed (see the class docstring)."""
+
+
+def get_camera_encoder(codec: RTCRtpCodecParameters) -> Encoder:
+    """`SteadyRateVp8Encoder` for VP8, the server's tuned choice for anything else."""
+    if codec.mimeType.lower() == "video/vp8":
+        return SteadyRateVp8Encoder()
+    return rtc_tuning.get_encoder(codec)
 
 
 class SceneVideoTrack(MediaStreamTrack):
@@ -285,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     # costs CPU that the server on these shared cores needs), and a browser's jitter buffer, which this
     # client stands in for, does not hold each frame back until the next one arrives.
     rtc_tuning.install()
+    sender_module: Any = aiortc.rtcrtpsender
+    sender_module.get_encoder = get_camera_encoder
     try:
         result = asyncio.run(run_client(args.url, args.duration, args.warmup, stream_scenes(args.scenes)))
         text = json.dumps(asdict(result), indent=2)

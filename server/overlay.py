@@ -26,6 +26,10 @@ def can_draw_in_place(frame: av.VideoFrame) -> bool:
     return frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0
 
 
+PlanePixels = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Pixels to set in one plane: row indices, column indices, values."""
+
+
 def draw_on_yuv420p(frame: av.VideoFrame, detections: Sequence[Detection]) -> av.VideoFrame:
     """A new yuv420p frame: `frame` with the detections (in its own pixels) drawn as draw_detections does."""
     if not can_draw_in_place(frame):
@@ -33,14 +37,39 @@ def draw_on_yuv420p(frame: av.VideoFrame, detections: Sequence[Detection]) -> av
             f"expected an even-sized yuv420p frame, got {frame.format.name} {frame.width}x{frame.height}"
         )
     indices, values = overlay_pixels(frame.width, frame.height, detections)
-    return stamp_yuv420p(frame, indices, values)
+    return stamp_yuv420p(frame, split_planes(indices, values, frame.width, frame.height))
 
 
-def stamp_yuv420p(frame: av.VideoFrame, indices: np.ndarray, values: np.ndarray) -> av.VideoFrame:
-    """A copy of the yuv420p `frame` with `values` at the flat I420 `indices`; timestamps kept."""
-    data = frame.to_ndarray()
-    data.ravel()[indices] = values
-    stamped = av.VideoFrame.from_ndarray(data, format="yuv420p")
+def split_planes(indices: np.ndarray, values: np.ndarray, width: int, height: int) -> list[PlanePixels]:
+    """Flat I420 `indices` (as `overlay_pixels` gives them) as rows and columns of the Y, U and V planes."""
+    u_start = width * height
+    v_start = u_start + (width // 2) * (height // 2)
+    planes = []
+    for start, end, plane_width in (
+        (0, u_start, width),
+        (u_start, v_start, width // 2),
+        (v_start, v_start + (width // 2) * (height // 2), width // 2),
+    ):
+        inside = (indices >= start) & (indices < end)
+        rows, columns = np.divmod(indices[inside] - start, plane_width)
+        planes.append((rows, columns, values[inside]))
+    return planes
+
+
+def stamp_yuv420p(
+    frame: av.VideoFrame, pixels: Sequence[PlanePixels], into: av.VideoFrame | None = None
+) -> av.VideoFrame:
+    """The yuv420p `frame` copied into `into` (a new frame when None) with `pixels` set; timestamps kept.
+
+    Plane by plane, straight between the frames' buffers: no intermediate array.
+    """
+    stamped = into if into is not None else av.VideoFrame(frame.width, frame.height, "yuv420p")
+    for source, target, (rows, columns, values) in zip(frame.planes, stamped.planes, pixels, strict=True):
+        width, height = source.width, source.height
+        pixels_in = np.frombuffer(memoryview(source), np.uint8).reshape(height, source.line_size)[:, :width]
+        pixels_out = np.frombuffer(memoryview(target), np.uint8).reshape(height, target.line_size)[:, :width]
+        pixels_out[...] = pixels_in
+        pixels_out[rows, columns] = values
     stamped.pts = frame.pts
     if frame.time_base is not None:
         stamped.time_base = frame.time_base
@@ -55,9 +84,12 @@ def overlay_pixels(width: int, height: int, detections: Sequence[Detection]) -> 
     """
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     draw_detections(canvas, detections)
-    x, y, w, h = cv2.boundingRect(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY))
+    # The rectangle around the non-black bytes of the rows seen as width * 3 bytes (no grey copy of the
+    # whole canvas), then in pixels.
+    x, y, w, h = cv2.boundingRect(canvas.reshape(height, width * 3))
     if w == 0 or h == 0:
         return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.uint8)
+    x, w = x // 3, (x + w + 2) // 3 - x // 3
     # Two pixels of margin for the dilation, then out to even coordinates (whole chroma blocks).
     x0, y0 = max(0, x - 2) & ~1, max(0, y - 2) & ~1
     x1, y1 = min(width, (x + w + 3) & ~1), min(height, (y + h + 3) & ~1)

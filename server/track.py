@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Sequence
 
 import av
-import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
 from server.metrics import ServerMetrics
-from server.overlay import can_draw_in_place, overlay_pixels, stamp_yuv420p
+from server.overlay import PlanePixels, can_draw_in_place, overlay_pixels, split_planes, stamp_yuv420p
 from server.worker import AnalysisResult, AnalysisWorker, FrameAnalyser
 from vision.draw import draw_detections
 from vision.pipeline import Detection
@@ -76,23 +76,52 @@ class OverlayStamp:
     `draw_on_yuv420p` replaces pixels outright, never blending them with the frame, so its drawing is the
     same on every frame until the next analysis, and with several cameras an analysis is shown on many
     frames. The drawing is worked out once per analysis (`overlay_pixels`, on the rectangle around the
-    boxes: 0.5 ms) and stamped onto each frame (0.13 ms) instead of drawn on each (1 ms).
+    boxes: 0.5 ms) and stamped onto each frame instead of drawn on each (1 ms).
     """
 
     result: AnalysisResult
     size: tuple[int, int]
-    indices: np.ndarray
-    values: np.ndarray
+    pixels: list[PlanePixels]
 
     @classmethod
     def make(cls, result: AnalysisResult, size: tuple[int, int]) -> OverlayStamp:
         detections = scale_detections(result.detections, (result.width, result.height), size)
         indices, values = overlay_pixels(size[0], size[1], detections)
-        return cls(result=result, size=size, indices=indices, values=values)
+        return cls(result=result, size=size, pixels=split_planes(indices, values, size[0], size[1]))
 
-    def apply(self, frame: av.VideoFrame) -> av.VideoFrame:
-        """A copy of the yuv420p `frame` (of this stamp's size) with the drawing on it; pts kept."""
-        return stamp_yuv420p(frame, self.indices, self.values)
+    @property
+    def count(self) -> int:
+        """Pixel values the stamp sets, all planes together."""
+        return sum(values.size for _, _, values in self.pixels)
+
+    def apply(self, frame: av.VideoFrame, into: av.VideoFrame | None = None) -> av.VideoFrame:
+        """The yuv420p `frame` (of this stamp's size) with the drawing on it, written into `into` (a new
+        frame when None); pts kept."""
+        return stamp_yuv420p(frame, self.pixels, into)
+
+
+class OutputFrames:
+    """Two yuv420p frames that the annotated video is written into in turn, instead of a new one per frame.
+
+    The server hands frame-sized blocks back to the system when they are freed (server/memory.py), so a new
+    640x480 frame is paid in page faults on every frame: stamping into a new frame took 0.79 ms, into one
+    of these 0.10 ms (`python -m bench.media_steps`). aiortc's sender encodes each frame before it asks the
+    track for the next one, so a frame handed out is free again by the time it is written two frames later.
+    """
+
+    def __init__(self) -> None:
+        self._frames: list[av.VideoFrame] = []
+        self._turn = 0
+
+    def take(self, width: int, height: int) -> av.VideoFrame:
+        """The frame to write next (two new ones when the size changed), with no picture type set: an
+        encoder that forced a keyframe marked it, and the mark must not force one on every later use."""
+        if not self._frames or (self._frames[0].width, self._frames[0].height) != (width, height):
+            self._frames = [av.VideoFrame(width, height, "yuv420p") for _ in range(2)]
+        frame = self._frames[self._turn]
+        self._turn ^= 1
+        frame.pict_type = PictureType.NONE
+        return frame
 
 
 class AnnotatedVideoTrack(MediaStreamTrack):
@@ -120,6 +149,7 @@ class AnnotatedVideoTrack(MediaStreamTrack):
         self._frame_ready = asyncio.Event()
         self._reformatter = VideoReformatter()
         self._stamp: OverlayStamp | None = None
+        self._output = OutputFrames()
         self._source_ended = False
         self.frames_received = 0
         self.frames_sent = 0
@@ -186,7 +216,7 @@ class AnnotatedVideoTrack(MediaStreamTrack):
             stamp = self._stamp
             if stamp is None or stamp.result is not result or stamp.size != size:
                 stamp = self._stamp = OverlayStamp.make(result, size)
-            return stamp.apply(frame)
+            return stamp.apply(frame, self._output.take(*size))
         return annotate_frame(frame, result.detections, (result.width, result.height), self._reformatter)
 
     def stop(self) -> None:

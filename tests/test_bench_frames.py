@@ -97,5 +97,5 @@ def test_media_steps_benchmark_prints_its_table(capsys: pytest.CaptureFixture[st
     assert media_steps.main(["--frames", "60"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| VP8") or line.startswith("| overlay")]
-    assert len(rows) == 4
+    assert len(rows) == 5
     assert all(float(row.split("|")[2]) > 0 for row in rows)

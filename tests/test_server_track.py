@@ -25,13 +25,15 @@ def metrics() -> ServerMetrics:
 
 async def consume(
     track: AnnotatedVideoTrack, seconds: float, per_frame_cost: float
-) -> list[tuple[float, object]]:
-    """Read the track like aiortc's sender (which spends `per_frame_cost` encoding each frame)."""
-    received: list[tuple[float, object]] = []
+) -> list[tuple[float, int]]:
+    """Read the track like aiortc's sender (which spends `per_frame_cost` encoding each frame and is done
+    with it before the next `recv()`): (arrival time, pts) of each frame."""
+    received: list[tuple[float, int]] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         frame = await track.recv()
-        received.append((time.monotonic(), frame))
+        assert frame.pts is not None
+        received.append((time.monotonic(), frame.pts))
         await asyncio.sleep(per_frame_cost)
     return received
 
@@ -52,7 +54,7 @@ async def test_slow_analysis_keeps_video_rate_and_latency(metrics: ServerMetrics
         await track.wait_closed()
         worker.stop()
 
-    latencies = [(at - source.captured_at[frame.pts]) for at, frame in received]  # type: ignore[attr-defined]
+    latencies = [(at - source.captured_at[pts]) for at, pts in received]
     last_second = [
         lat for (at, _), lat in zip(received, latencies, strict=True) if at > received[-1][0] - 1.0
     ]
@@ -80,16 +82,20 @@ async def test_frames_carry_the_newest_detections_and_keep_timestamps(metrics: S
     worker.start()
     source = FakeCameraTrack([blank_frame()], fps=30.0)
     track = AnnotatedVideoTrack(source, worker, "draw", metrics)
+    timestamps, time_bases = [], []
     try:
-        frames = [await track.recv() for _ in range(15)]
+        for _ in range(15):
+            frame = await track.recv()
+            timestamps.append(frame.pts)
+            time_bases.append(frame.time_base)
     finally:
         track.stop()
         await track.wait_closed()
         worker.stop()
-    timestamps = [f.pts for f in frames]
     assert None not in timestamps and timestamps == sorted(t or 0 for t in timestamps)
-    assert all(f.time_base == VIDEO_TIME_BASE for f in frames)
-    last = frames[-1].to_ndarray(format="bgr24")
+    assert len(set(timestamps)) == len(timestamps)
+    assert time_bases == [VIDEO_TIME_BASE] * 15
+    last = frame.to_ndarray(format="bgr24")
     blank = blank_frame()
     # The outline of the box around (100, 100)-(300, 340) is drawn; far from it the frame is untouched.
     assert np.abs(last[200, 98:103].astype(int) - blank[200, 98:103]).max() > 60
