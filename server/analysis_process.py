@@ -61,8 +61,8 @@ def run_only_on_idle_cpu() -> None:
     importing numpy has already started OpenBLAS's): the kernel then runs them only when no normal task
     wants the core, and a waking video task preempts them at once. At nice 10 the analysis still took its
     share of a busy core and the video waited for the end of its time slice: with 4 cameras, latency p95
-    76-106 ms, against 31-48 ms under SCHED_IDLE (bench/RESULTS.md, step 27). Falls back to nice 10 where
-    the policy is refused."""
+    42-106 ms at nice 10, 31-80 ms under SCHED_IDLE (bench/RESULTS.md, step 27). Falls back to nice 10
+    where the policy is refused."""
     if not sys.platform.startswith("linux"):
         return
     try:

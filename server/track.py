@@ -76,7 +76,7 @@ class OverlayStamp:
     `draw_on_yuv420p` replaces pixels outright, never blending them with the frame, so its drawing is the
     same on every frame until the next analysis, and with several cameras an analysis is shown on many
     frames. The drawing is worked out once per analysis (`overlay_pixels`, on the rectangle around the
-    boxes: 0.5 ms) and stamped onto each frame instead of drawn on each (1 ms).
+    boxes: about 1 ms) and stamped onto each frame (0.1 ms) instead of drawn on each.
     """
 
     result: AnalysisResult
@@ -104,9 +104,10 @@ class OutputFrames:
     """Two yuv420p frames that the annotated video is written into in turn, instead of a new one per frame.
 
     The server hands frame-sized blocks back to the system when they are freed (server/memory.py), so a new
-    640x480 frame is paid in page faults on every frame: stamping into a new frame took 0.79 ms, into one
-    of these 0.10 ms (`python -m bench.media_steps`). aiortc's sender encodes each frame before it asks the
-    track for the next one, so a frame handed out is free again by the time it is written two frames later.
+    640x480 frame is paid in page faults on every frame: stamping into a new frame took 0.34-0.46 ms, into
+    one of these 0.09-0.12 ms (`python -m bench.media_steps`). aiortc's sender encodes each frame before it
+    asks the track for the next one, so a frame handed out is free again by the time it is written two
+    frames later.
     """
 
     def __init__(self) -> None:

@@ -3,35 +3,24 @@
 
 from __future__ import annotations
 
-import fractions
-
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
-import av
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from bench import client
 from bench.client import CAMERA_BITRATE, SteadyRateVp8Encoder, get_camera_encoder
-from bench.frames import moved_i420, stream_scenes, to_i420
+from bench.frames import SCENES_DIR
+from bench.media_steps import camera_frames
 from server import rtc_tuning
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)
 
 
-def camera_frames(count: int) -> list[av.VideoFrame]:
-    scene = to_i420(stream_scenes(1)[0].image)
-    frames = []
-    for index in range(count):
-        frame = av.VideoFrame.from_ndarray(moved_i420(scene, index / 30), format="yuv420p")
-        frame.pts = index * 3000
-        frame.time_base = fractions.Fraction(1, 90000)
-        frames.append(frame)
-    return frames
-
-
 def test_a_new_estimate_does_not_reopen_the_camera_encoder() -> None:
+    if not SCENES_DIR.is_dir():
+        pytest.skip(f"needs the scene photos of ../shared/data ({SCENES_DIR} not found)")
     frames = camera_frames(6)
     steady, tuned = SteadyRateVp8Encoder(), rtc_tuning.DenoiserFreeVp8Encoder()
     for encoder in (steady, tuned):
