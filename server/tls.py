@@ -36,8 +36,10 @@ def ensure_self_signed(cert_path: Path, key_path: Path, addresses: list[str]) ->
     """
     if cert_path.is_file() and key_path.is_file():
         reason = _renewal_reason(cert_path, addresses)
+        if reason is None:
+            return None
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        if reason is None or not isinstance(key, ec.EllipticCurvePrivateKey):
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
             return None
         _write_certificate(cert_path, key, addresses)
         return f"renewed the self-signed certificate {cert_path} with the same key ({reason})"
