@@ -19,6 +19,8 @@ from server import rtc_tuning
 from server.analysis import StreamAnalyserSource
 from server.analysis_process import AnalysisProcess
 from server.config import ServerConfig
+from server.history_api import HISTORY, setup_history
+from server.location import parse_location
 from server.metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from server.session import (
     DATA_CHANNEL_LABEL,
@@ -92,13 +94,15 @@ def create_app(
     metrics = ServerMetrics()
     middlewares = _security_middlewares(config, metrics)
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
+    registry = SessionRegistry(config.max_sessions, metrics)
     app[STATE] = ServerState(
         config=config,
         metrics=metrics,
-        registry=SessionRegistry(config.max_sessions, metrics),
+        registry=registry,
         pipeline_factory=pipeline_factory,
         recorder_factory=recorder_factory or default_recorder_factory(config),
     )
+    setup_history(app, config, metrics, registry)
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/kiosk", _page("kiosk.html"))
     app.router.add_post("/offer", _offer)
@@ -119,7 +123,9 @@ def _security_middlewares(config: ServerConfig, metrics: ServerMetrics) -> list[
     def count_rejection(reason: str) -> None:
         metrics.offers_rejected.labels(reason=reason).inc()
 
-    return security_middlewares(config.token, config.offers_per_minute, on_reject=count_rejection)
+    return security_middlewares(
+        config.token, config.offers_per_minute, admin_token=config.admin_token, on_reject=count_rejection
+    )
 
 
 async def _start_worker(app: web.Application) -> None:
@@ -222,6 +228,7 @@ async def _offer(request: web.Request) -> web.Response:
             state.config.idle_timeout,
             state.recorder_factory,
             state.analyser_factory,
+            request.app[HISTORY].session_passages(offer.location),
         )
     except CapacityError:
         state.metrics.offers_rejected.labels(reason="capacity").inc()
@@ -232,7 +239,7 @@ async def _offer(request: web.Request) -> web.Response:
             maxSessions=state.registry.max_sessions,
         )
     try:
-        answer_sdp = await session.answer(offer)
+        answer_sdp = await session.answer(offer.sdp)
     except OfferError as exc:
         await session.close("rejected")
         state.metrics.offers_rejected.labels(reason="bad_sdp").inc()
@@ -240,7 +247,9 @@ async def _offer(request: web.Request) -> web.Response:
     except BaseException:
         await asyncio.shield(session.close("rejected"))
         raise
-    logger.info("session opened", extra={"session": session.id, "remote": request.remote})
+    logger.info(
+        "session opened", extra={"session": session.id, "remote": request.remote, "location": offer.location}
+    )
     return web.json_response({"sdp": answer_sdp, "type": "answer", "session": session.id})
 
 
@@ -251,8 +260,16 @@ class _Rejection(Exception):
         self.response = error_response(status, reason, message)
 
 
-async def _read_offer(request: web.Request) -> str:
-    """The offer's SDP from a `{"sdp", "type": "offer"}` body, or a _Rejection with the 4xx to send."""
+@dataclass(frozen=True)
+class Offer:
+    """What an offer's body carries: the SDP, and the camera's location name (checked)."""
+
+    sdp: str
+    location: str
+
+
+async def _read_offer(request: web.Request) -> Offer:
+    """The offer from a `{"sdp", "type": "offer", "location"?}` body, or a _Rejection with the 4xx to send."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
@@ -269,4 +286,8 @@ async def _read_offer(request: web.Request) -> str:
     sdp = body.get("sdp")
     if not isinstance(sdp, str) or not sdp.strip():
         raise _Rejection(400, "bad_offer", 'Expected "sdp" to be the offer\'s SDP text.')
-    return sdp
+    try:
+        location = parse_location(body.get("location"))
+    except ValueError as exc:
+        raise _Rejection(400, "bad_location", str(exc)) from exc
+    return Offer(sdp=sdp, location=location)

@@ -22,6 +22,8 @@ from vision.model_options import (
 from vision.stream import StreamSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_HISTORY = str(PROJECT_ROOT / "data" / "history.sqlite3")
+HISTORY_DETAILS = ("passages", "counts")
 ENV_PREFIX = "MASKCAM_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -71,6 +73,15 @@ class ServerConfig:
     offers_per_minute: int = 30
     max_body_bytes: int = 65536
     record: Path | None = None
+    history: str | None = None
+    """SQLite file or postgresql:// URL of the compliance history; None: no history (run_server.py's
+    default is DEFAULT_HISTORY, `--no-history` turns it off)."""
+    history_days: float = 90.0
+    history_detail: str = "passages"
+    history_queue: int = 10000
+    passage_gap: float = 1.0
+    passage_min_frames: int = 3
+    admin_token: str | None = None
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
 
@@ -223,6 +234,49 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=defaults.max_body_bytes,
     )
     add("--record", "write annotated analysed frames and messages under DIR (off by default)", default=None)
+    add(
+        "--history",
+        "compliance history: an SQLite file, or postgresql://USER:PASS@HOST/DB shared by several servers",
+        default=DEFAULT_HISTORY,
+    )
+    add("--no-history", "keep no compliance history at all", action="store_true", default=False)
+    add(
+        "--history-days",
+        "passages older than this many days are deleted (daily)",
+        type=_positive_float,
+        default=defaults.history_days,
+    )
+    add(
+        "--history-detail",
+        "passages: one row per person (time, location, label, confidence, duration, face size class); "
+        "counts: only per-15-minute counts per location and label",
+        choices=HISTORY_DETAILS,
+        default=defaults.history_detail,
+    )
+    add(
+        "--history-queue",
+        "passages kept waiting while the database is unreachable; beyond, they are dropped and counted",
+        type=_positive_int,
+        default=defaults.history_queue,
+    )
+    add(
+        "--passage-gap",
+        "seconds without a face after which its passage has ended",
+        type=_positive_float,
+        default=defaults.passage_gap,
+    )
+    add(
+        "--passage-min-frames",
+        "analysed frames a face must be seen in to count as a passage",
+        type=_positive_int,
+        default=defaults.passage_min_frames,
+    )
+    add(
+        "--admin-token",
+        "token for the /api/* history routes (the camera --token does not open them); "
+        "without it they answer only clients on this machine",
+        default=None,
+    )
 
     for action in parser._actions:
         if action.dest == "help":
@@ -231,7 +285,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         if name not in environ:
             continue
         raw = environ[name]
-        if isinstance(action, argparse.BooleanOptionalAction):
+        if isinstance(action, argparse.BooleanOptionalAction | argparse._StoreTrueAction):
             action.default = _env_bool(name, raw)
         elif action.dest == "ice_server":
             # An "append" default would be extended by the flags; parse_config reads this one itself.
@@ -285,4 +339,11 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         offers_per_minute=args.offers_per_minute,
         max_body_bytes=args.max_body_bytes,
         record=Path(args.record) if args.record else None,
+        history=None if args.no_history or not args.history else str(args.history),
+        history_days=args.history_days,
+        history_detail=args.history_detail,
+        history_queue=args.history_queue,
+        passage_gap=args.passage_gap,
+        passage_min_frames=args.passage_min_frames,
+        admin_token=args.admin_token or None,
     )

@@ -48,6 +48,17 @@ class ServerMetrics:
         self.sessions_closed = Counter(
             "maskcam_sessions_closed", "Sessions ended", ["cause"], registry=self.registry
         )
+        self.passages = Counter(
+            "maskcam_passages",
+            "People who passed a camera (passages), by the camera's location and the passage's label",
+            ["location", "label"],
+            registry=self.registry,
+        )
+        self.passages_dropped = Counter(
+            "maskcam_passages_dropped",
+            "Passages not stored: the history's queue was full (database down or too slow)",
+            registry=self.registry,
+        )
         for label in LABELS:
             self.faces.labels(label=label)
         for stage in ("analysis", "output"):

@@ -5,10 +5,13 @@
 1. security headers on every response, errors and static files included;
 2. a per-client-address limit on `POST /offer` (sliding window, bounded memory), checked before the token
    so that guessing tokens through `/offer` is throttled too;
-3. the optional access token. Everything except `/healthz` needs it once a token is set. The token arrives
-   as `?token=` (the URL typed into a phone or a kiosk's autostart file) or `Authorization: Bearer`; a
-   successful `?token=` also sets a same-site, HttpOnly cookie so that the page's own requests (static
-   files, `/config`, `/offer`) pass without the page having to copy the token around.
+3. the optional access token. Everything except `/healthz` and `/api/*` needs it once a token is set. The
+   token arrives as `?token=` (the URL typed into a phone or a kiosk's autostart file) or
+   `Authorization: Bearer`; a successful `?token=` also sets a same-site, HttpOnly cookie so that the
+   page's own requests (static files, `/config`, `/offer`) pass without the page having to copy the token
+   around;
+4. the history routes `/api/*`: with an admin token, that token (the same three ways, its own cookie),
+   never the camera token; without one, only clients on this machine (loopback addresses).
 """
 
 from __future__ import annotations
@@ -44,7 +47,10 @@ OPEN_PATHS = frozenset({"/healthz"})
 """Paths that never need the token: load balancers and container health checks probe them."""
 HTML_PATHS = frozenset({"/", "/kiosk"})
 OFFER_PATH = "/offer"
+API_PREFIX = "/api/"
 TOKEN_COOKIE = "maskcam_auth"
+ADMIN_COOKIE = "maskcam_admin"
+LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 RATE_WINDOW_SECONDS = 60.0
 MAX_TRACKED_ADDRESSES = 4096
 
@@ -60,17 +66,51 @@ def security_middlewares(
     token: str | None,
     offers_per_minute: int,
     *,
+    admin_token: str | None = None,
     on_reject: RejectCallback | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[Middleware]:
-    """Middlewares for `create_app`: headers always; rate limit when > 0; token check when a token is set."""
+    """Middlewares for `create_app`: headers always; rate limit when > 0; token check when a token is set;
+    the admin token (or the loopback rule) on `/api/*`."""
     middlewares: list[Middleware] = [_security_headers_middleware]
     if offers_per_minute > 0:
         limiter = SlidingWindowLimiter(offers_per_minute, RATE_WINDOW_SECONDS, MAX_TRACKED_ADDRESSES, clock)
         middlewares.append(_offer_rate_limit_middleware(limiter, on_reject))
     if token:
-        middlewares.append(_token_middleware(token, on_reject))
+        middlewares.append(_token_middleware(token, on_reject, TOKEN_COOKIE, _camera_guarded))
+    if admin_token:
+        middlewares.append(_token_middleware(admin_token, on_reject, ADMIN_COOKIE, _admin_guarded))
+    else:
+        middlewares.append(_loopback_only_middleware(on_reject))
     return middlewares
+
+
+def _camera_guarded(path: str) -> bool:
+    return path not in OPEN_PATHS and not path.startswith(API_PREFIX)
+
+
+def _admin_guarded(path: str) -> bool:
+    return path.startswith(API_PREFIX)
+
+
+def _loopback_only_middleware(on_reject: RejectCallback | None) -> Middleware:
+    @web.middleware
+    async def loopback_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if _admin_guarded(request.path) and request.remote not in LOOPBACK_ADDRESSES:
+            if on_reject is not None:
+                on_reject("unauthorized")
+            return web.json_response(
+                {
+                    "error": "The history API answers only this machine unless the server has an admin "
+                    "token (--admin-token).",
+                    "reason": "forbidden",
+                },
+                status=403,
+                headers={"Cache-Control": "no-store"},
+            )
+        return await handler(request)
+
+    return loopback_only
 
 
 @web.middleware
@@ -162,19 +202,23 @@ def _offer_rate_limit_middleware(
     return offer_rate_limit
 
 
-def _token_middleware(token: str, on_reject: RejectCallback | None) -> Middleware:
+def _token_middleware(
+    token: str, on_reject: RejectCallback | None, cookie: str, guarded: Callable[[str], bool]
+) -> Middleware:
+    """Requests to `guarded` paths need `token` (query, bearer header, or the `cookie` that a good
+    `?token=` sets)."""
     expected = token.encode()
     cookie_value = _cookie_value(token)
 
     @web.middleware
     async def access_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if not guarded(request.path):
             return await handler(request)
         query_token = request.query.get("token")
         candidates: Iterable[tuple[str | None, bytes]] = (
             (query_token, expected),
             (_bearer_token(request), expected),
-            (request.cookies.get(TOKEN_COOKIE), cookie_value.encode()),
+            (request.cookies.get(cookie), cookie_value.encode()),
         )
         if not any(
             given is not None and hmac.compare_digest(given.encode(), want) for given, want in candidates
@@ -186,7 +230,7 @@ def _token_middleware(token: str, on_reject: RejectCallback | None) -> Middlewar
         query_ok = query_token is not None and hmac.compare_digest(query_token.encode(), expected)
         if query_ok and not response.prepared:
             response.set_cookie(
-                TOKEN_COOKIE,
+                cookie,
                 cookie_value,
                 httponly=True,
                 samesite="Strict",

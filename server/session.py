@@ -25,6 +25,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from server.config import IceServer
 from server.logs import session_logger
 from server.metrics import ServerMetrics
+from server.passage_feed import SessionPassages
 from server.sdp import add_video_bitrate_floor
 from server.track import AnnotatedVideoTrack
 from server.worker import AnalysisResult, AnalysisWorker, FrameAnalyser
@@ -111,8 +112,10 @@ class PeerSession:
         on_closed: Callable[[PeerSession], None],
         recorder_factory: RecorderFactory | None = None,
         analyser_factory: AnalyserFactory | None = None,
+        passages: SessionPassages | None = None,
     ) -> None:
         self.id = session_id
+        self.passages = passages
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self.video: AnnotatedVideoTrack | None = None
         self.channel: RTCDataChannel | None = None
@@ -216,6 +219,8 @@ class PeerSession:
         """On the event loop, for each analysed frame: message to the page, frame to the recorder."""
         message = detection_message(self.id, result)
         self._send(message)
+        if self.passages is not None:
+            self.passages.observe(result.received_at, result.detections)
         if self._recorder is not None:
             self._recorder.add(draw_detections(result.image, result.detections), message)
 
@@ -273,6 +278,8 @@ class PeerSession:
             self.video.stop()
             await self.video.wait_closed()
         self._worker.close(self.id)
+        if self.passages is not None:
+            self.passages.finish()
         try:
             await self._blackhole.stop()
             for task in list(self._tasks):
@@ -331,6 +338,9 @@ class SessionRegistry:
     def get(self, session_id: str) -> PeerSession | None:
         return self._sessions.get(session_id)
 
+    def sessions(self) -> list[PeerSession]:
+        return list(self._sessions.values())
+
     def create(
         self,
         ice_servers: tuple[IceServer, ...],
@@ -338,6 +348,7 @@ class SessionRegistry:
         idle_timeout: float,
         recorder_factory: RecorderFactory | None = None,
         analyser_factory: AnalyserFactory | None = None,
+        passages: SessionPassages | None = None,
     ) -> PeerSession:
         """Reserve a place at once (before any await), so that concurrent offers cannot overbook."""
         if len(self._sessions) >= self.max_sessions:
@@ -354,6 +365,7 @@ class SessionRegistry:
             self._remove,
             recorder_factory,
             analyser_factory,
+            passages,
         )
         self._sessions[session_id] = session
         self._metrics.active_sessions.set(len(self._sessions))

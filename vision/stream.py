@@ -16,8 +16,9 @@ the flow cannot hold and the region search must find.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -29,6 +30,16 @@ from vision.detector import FaceBox, FaceDetector, to_bgr
 from vision.pipeline import Detection
 
 IntBox = tuple[int, int, int, int]
+_TRACK_IDS = itertools.count()
+
+
+@dataclass(frozen=True)
+class TrackedDetection(Detection):
+    """A detection of a followed face, with the id of its track: the same on every frame the analyser
+    follows that face (a new id once the face was lost and found again). Additive: a Detection in every
+    other respect, and not in its JSON."""
+
+    track: int = -1
 
 
 class FaceClassifier(Protocol):
@@ -74,6 +85,7 @@ class _Track:
     probabilities: np.ndarray | None = None
     classified_at: int = -1
     misses: int = 0
+    ident: int = field(default_factory=lambda: next(_TRACK_IDS))
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -131,7 +143,7 @@ class StreamAnalyser:
         self._thumbnail = None
         self._previous_grey = None
 
-    def analyse(self, image: np.ndarray) -> list[Detection]:
+    def analyse(self, image: np.ndarray) -> list[TrackedDetection]:
         frame = to_bgr(image)
         height, width = frame.shape[:2]
         if width < 2 or height < 2:
@@ -240,7 +252,7 @@ class StreamAnalyser:
             track.probabilities = probs
             track.classified_at = self._frame_index
 
-    def _detections(self) -> list[Detection]:
+    def _detections(self) -> list[TrackedDetection]:
         labels = self.classifier.labels
         detections = []
         for track in self._tracks:
@@ -248,11 +260,12 @@ class StreamAnalyser:
                 continue
             best = int(np.argmax(track.probabilities))
             detections.append(
-                Detection(
+                TrackedDetection(
                     box=track.box,
                     label=labels[best],
                     score=float(track.probabilities[best]),
                     face_confidence=track.face_confidence,
+                    track=track.ident,
                 )
             )
         return detections

@@ -1,0 +1,89 @@
+"""One session's passages: its analysed frames through a `PassageTracker`, finished passages to the history.
+
+Runs on the event loop, per analysed frame: matching a handful of faces, no I/O. A finished passage is
+counted (`maskcam_passages_total{location,label}`) and handed to the sink (the history writer's queue),
+which never blocks. What the sink receives holds no box and no image (`PassageRecord`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
+from server.history_store import PassageRecord
+from server.metrics import ServerMetrics
+from vision.passages import Passage, PassageRule, PassageTracker, Sighting
+from vision.pipeline import Detection
+from vision.stream import TrackedDetection
+
+
+class PassageSink(Protocol):
+    def submit(self, record: PassageRecord) -> bool: ...
+
+
+def sightings(detections: Sequence[Detection]) -> list[Sighting]:
+    """The faces of one frame, with their track ids where the analyser follows them."""
+    return [
+        Sighting(
+            track=detection.track if isinstance(detection, TrackedDetection) else None,
+            label=detection.label,
+            box=detection.box,
+        )
+        for detection in detections
+    ]
+
+
+def to_record(passage: Passage, location: str) -> PassageRecord:
+    return PassageRecord(
+        uid=uuid.uuid4().hex,
+        start_ms=round(passage.start * 1000),
+        location=location,
+        label=passage.label,
+        confidence=round(passage.confidence, 4),
+        seconds=round(passage.seconds, 3),
+        frames=passage.frames,
+        size=passage.size,
+        label_changed=passage.label_changed,
+    )
+
+
+class SessionPassages:
+    """The passages of one camera at `location`."""
+
+    def __init__(
+        self,
+        location: str,
+        rule: PassageRule,
+        sink: PassageSink | None = None,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
+        self.location = location
+        self.since = time.time()
+        self._tracker = PassageTracker(rule)
+        self._sink = sink
+        self._metrics = metrics
+        self.finished = 0
+
+    @property
+    def current(self) -> list[str]:
+        """Labels of the faces in front of the camera now."""
+        return self._tracker.current
+
+    def observe(self, received_at: float, detections: Sequence[Detection]) -> None:
+        """One analysed frame; `received_at` is when it reached the server (time.monotonic)."""
+        at = time.time() - (time.monotonic() - received_at)
+        self._emit(self._tracker.observe(at, sightings(detections)))
+
+    def finish(self) -> None:
+        """The session ended: every passage still open ends now."""
+        self._emit(self._tracker.finish())
+
+    def _emit(self, passages: list[Passage]) -> None:
+        for passage in passages:
+            self.finished += 1
+            if self._metrics is not None:
+                self._metrics.passages.labels(location=self.location, label=passage.label).inc()
+            if self._sink is not None:
+                self._sink.submit(to_record(passage, self.location))
