@@ -201,10 +201,10 @@ class HistoryStore:
                     self._insert(passages).on_conflict_do_nothing(index_elements=["uid"]), rows
                 )
                 return
-            done = self._insert(batches).on_conflict_do_nothing(index_elements=["uid"])
-            inserted = connection.execute(done.values(uid=batch_uid, written_ms=_now_ms()))
-            if inserted.rowcount == 0:
-                return
+            done = self._insert(batches).values(uid=batch_uid, written_ms=_now_ms())
+            done = done.on_conflict_do_nothing(index_elements=["uid"]).returning(batches.c.uid)
+            if connection.execute(done).first() is None:
+                return  # this batch is in already
             for (quarter, location, label), number in _aggregate(records).items():
                 upsert = self._insert(counts).values(
                     quarter=quarter, location=location, label=label, count=number

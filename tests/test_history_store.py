@@ -1,0 +1,217 @@
+"""The history database and its writer, against both backends: SQLite in a temp folder and a real
+PostgreSQL server (a throwaway cluster, tests/postgres_helpers.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from server.history_store import (
+    QUARTER_MS,
+    SCHEMA_VERSION,
+    HistoryError,
+    HistoryStore,
+    PassageQuery,
+    PassageRecord,
+    SchemaError,
+    schema_table,
+)
+from server.history_writer import HistoryWriter, WriterSettings
+from server.passage_feed import to_record
+from tests.postgres_helpers import free_port
+from vision.passages import Passage
+
+HOUR_MS = 3600 * 1000
+T0 = 1_780_000_200_000  # 2026-05-28, a quarter boundary plus 5 minutes
+
+
+def record(
+    start_ms: int, location: str = "Main entrance", label: str = "with_mask", **extra: object
+) -> PassageRecord:
+    passage = Passage(
+        start=start_ms / 1000,
+        seconds=2.5,
+        label=label,
+        confidence=0.9,
+        frames=25,
+        size="medium",
+        label_changed=False,
+    )
+    made = to_record(passage, location)
+    return PassageRecord(**{**vars(made), **extra})  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "sub" / "history.sqlite3")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(target: str) -> Iterator[HistoryStore]:
+    opened = HistoryStore(target)
+    assert opened.open() == 0
+    yield opened
+    opened.close()
+
+
+def test_passages_come_back_newest_first_with_filters(store: HistoryStore) -> None:
+    rows = [
+        record(T0, "Main entrance", "with_mask"),
+        record(T0 + HOUR_MS, "Main entrance", "without_mask"),
+        record(T0 + 2 * HOUR_MS, "Side door", "mask_worn_incorrectly"),
+    ]
+    store.write("batch-1", rows)
+    found = store.passages(PassageQuery())
+    assert [r.start_ms for r in found] == [T0 + 2 * HOUR_MS, T0 + HOUR_MS, T0]
+    assert found[-1] == rows[0]
+    assert [r.label for r in store.passages(PassageQuery(location="Main entrance"))] == [
+        "without_mask",
+        "with_mask",
+    ]
+    window = PassageQuery(since_ms=T0 + HOUR_MS, until_ms=T0 + 2 * HOUR_MS)
+    assert [r.start_ms for r in store.passages(window)] == [T0 + HOUR_MS]
+    assert len(store.passages(PassageQuery(limit=2))) == 2
+
+
+def test_a_batch_written_twice_is_stored_once(store: HistoryStore) -> None:
+    rows = [record(T0), record(T0 + 1000)]
+    store.write("batch-1", rows)
+    store.write("batch-1", rows)  # the acknowledgement was lost: the writer tries again
+    assert len(store.passages(PassageQuery())) == 2
+
+
+def test_quarter_counts_from_the_rows(store: HistoryStore) -> None:
+    store.write("b", [record(T0), record(T0 + 1000), record(T0 + 1000, label="without_mask")])
+    counts = {(c.quarter, c.label): c.count for c in store.quarter_counts(PassageQuery())}
+    assert counts == {(T0 // QUARTER_MS, "with_mask"): 2, (T0 // QUARTER_MS, "without_mask"): 1}
+
+
+def test_counts_mode_keeps_no_row_per_person(target: str) -> None:
+    store = HistoryStore(target, "counts")
+    store.open()
+    batch = [record(T0), record(T0 + 60_000), record(T0 + HOUR_MS, label="without_mask")]
+    store.write("batch-1", batch)
+    store.write("batch-1", batch)  # retried: counted once
+    store.write("batch-2", [record(T0 + 120_000)])
+    counts = {(c.quarter, c.label): c.count for c in store.quarter_counts(PassageQuery())}
+    assert counts == {(T0 // QUARTER_MS, "with_mask"): 3, ((T0 + HOUR_MS) // QUARTER_MS, "without_mask"): 1}
+    later = PassageQuery(since_ms=T0 + 30 * 60_000)
+    assert [c.label for c in store.quarter_counts(later)] == ["without_mask"]
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM passages")).scalar() == 0
+    store.close()
+
+
+def test_the_history_survives_a_restart_and_its_schema_version_is_checked(target: str) -> None:
+    first = HistoryStore(target)
+    assert first.open() == 0
+    first.write("b", [record(T0)])
+    first.close()
+    again = HistoryStore(target)
+    assert again.open() == SCHEMA_VERSION
+    assert again.schema_version() == SCHEMA_VERSION
+    assert len(again.passages(PassageQuery())) == 1
+    with again.engine.begin() as connection:
+        connection.execute(sa.update(schema_table).values(version=SCHEMA_VERSION + 1))
+    again.close()
+    newer = HistoryStore(target)
+    with pytest.raises(SchemaError, match="newer than this server"):
+        newer.open()
+    newer.close()
+
+
+def test_retention_deletes_what_is_older(store: HistoryStore) -> None:
+    store.write("b", [record(T0), record(T0 + 2 * HOUR_MS)])
+    assert store.delete_before(T0 + HOUR_MS) == 1
+    assert [r.start_ms for r in store.passages(PassageQuery())] == [T0 + 2 * HOUR_MS]
+
+
+def test_the_writer_batches_and_applies_retention(target: str) -> None:
+    store = HistoryStore(target)
+    store.open()
+    old = round((time.time() - 100 * 86400) * 1000)
+    store.write("old", [record(old)])
+    writer = HistoryWriter(store, WriterSettings(keep_days=90, batch_wait=0.05))
+    writer.start()
+    now = round(time.time() * 1000)
+    for index in range(50):
+        assert writer.submit(record(now + index))
+    assert writer.flush(10)
+    reader = HistoryStore(target)
+    assert {r.start_ms for r in reader.passages(PassageQuery())} == {now + i for i in range(50)}
+    reader.close()
+    writer.stop()
+    assert writer.written == 50 and writer.dropped == 0
+
+
+def test_an_unreachable_database_fills_the_queue_then_passages_are_dropped_and_counted() -> None:
+    dead = f"postgresql://maskcam@127.0.0.1:{free_port()}/history"
+    store = HistoryStore(dead)
+    with pytest.raises(HistoryError, match="cannot open"):
+        store.open()
+    drops: list[int] = []
+    writer = HistoryWriter(
+        store, WriterSettings(queue_size=3, batch_size=2), lambda: drops.append(1), opened=False
+    )
+    writer.start()
+    accepted = [writer.submit(record(T0 + i)) for i in range(8)]
+    started = time.monotonic()
+    writer.stop(timeout=2)
+    assert time.monotonic() - started < 5, "stopping must not hang on a dead database"
+    # The thread holds one batch (2) out of the queue while it retries; the queue holds 3 more.
+    assert accepted.count(False) == writer.dropped == len(drops)
+    assert 8 - 2 - 3 <= writer.dropped <= 8 - 3
+    assert writer.failures >= 1
+
+
+def test_the_stored_file_holds_no_image_data(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    store = HistoryStore(str(path))
+    store.open()
+    store.write(
+        "b",
+        [record(T0 + i * 1000, label=label) for i, label in enumerate(["with_mask", "without_mask"] * 50)],
+    )
+    store.close()
+    allowed = {
+        "passages": {
+            "id",
+            "uid",
+            "start_ms",
+            "quarter",
+            "location",
+            "label",
+            "confidence",
+            "seconds",
+            "frames",
+            "size",
+            "label_changed",
+        },
+        "passage_counts": {"quarter", "location", "label", "count"},
+        "written_batches": {"uid", "written_ms"},
+        "maskcam_schema": {"version"},
+    }
+    connection = sqlite3.connect(path)
+    tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == set(allowed)
+    for table, columns in allowed.items():
+        info = connection.execute(f"PRAGMA table_info({table})").fetchall()
+        assert {row[1] for row in info} == columns
+        assert not any("BLOB" in row[2].upper() for row in info), f"{table} has a binary column"
+    for row in connection.execute("SELECT * FROM passages"):
+        for value in row:
+            assert isinstance(value, int | float) or (isinstance(value, str) and len(value) <= 64)
+    blobs = connection.execute("SELECT count(*) FROM passages WHERE typeof(location) = 'blob'").fetchone()
+    assert blobs == (0,)
+    connection.close()
+    raw = path.read_bytes()
+    for magic in (b"\xff\xd8\xff", b"\x89PNG", b"RIFF"):
+        assert magic not in raw
+    assert len(raw) < 200_000, "100 passages take a few kilobytes"
