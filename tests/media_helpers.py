@@ -174,10 +174,14 @@ class CameraClient:
         except MediaStreamError:
             return
 
-    async def connect(self, http: aiohttp.ClientSession, base_url: str) -> dict[str, Any]:
+    async def connect(
+        self, http: aiohttp.ClientSession, base_url: str, location: str | None = None
+    ) -> dict[str, Any]:
         """Offer -> POST /offer -> answer; returns the server's JSON (raises on an error status)."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
         offer = {"sdp": self.pc.localDescription.sdp, "type": self.pc.localDescription.type}
+        if location is not None:
+            offer["location"] = location
         async with http.post(f"{base_url}/offer", json=offer) as response:
             body: dict[str, Any] = await response.json()
             if response.status != 200:

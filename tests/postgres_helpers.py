@@ -6,6 +6,7 @@ run as the unprivileged `postgres` user (or as the current one when it is not ro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shlex
@@ -101,8 +102,6 @@ def start_cluster() -> PostgresCluster:
 
 
 def remove_cluster(cluster: PostgresCluster) -> None:
-    try:
+    with contextlib.suppress(subprocess.CalledProcessError):  # already stopped by the test
         cluster.stop()
-    except subprocess.CalledProcessError:
-        pass  # already stopped by the test
     shutil.rmtree(cluster.directory, ignore_errors=True)

@@ -43,7 +43,7 @@ def record(
         label_changed=False,
     )
     made = to_record(passage, location)
-    return PassageRecord(**{**vars(made), **extra})  # type: ignore[arg-type]
+    return PassageRecord(**{**vars(made), **extra})
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from server.config import (
+    DEFAULT_HISTORY,
     ConfigError,
     IceServer,
     ServerConfig,
@@ -19,7 +20,11 @@ from server.config import (
 
 def test_defaults() -> None:
     config = parse_config([], {})
-    assert config == ServerConfig()
+    # The command line keeps a history by default; a ServerConfig built in code (tests) keeps none.
+    assert config == ServerConfig(history=DEFAULT_HISTORY)
+    assert DEFAULT_HISTORY.endswith("data/history.sqlite3")
+    assert (config.history_detail, config.history_days, config.passage_gap) == ("passages", 90.0, 1.0)
+    assert config.admin_token is None
     assert (config.host, config.port, config.https, config.max_sessions) == ("127.0.0.1", 8080, False, 4)
     assert config.ice_servers == ()
     assert config.record is None and config.token is None
@@ -68,6 +73,38 @@ def test_flags() -> None:
     assert (config.log_format, config.log_level) == ("json", "DEBUG")
     assert (config.token, config.offers_per_minute, config.max_body_bytes) == ("abc", 0, 1000)
     assert config.record == Path("/tmp/rec")
+
+
+def test_history_flags_and_variables() -> None:
+    config = parse_config(
+        [
+            "--history=postgresql://u:p@db/maskcam",
+            "--history-days=30",
+            "--history-detail=counts",
+            "--history-queue=50",
+            "--passage-gap=2.5",
+            "--passage-min-frames=4",
+            "--admin-token=adm",
+        ],
+        {},
+    )
+    assert (config.history, config.history_days, config.history_detail) == (
+        "postgresql://u:p@db/maskcam",
+        30,
+        "counts",
+    )
+    assert (config.history_queue, config.passage_gap, config.passage_min_frames) == (50, 2.5, 4)
+    assert config.admin_token == "adm"
+    assert parse_config(["--no-history"], {}).history is None
+    assert parse_config([], {"MASKCAM_NO_HISTORY": "1"}).history is None
+    assert parse_config([], {"MASKCAM_NO_HISTORY": "0"}).history == DEFAULT_HISTORY
+    environ = {
+        "MASKCAM_HISTORY": "/tmp/h.sqlite3",
+        "MASKCAM_HISTORY_DETAIL": "counts",
+        "MASKCAM_ADMIN_TOKEN": "a",
+    }
+    config = parse_config([], environ)
+    assert (config.history, config.history_detail, config.admin_token) == ("/tmp/h.sqlite3", "counts", "a")
 
 
 def test_every_flag_has_an_environment_variable_listed_in_help() -> None:
@@ -121,6 +158,10 @@ def test_flags_win_over_environment() -> None:
         ([], {"MASKCAM_PORT": "eighty"}),
         ([], {"MASKCAM_HTTPS": "maybe"}),
         ([], {"MASKCAM_LOG_FORMAT": "xml"}),
+        (["--history-detail=faces"], {}),
+        (["--history-days=0"], {}),
+        (["--passage-gap=-1"], {}),
+        ([], {"MASKCAM_NO_HISTORY": "perhaps"}),
     ],
 )
 def test_bad_values_exit_with_usage(

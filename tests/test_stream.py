@@ -19,7 +19,7 @@ import pytest
 from vision.crops import Box
 from vision.detector import FaceDetector
 from vision.labels import LABELS
-from vision.stream import StreamAnalyser, StreamSettings
+from vision.stream import StreamAnalyser, StreamSettings, TrackedDetection
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FACES_DIR = DATA_DIR / "faces"
@@ -211,3 +211,19 @@ def test_odd_frames_between_faces_give_boxes_inside_the_frame(
                 x0, y0, x1, y1 = detection.box
                 assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
     assert len(analyser.analyse(face_frame)) == 1
+
+
+def test_a_followed_face_keeps_its_track_id(
+    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray]
+) -> None:
+    analyser, _ = make_analyser(detector, region_detector)
+    ids: set[int] = set()
+    for i in range(24):  # three detection intervals: full detections re-find the face and keep its track
+        (detection,) = analyser.analyse(scene([(faces[0], 60 + 4 * i, 150)]))
+        assert isinstance(detection, TrackedDetection)
+        ids.add(detection.track)
+    assert len(ids) == 1
+    both = [analyser.analyse(scene([(faces[0], 156, 150), (faces[3], 420, 120)])) for _ in range(8)][-1]
+    assert len({d.track for d in both if isinstance(d, TrackedDetection)}) == 2
+    assert ids <= {d.track for d in both if isinstance(d, TrackedDetection)}
+    assert "track" not in both[0].to_json(), "the wire format is unchanged"

@@ -1,0 +1,278 @@
+"""The history through the real app: a camera's passages reach `/api/*`; parameters, modes and access."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from server.app import create_app
+from server.config import ServerConfig
+from server.history_api import HISTORY
+from server.history_store import HistoryStore, PassageQuery
+from server.security import ADMIN_COOKIE
+from server.worker import FrameAnalyser
+from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
+from tests.test_history_store import HOUR_MS, T0, record
+
+# Long retention: the fixed test times would be "older than 90 days" on most days the tests run.
+BASE = ServerConfig(offers_per_minute=0, idle_timeout=3.0, history_days=36500)
+
+
+def stand_in(_: ServerConfig) -> FrameAnalyser:
+    return SlowAnalyser(0.005)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def history_file(tmp_path: Path) -> str:
+    return str(tmp_path / "history.sqlite3")
+
+
+@pytest.fixture
+def filled(history_file: str) -> Iterator[str]:
+    """A history with three passages at two locations, written before the server starts."""
+    store = HistoryStore(history_file)
+    store.open()
+    store.write(
+        "b",
+        [
+            record(T0, "Main entrance", "with_mask"),
+            record(T0 + HOUR_MS, "Main entrance", "without_mask"),
+            record(T0 + 2 * HOUR_MS, "Side door", "mask_worn_incorrectly"),
+        ],
+    )
+    store.close()
+    yield history_file
+
+
+async def get(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int, Any]:
+    async with http.get(url, **kwargs) as response:
+        if response.content_type == "application/json":
+            return response.status, await response.json()
+        return response.status, await response.text()
+
+
+async def test_a_cameras_passage_reaches_the_api_and_the_metrics(
+    http: aiohttp.ClientSession, history_file: str
+) -> None:
+    app = create_app(replace(BASE, history=history_file), pipeline_factory=stand_in)
+    async with serve_app(app) as base:
+        client = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            await client.connect(http, base, location="Main entrance")
+            await client.wait_for(lambda: len(client.messages) >= 10, 10.0, "ten analysed frames")
+            status, live = await get(http, f"{base}/api/live")
+            assert status == 200
+            (camera,) = live["cameras"]
+            assert camera["location"] == "Main entrance" and camera["verdict"] == "without_mask"
+            assert camera["faces"] == 1 and camera["counts"]["without_mask"] == 1
+        finally:
+            await client.close()
+        writer = app[HISTORY].writer
+        assert writer is not None
+        await client.wait_for(lambda: writer.written >= 1, 10.0, "the passage to be written")
+        status, body = await get(http, f"{base}/api/passages")
+        assert status == 200
+        (passage,) = body["passages"]
+        assert passage["location"] == "Main entrance" and passage["label"] == "without_mask"
+        assert passage["confidence"] == 1.0 and passage["seconds"] > 0.2 and passage["frames"] >= 10
+        assert passage["size"] == "large" and passage["label_changed"] is False
+        assert set(passage) == {
+            "time",
+            "location",
+            "label",
+            "confidence",
+            "seconds",
+            "frames",
+            "size",
+            "label_changed",
+        }
+        status, metrics = await get(http, f"{base}/metrics")
+        assert 'maskcam_passages_total{label="without_mask",location="Main entrance"} 1.0' in metrics
+        assert "maskcam_passages_dropped_total 0.0" in metrics
+        status, live = await get(http, f"{base}/api/live")
+        assert live["cameras"] == []
+
+
+async def test_an_offer_with_a_bad_location_is_refused(http: aiohttp.ClientSession) -> None:
+    app = create_app(BASE, pipeline_factory=stand_in)
+    async with serve_app(app) as base:
+        for bad in ("x" * 65, "<script>", 12, "_hidden"):
+            offer = {"sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "type": "offer", "location": bad}
+            async with http.post(f"{base}/offer", json=offer) as response:
+                assert response.status == 400
+                assert (await response.json())["reason"] == "bad_location"
+
+
+async def test_filters_csv_and_summary(http: aiohttp.ClientSession, filled: str) -> None:
+    app = create_app(replace(BASE, history=filled), pipeline_factory=stand_in)
+    async with serve_app(app) as base:
+        status, body = await get(http, f"{base}/api/passages", params={"tz": "UTC"})
+        assert status == 200 and body["tz"] == "UTC"
+        assert [p["label"] for p in body["passages"]] == [
+            "mask_worn_incorrectly",
+            "without_mask",
+            "with_mask",
+        ]
+        assert body["passages"][-1]["time"] == "2026-05-28T20:30:00.000+00:00"
+        params = {"location": "Main entrance", "since": "2026-05-28T21:00:00Z", "limit": "5"}
+        status, body = await get(http, f"{base}/api/passages", params=params)
+        assert [p["label"] for p in body["passages"]] == ["without_mask"]
+        status, text = await get(http, f"{base}/api/passages.csv", params={"tz": "Europe/Paris"})
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert status == 200 and len(rows) == 3
+        assert rows[0]["location"] == "Side door" and rows[2]["time"] == "2026-05-28T22:30:00.000+02:00"
+        status, body = await get(http, f"{base}/api/summary", params={"bucket": "day", "tz": "Europe/Paris"})
+        assert status == 200 and body["tz"] == "Europe/Paris"
+        assert body["buckets"] == [
+            {
+                "start": "2026-05-28T00:00:00+02:00",
+                "location": "Main entrance",
+                "with_mask": 1,
+                "without_mask": 1,
+                "mask_worn_incorrectly": 0,
+            },
+            {
+                "start": "2026-05-29T00:00:00+02:00",
+                "location": "Side door",
+                "with_mask": 0,
+                "without_mask": 0,
+                "mask_worn_incorrectly": 1,
+            },
+        ]
+        status, body = await get(
+            http, f"{base}/api/summary", params={"tz": "UTC", "location": "Main entrance"}
+        )
+        assert [b["start"] for b in body["buckets"]] == [
+            "2026-05-28T20:00:00+00:00",
+            "2026-05-28T21:00:00+00:00",
+        ]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("/api/passages", {"since": "yesterday"}, "ISO-8601"),
+        ("/api/passages", {"until": "2026-13-01"}, "ISO-8601"),
+        ("/api/passages", {"since": "2026-05-02", "until": "2026-05-01"}, "later"),
+        ("/api/passages", {"limit": "0"}, "limit"),
+        ("/api/passages", {"limit": "10001"}, "limit"),
+        ("/api/passages", {"limit": "ten"}, "limit"),
+        ("/api/passages.csv", {"tz": "Mars/Olympus"}, "time zone"),
+        ("/api/passages", {"location": "y" * 65}, "longer"),
+        ("/api/summary", {"bucket": "week"}, "bucket"),
+        ("/api/summary", {"location": "a;b"}, "letters"),
+    ],
+)
+async def test_bad_parameters_get_a_400_that_says_why(
+    http: aiohttp.ClientSession, history_file: str, path: str, params: dict[str, str], message: str
+) -> None:
+    app = create_app(replace(BASE, history=history_file), pipeline_factory=stand_in)
+    async with serve_app(app) as base:
+        status, body = await get(http, base + path, params=params)
+        assert status == 400 and body["reason"] == "bad_query"
+        assert message in body["error"]
+
+
+async def test_counts_mode_has_summaries_but_no_rows(http: aiohttp.ClientSession, history_file: str) -> None:
+    store = HistoryStore(history_file, "counts")
+    store.open()
+    store.write("b", [record(T0), record(T0 + 1000, label="without_mask")])
+    store.close()
+    app = create_app(replace(BASE, history=history_file, history_detail="counts"), pipeline_factory=stand_in)
+    async with serve_app(app) as base:
+        for path in ("/api/passages", "/api/passages.csv"):
+            status, body = await get(http, base + path)
+            assert status == 409 and body["reason"] == "counts_only" and "/api/summary" in body["error"]
+        status, body = await get(http, f"{base}/api/summary", params={"tz": "UTC"})
+        assert status == 200
+        assert body["buckets"] == [
+            {
+                "start": "2026-05-28T20:00:00+00:00",
+                "location": "Main entrance",
+                "with_mask": 1,
+                "without_mask": 1,
+                "mask_worn_incorrectly": 0,
+            }
+        ]
+
+
+async def test_without_history_the_api_says_so_and_live_still_works(http: aiohttp.ClientSession) -> None:
+    app = create_app(BASE, pipeline_factory=stand_in)
+    async with serve_app(app) as base:
+        status, body = await get(http, f"{base}/api/summary")
+        assert status == 409 and body["reason"] == "history_off"
+        status, body = await get(http, f"{base}/api/live")
+        assert status == 200 and body["cameras"] == []
+
+
+async def test_the_admin_token_guards_the_api_and_the_camera_token_does_not_open_it(
+    http: aiohttp.ClientSession, filled: str
+) -> None:
+    config = replace(BASE, history=filled, token="camera-secret", admin_token="admin-secret")
+    app = create_app(config, pipeline_factory=stand_in)
+    async with serve_app(app) as base:
+        url = f"{base}/api/passages"
+        assert (await get(http, url))[0] == 401
+        assert (await get(http, url, params={"token": "camera-secret"}))[0] == 401
+        assert (await get(http, url, headers={"Authorization": "Bearer camera-secret"}))[0] == 401
+        status, body = await get(http, url, headers={"Authorization": "Bearer admin-secret"})
+        assert status == 200 and len(body["passages"]) == 3
+        # The admin token opens only /api/*: the camera's routes still want the camera token.
+        assert (await get(http, f"{base}/config", headers={"Authorization": "Bearer admin-secret"}))[0] == 401
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(f"{base}/api/live", params={"token": "admin-secret"}) as response:
+                assert response.status == 200
+                assert ADMIN_COOKIE in response.cookies and response.cookies[ADMIN_COOKIE]["httponly"]
+            async with browser.get(f"{base}/api/summary") as response:
+                assert response.status == 200, "the cookie set by ?token= opens the other routes"
+
+
+async def test_without_an_admin_token_only_this_machine_is_answered(filled: str) -> None:
+    app = create_app(replace(BASE, history=filled), pipeline_factory=stand_in)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "0.0.0.0", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert (await get(http, f"http://127.0.0.1:{port}/api/live"))[0] == 200
+            # The same server through the machine's own network address: not a loopback client.
+            address = _non_loopback_address()
+            status, body = await get(http, f"http://{address}:{port}/api/live")
+            assert status == 403 and "--admin-token" in body["error"]
+            assert (await get(http, f"http://{address}:{port}/healthz"))[0] in (200, 503)
+    finally:
+        await runner.cleanup()
+
+
+def _non_loopback_address() -> str:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+        address = str(probe.getsockname()[0])
+    if address.startswith("127."):
+        pytest.skip("this machine has no network address besides loopback")
+    return address
+
+
+def test_the_store_reads_the_servers_rows(filled: str) -> None:
+    store = HistoryStore(filled)
+    store.open()
+    assert len(store.passages(PassageQuery())) == 3
+    store.close()
