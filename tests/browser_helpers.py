@@ -114,6 +114,17 @@ def face_video(photo_names: Sequence[str], path: Path, seconds: float = 2.0) -> 
     return write_y4m(path, camera_frames(frame, seconds=seconds))
 
 
+def visitors_video(photo_names: Sequence[str], path: Path, seconds: float = 3.0, gap: float = 2.0) -> Path:
+    """A fake-camera file of people passing one at a time: each photo for `seconds`, then an empty (black)
+    frame for `gap` seconds, in turn; Chromium loops it."""
+    frames: list[np.ndarray] = []
+    empty = np.zeros((480, 640, 3), dtype=np.uint8)
+    for name in photo_names:
+        frames += camera_frames(letterbox(read_photo(name), fill=0.75), seconds=seconds)
+        frames += [empty] * round(gap * 30)
+    return write_y4m(path, frames)
+
+
 def missing_prerequisites(photos: Sequence[str] = (UNMASKED_PHOTO, MASKED_PHOTO)) -> str | None:
     """Why the browser tests cannot run here, or None."""
     if not CHROMIUM.exists():

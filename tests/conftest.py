@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,20 @@ import pytest
 from tests.postgres_helpers import PostgresCluster, postgres_bin, remove_cluster, start_cluster
 
 _DATABASES = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def history_outside_the_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Servers that tests start as `run_server.py` keep their history in a temporary file, not in the
+    checkout's data/ (a test that wants its own passes --history, which wins over the variable)."""
+    name = "MASKCAM_HISTORY"
+    before = os.environ.get(name)
+    os.environ[name] = str(tmp_path_factory.mktemp("history") / "history.sqlite3")
+    yield
+    if before is None:
+        del os.environ[name]
+    else:
+        os.environ[name] = before
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ tmp_path; with UPDATE_SCREENSHOTS=1 they are also copied to docs/.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -28,6 +29,7 @@ from tests.browser_helpers import (
     get_json,
     missing_prerequisites,
     save_copy_when_asked,
+    visitors_video,
 )
 
 SKIP_REASON = missing_prerequisites()
@@ -475,3 +477,53 @@ def test_banner_ignores_single_frame_glitches(server: ServerProcess, two_people:
     assert seen[:3] == ["none"] * 3
     assert seen[3:19] == ["masked"] * 16
     assert seen[19:] == ["unmasked"] * 2
+
+
+VISIT_S, EMPTY_S = 3.0, 2.0
+
+
+def test_kiosk_location_names_one_passage_per_visitor(
+    playwright: Playwright, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kiosk at "Main entrance" whose camera sees an unmasked man, nobody, a masked woman, nobody, in
+    a loop: the history has one passage per appearance, each with the right label."""
+    history = tmp_path / "history.sqlite3"
+    own_server = ServerProcess(extra_args=["--history", str(history)]).start(tmp_path / "server.log")
+    video = visitors_video([UNMASKED_PHOTO, MASKED_PHOTO], tmp_path / "visitors.y4m", VISIT_S, EMPTY_S)
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=chromium_args(video)
+    )
+    try:
+        page = context.new_page()
+        page.goto(own_server.url + "/kiosk?location=Main%20entrance")
+
+        def passages() -> list[dict[str, Any]]:
+            status, body = get_json(f"{own_server.url}/api/passages?tz=UTC")
+            assert status == 200, f"/api/passages answered {status}"
+            return list(reversed(body["passages"]))  # type: ignore[call-overload]
+
+        live_seen: list[Any] = []
+
+        def live_camera() -> bool:
+            _, body = get_json(f"{own_server.url}/api/live")
+            live_seen[:] = list(body.get("cameras", []))  # type: ignore[call-overload]
+            return bool(live_seen)
+
+        wait_until(live_camera, WAIT_S, "the kiosk in /api/live")
+        assert live_seen[0]["location"] == "Main entrance"
+        wait_until(lambda: len(passages()) >= 4, 4 * (VISIT_S + EMPTY_S) + WAIT_S, "four passages")
+        page.close()
+        wait_until(lambda: active_sessions(own_server) == 0, WAIT_S, "the session to end")
+        found = passages()
+    finally:
+        context.close()
+        own_server.stop()
+    with capsys.disabled():
+        print("\npassages:", [(p["label"], p["seconds"], p["frames"], p["confidence"]) for p in found])
+    assert {p["location"] for p in found} == {"Main entrance"}
+    labels = [p["label"] for p in found]
+    assert all(a != b for a, b in itertools.pairwise(labels)), f"a visit split in two: {labels}"
+    assert set(labels) == {"without_mask", "with_mask"}
+    for passage in found[1:-1]:  # the first and the last may be cut by the connection's start and end
+        assert VISIT_S - 1.0 <= passage["seconds"] <= VISIT_S + 0.5, passage
+    assert history.stat().st_size > 0

@@ -12,7 +12,10 @@ const PING_INTERVAL_MS = 1000;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const STABLE_CONNECTION_MS = 10000;
 
-const pageToken = new URLSearchParams(window.location.search).get('token');
+const pageParams = new URLSearchParams(window.location.search);
+const pageToken = pageParams.get('token');
+// ?location=NAME names this camera in the server's history (e.g. "Main entrance"); "unnamed" without it.
+const pageLocation = pageParams.get('location');
 
 /** URL of a server route relative to this page, carrying the page's access token when it has one. */
 export function serverUrl(path) {
@@ -83,7 +86,11 @@ function postOffer(description) {
   return requestJson('offer', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ sdp: description.sdp, type: description.type }),
+    body: JSON.stringify({
+      sdp: description.sdp,
+      type: description.type,
+      ...(pageLocation ? { location: pageLocation } : {}),
+    }),
   });
 }
 

@@ -1,7 +1,8 @@
 // The kiosk: starts by itself, tells the person in front of the camera what to do, counts today's
 // visitors, and recovers from a lost camera or a restarted server without anyone touching it.
 //
-// URL options: ?camera=user|environment|<deviceId>, ?resolution=640x480, ?token=... (as the main page).
+// URL options: ?camera=user|environment|<deviceId>, ?resolution=640x480, ?token=... and ?location=NAME
+// (as the main page: the name of this camera in the server's history).
 
 import { cameraAvailability, DEFAULT_RESOLUTION, openCamera, stopStream } from './camera.js';
 import { Chime } from './chime.js';
