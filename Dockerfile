@@ -1,6 +1,6 @@
 # CPU image of the mask-detection server. Build: docker build -t maskcam .
 # Run on a LAN (WebRTC media needs the host's own addresses and UDP ports, hence host networking):
-#   docker run --rm --network host -e MASKCAM_HTTPS=1 -v maskcam-certs:/app/certs maskcam
+#   docker run --rm --network host -e MASKCAM_HTTPS=1 -v maskcam-certs:/app/certs -v maskcam-data:/app/data maskcam
 # See docs/DEPLOY.md for every setting, TURN (docker-compose.yml) and scaling.
 FROM python:3.11-slim
 
@@ -21,8 +21,8 @@ RUN pip install -r /tmp/requirements-runtime.txt -c /tmp/constraints-runtime.txt
     && rm /tmp/requirements-runtime.txt /tmp/constraints-runtime.txt
 
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin maskcam \
-    && mkdir -p /app/certs /recordings \
-    && chown maskcam /app/certs /recordings
+    && mkdir -p /app/certs /app/data /recordings \
+    && chown maskcam /app/certs /app/data /recordings
 
 COPY run_server.py ./
 COPY server/ server/
