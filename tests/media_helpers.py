@@ -94,11 +94,20 @@ class FakeCameraTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, images: Sequence[np.ndarray], fps: float = 30.0, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        fps: float = 30.0,
+        limit: int | None = None,
+        order: Sequence[int] | None = None,
+    ) -> None:
+        """`order`: indices into `images`, one per frame, cycled (a long scripted scene from few images);
+        by default every image in turn."""
         super().__init__()
         self._frames = [
             av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuv420p") for image in images
         ]
+        self._order = list(order) if order is not None else list(range(len(images)))
         self.fps = fps
         self.limit = limit
         self.sent = 0
@@ -114,7 +123,7 @@ class FakeCameraTrack(MediaStreamTrack):
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        source = self._frames[self.sent % len(self._frames)]
+        source = self._frames[self._order[self.sent % len(self._order)]]
         frame = av.VideoFrame.from_ndarray(source.to_ndarray(), format="yuv420p")
         frame.pts = round(self.sent * 90000 / self.fps)
         frame.time_base = VIDEO_TIME_BASE
