@@ -19,6 +19,7 @@ from aiohttp import web
 from server.analysis_process import AnalysisProcess, AnalysisProcessError
 from server.app import create_app
 from server.config import ServerConfig, parse_config
+from server.history_store import HistoryError
 from server.logs import configure_logging
 from server.memory import use_fixed_mmap_threshold
 from server.tls import ensure_self_signed, server_ssl_context
@@ -28,6 +29,7 @@ logger = logging.getLogger("run_server")
 EXIT_MODEL_MISSING = 2
 EXIT_CANNOT_BIND = 3
 EXIT_BAD_TLS = 4
+EXIT_BAD_HISTORY = 5
 # Stop within 5 s of SIGTERM: peers get this long to close, the rest is for the worker and the process.
 SHUTDOWN_BUDGET_S = 4.0
 WILDCARD_HOSTS = ("0.0.0.0", "", "::")
@@ -69,7 +71,12 @@ def print_banner(config: ServerConfig, port: int) -> None:
 
 async def serve(config: ServerConfig, app: web.Application, ssl_context: ssl.SSLContext | None) -> int:
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except HistoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        await runner.cleanup()
+        return EXIT_BAD_HISTORY
     site = web.TCPSite(
         runner, config.host, config.port, ssl_context=ssl_context, shutdown_timeout=SHUTDOWN_BUDGET_S / 2
     )

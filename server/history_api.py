@@ -88,9 +88,9 @@ def setup_history(
 
 
 def open_writer(config: ServerConfig, metrics: ServerMetrics) -> HistoryWriter | None:
-    """The writer over the configured database, schema checked. A database that cannot be reached now is
-    opened later by the writer (the video does not wait for it); a schema this server does not know
-    raises HistoryError."""
+    """The writer over the configured database, schema checked. A PostgreSQL server that cannot be reached
+    now is opened later by the writer (the video does not wait for it); a schema this server does not
+    know, or an SQLite file that cannot be opened, raises HistoryError."""
     if config.history is None:
         return None
     if config.history_detail not in ("passages", "counts"):
@@ -99,10 +99,12 @@ def open_writer(config: ServerConfig, metrics: ServerMetrics) -> HistoryWriter |
     opened = True
     try:
         store.open()
-    except SchemaError:
-        store.close()
-        raise
     except HistoryError as exc:
+        if isinstance(exc, SchemaError) or not store.postgresql:
+            # A newer schema, or an SQLite file that cannot be opened (a path or permission mistake): the
+            # operator must fix it. Only a database server that is down now may come back by itself.
+            store.close()
+            raise
         opened = False
         logger.warning("history: %s; passages wait in memory until it can be reached", exc)
     settings = WriterSettings(queue_size=config.history_queue, keep_days=config.history_days)

@@ -125,7 +125,10 @@ def engine_for(target: str) -> Engine:
             url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args={"connect_timeout": 5}
         )
     path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HistoryError(f"cannot create the folder of the history file {target}: {exc}") from exc
     engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 10})
 
     @sa.event.listens_for(engine, "connect")
@@ -162,7 +165,7 @@ class HistoryStore:
                     # Several servers may start at once against one database: one migrates, the others wait.
                     connection.execute(sa.text("SELECT pg_advisory_xact_lock(7315001)"))
                 return self._migrate(connection)
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DatabaseError as exc:
             raise HistoryError(f"cannot open the history database {describe(self.target)}: {exc}") from exc
 
     def _migrate(self, connection: Connection) -> int:

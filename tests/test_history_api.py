@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,14 +13,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from aiohttp import web
 
 from server.app import create_app
 from server.config import ServerConfig
 from server.history_api import HISTORY
-from server.history_store import HistoryStore, PassageQuery
+from server.history_store import SCHEMA_VERSION, HistoryStore, PassageQuery, schema_table
 from server.security import ADMIN_COOKIE
 from server.worker import FrameAnalyser
+from tests.browser_helpers import REPO_ROOT
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 from tests.test_history_store import HOUR_MS, T0, record
 
@@ -276,3 +280,27 @@ def test_the_store_reads_the_servers_rows(filled: str) -> None:
     store.open()
     assert len(store.passages(PassageQuery())) == 3
     store.close()
+
+
+async def test_a_restarted_server_still_has_its_history(http: aiohttp.ClientSession, filled: str) -> None:
+    for _ in range(2):
+        app = create_app(replace(BASE, history=filled), pipeline_factory=stand_in)
+        async with serve_app(app) as base:
+            status, body = await get(http, f"{base}/api/passages")
+            assert status == 200 and len(body["passages"]) == 3
+
+
+def test_run_server_refuses_a_history_of_a_newer_schema(filled: str, tmp_path: Path) -> None:
+    store = HistoryStore(filled)
+    with store.engine.begin() as connection:
+        connection.execute(sa.update(schema_table).values(version=SCHEMA_VERSION + 1))
+    store.close()
+    command = [sys.executable, "run_server.py", "--port", "0", "--history", filled]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 5, result.stderr[-2000:]
+    assert f"schema version {SCHEMA_VERSION + 1}, newer than this server's {SCHEMA_VERSION}" in result.stderr
+    unwritable = tmp_path / "file"
+    unwritable.write_text("")
+    command[-1] = str(unwritable / "history.sqlite3")  # its folder would have to be a file
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 5 and "history" in result.stderr, result.stderr[-2000:]
