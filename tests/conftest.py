@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import aiohttp
 import pytest
 
 from tests.postgres_helpers import PostgresCluster, postgres_bin, remove_cluster, start_cluster
@@ -43,3 +44,10 @@ def postgres() -> Iterator[PostgresCluster]:
 def postgres_url(postgres: PostgresCluster) -> str:
     """A new empty database in the session's cluster."""
     return postgres.create_database(f"history_{next(_DATABASES)}")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client for tests that talk to a served app."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -6,7 +6,7 @@ import csv
 import io
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,26 +18,16 @@ from aiohttp import web
 
 from server.app import create_app
 from server.config import ServerConfig
-from server.history_api import HISTORY
+from server.history_api import CSV_FIELDS, HISTORY
 from server.history_store import SCHEMA_VERSION, HistoryStore, PassageQuery, schema_table
 from server.security import ADMIN_COOKIE
-from server.worker import FrameAnalyser
 from tests.browser_helpers import REPO_ROOT
-from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
+from tests.media_helpers import CameraClient, FakeCameraTrack, blank_frame, serve_app
 from tests.test_history_store import HOUR_MS, T0, record
+from tests.test_server_app import stand_in
 
 # Long retention: the fixed test times would be "older than 90 days" on most days the tests run.
 BASE = ServerConfig(offers_per_minute=0, idle_timeout=3.0, history_days=36500)
-
-
-def stand_in(_: ServerConfig) -> FrameAnalyser:
-    return SlowAnalyser(0.005)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture
@@ -94,16 +84,7 @@ async def test_a_cameras_passage_reaches_the_api_and_the_metrics(
         assert passage["location"] == "Main entrance" and passage["label"] == "without_mask"
         assert passage["confidence"] == 1.0 and passage["seconds"] > 0.2 and passage["frames"] >= 10
         assert passage["size"] == "large" and passage["label_changed"] is False
-        assert set(passage) == {
-            "time",
-            "location",
-            "label",
-            "confidence",
-            "seconds",
-            "frames",
-            "size",
-            "label_changed",
-        }
+        assert tuple(passage) == CSV_FIELDS
         status, metrics = await get(http, f"{base}/metrics")
         assert 'maskcam_passages_total{label="without_mask",location="Main entrance"} 1.0' in metrics
         assert "maskcam_passages_dropped_total 0.0" in metrics

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
 import numpy as np
-import pytest
 from aiohttp import web
 
 from server.app import create_app
@@ -43,12 +41,6 @@ class PassingFaces:
 
 def passing_faces(_: ServerConfig) -> FrameAnalyser:
     return PassingFaces()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def finished(app: web.Application) -> int:

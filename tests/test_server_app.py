@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import aiohttp
@@ -25,12 +24,6 @@ CONFIG = ServerConfig(offers_per_minute=0, idle_timeout=3.0)
 
 def stand_in(_: ServerConfig) -> FrameAnalyser:
     return SlowAnalyser(0.005)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def good_offer_works(http: aiohttp.ClientSession, base_url: str) -> None:
