@@ -19,6 +19,7 @@ from server.history_store import (
     PassageQuery,
     PassageRecord,
     SchemaError,
+    describe,
     schema_table,
 )
 from server.history_writer import HistoryWriter, WriterSettings
@@ -199,6 +200,7 @@ def test_the_stored_file_holds_no_image_data(tmp_path: Path) -> None:
         "maskcam_schema": {"version"},
     }
     connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == set(allowed)
     for table, columns in allowed.items():
@@ -215,3 +217,11 @@ def test_the_stored_file_holds_no_image_data(tmp_path: Path) -> None:
     for magic in (b"\xff\xd8\xff", b"\x89PNG", b"RIFF"):
         assert magic not in raw
     assert len(raw) < 200_000, "100 passages take a few kilobytes"
+
+
+def test_logs_name_a_postgresql_database_without_its_password() -> None:
+    assert (
+        describe("postgresql://maskcam:s3cret@db.example.org/maskcam")
+        == "postgresql://maskcam:***@db.example.org/maskcam"
+    )
+    assert describe("/var/lib/maskcam/history.sqlite3") == "/var/lib/maskcam/history.sqlite3"
