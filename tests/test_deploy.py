@@ -470,6 +470,7 @@ def test_dockerfile_command_serves_https_that_the_healthcheck_accepts(tmp_path: 
             "MASKCAM_HTTPS": "1",
             "MASKCAM_CERT": str(tmp_path / "server.crt"),
             "MASKCAM_KEY": str(tmp_path / "server.key"),
+            "MASKCAM_HISTORY": str(tmp_path / "history.sqlite3"),
         }
     )
     if not COMMITTED_ONNX.is_file():
