@@ -23,10 +23,11 @@ import cv2
 import numpy as np
 
 from vision.classifier import MaskClassifier, ModelFileError
-from vision.detector import DetectorFileError, FaceDetector
+from vision.detector import DetectorFileError
+from vision.detectors import build_detector
 from vision.draw import draw_detections
 from vision.image_files import IMAGE_SUFFIXES, ImageFileError, read_image
-from vision.model_options import add_model_arguments
+from vision.model_options import add_model_arguments, detector_spec
 from vision.pipeline import MaskDetectionPipeline
 
 REPO_ROOT = Path(__file__).resolve().parent
@@ -221,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     try:
-        detector = FaceDetector(args.prototxt, args.caffemodel, args.detector_size, args.confidence)
+        detector = build_detector(detector_spec(args))
         pipeline = MaskDetectionPipeline(detector, MaskClassifier(args.classifier))
     except (ModelFileError, DetectorFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)

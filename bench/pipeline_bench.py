@@ -6,7 +6,8 @@ each in its own process (so torch's and onnxruntime's threads never meet):
 
 - ``baseline``: the original project: every frame res10 300x300, then torch eager MobileNetV2 at 224,
   one face at a time (untrained weights of the same architecture: timing only);
-- ``per_frame``: this project's detector + ONNX classifier at 128 with all faces in one batch, on every
+- ``per_frame``: this project's detector (``PipelineSettings.detector``, the server's default unless
+  told) + ONNX classifier at 128 with all faces in one batch, on every
   frame (what the evaluation command measures on still photos);
 - ``stream``: ``vision.stream.StreamAnalyser`` as the server runs it per session (full detection on
   every N-th frame, faces followed in between, periodic re-classification), with OpenCV on one thread
@@ -33,6 +34,7 @@ from bench.frames import Scene, moved, test_split_scenes
 from training.matching import Tally, classification_metrics
 from vision.crops import Box
 from vision.detector import FaceBox, FaceDetector
+from vision.detectors import DEFAULT_DETECTOR, DetectorSpec, build_detector, build_region_detector
 from vision.draw import draw_detections
 from vision.labels import LABELS
 from vision.pipeline import Detection
@@ -49,6 +51,7 @@ class PipelineSettings:
     images_per_dataset: int
     frames_per_image: int
     fps: float = 30.0
+    detector: str = DEFAULT_DETECTOR
 
 
 @dataclass
@@ -88,17 +91,19 @@ class StageClock:
         return spent
 
 
-class TimedDetector(FaceDetector):
-    """The face detector, charging its time to the clock's detection stage."""
+class TimedDetector:
+    """A face detector, charging its time to the clock's detection stage."""
 
-    def __init__(self, clock: StageClock, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, detector: FaceDetector, clock: StageClock) -> None:
+        self.detector = detector
         self.clock = clock
+        self.name = detector.name
+        self.confidence = detector.confidence
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         started = time.perf_counter()
         try:
-            return super().detect(image)
+            return self.detector.detect(image)
         finally:
             self.clock.add("detection", time.perf_counter() - started)
 
@@ -134,7 +139,7 @@ def _make_analyse(variant: str, settings: PipelineSettings, clock: StageClock) -
     if variant == "baseline":
         from bench.baseline import BaselinePipeline
 
-        baseline = BaselinePipeline(TimedDetector(clock))
+        baseline = BaselinePipeline(TimedDetector(build_detector(DetectorSpec("res10")), clock))
 
         def analyse_baseline(frame: np.ndarray) -> list[Detection]:
             faces = baseline.detect(frame)
@@ -154,7 +159,8 @@ def _make_analyse(variant: str, settings: PipelineSettings, clock: StageClock) -
 
     classifier = TimedClassifier(MaskClassifier(settings.classifier), clock)
     if variant == "per_frame":
-        pipeline = MaskDetectionPipeline(TimedDetector(clock), classifier)  # type: ignore[arg-type]
+        detector = TimedDetector(build_detector(DetectorSpec(settings.detector)), clock)
+        pipeline = MaskDetectionPipeline(detector, classifier)  # type: ignore[arg-type]
         return pipeline.analyse, None
     if variant == "stream":
         import cv2
@@ -165,8 +171,11 @@ def _make_analyse(variant: str, settings: PipelineSettings, clock: StageClock) -
         cv2.setNumThreads(1)
 
         stream_settings = StreamSettings()
-        region_detector = TimedDetector(clock, input_size=(stream_settings.region_input,) * 2)
-        analyser = StreamAnalyser(TimedDetector(clock), classifier, stream_settings, region_detector)
+        spec = DetectorSpec(settings.detector)
+        region_detector = TimedDetector(build_region_detector(spec, stream_settings.region_input), clock)
+        analyser = StreamAnalyser(
+            TimedDetector(build_detector(spec), clock), classifier, stream_settings, region_detector
+        )
         return analyser.analyse, analyser
     raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
 
@@ -219,7 +228,7 @@ def run_variant(variant: str, settings: PipelineSettings) -> VariantResult:
         total_median_ms=float(np.median(totals)),
         total_p95_ms=float(np.percentile(totals, 95)),
         fps=1000.0 / float(np.mean(totals)),
-        faces=len(tally.truth_sizes),
+        faces=len(tally.truths),
         recall=detection["recall"],
         recall_40px=detection["recall_40px"],
         precision=detection["precision"],

@@ -17,8 +17,9 @@ from server.config import ServerConfig
 from server.worker import FrameAnalyser
 from vision.classifier import MaskClassifier
 from vision.detector import FaceDetector
+from vision.detectors import build_detector, build_region_detector, region_input
 from vision.pipeline import Detection, MaskDetectionPipeline
-from vision.stream import StreamAnalyser, StreamSettings, make_region_detector
+from vision.stream import StreamAnalyser, StreamSettings
 
 
 @runtime_checkable
@@ -59,9 +60,7 @@ def load_pipeline(config: ServerConfig) -> MaskDetectionPipeline | StreamingPipe
 
     Raises vision's DetectorFileError / ModelFileError with a readable message when a file is missing.
     """
-    detector = FaceDetector(
-        config.prototxt, config.caffemodel, input_size=config.detector_size, confidence=config.confidence
-    )
+    detector = build_detector(config.detector_spec)
     classifier = MaskClassifier(config.classifier)
     blank = np.zeros((480, 640, 3), dtype=np.uint8)
     detector.detect(blank)
@@ -69,8 +68,7 @@ def load_pipeline(config: ServerConfig) -> MaskDetectionPipeline | StreamingPipe
     if config.detect_every <= 1:
         return MaskDetectionPipeline(detector, classifier)
     settings = StreamSettings(detect_every=config.detect_every)
-    region_detector = make_region_detector(
-        settings, config.prototxt, config.caffemodel, confidence=config.confidence
-    )
-    region_detector.detect(np.zeros((settings.region_input, settings.region_input, 3), dtype=np.uint8))
+    region_detector = build_region_detector(config.detector_spec, settings.region_input)
+    side = region_input(config.detector, settings.region_input)
+    region_detector.detect(np.zeros((side, side, 3), dtype=np.uint8))
     return StreamingPipeline(detector, classifier, settings, region_detector)

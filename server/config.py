@@ -13,12 +13,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from vision import model_options
-from vision.model_options import (
-    DEFAULT_CLASSIFIER,
-    DEFAULT_CONFIDENCE,
-    DEFAULT_DETECTOR_SIZE,
-    confidence_argument,
-)
+from vision.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES, DetectorSpec
+from vision.model_options import DEFAULT_CLASSIFIER, DETECTOR_DEFAULTS_TEXT, confidence_argument
 from vision.stream import StreamSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -62,11 +58,14 @@ class ServerConfig:
     max_sessions: int = 4
     idle_timeout: float = 10.0
     classifier: Path = DEFAULT_CLASSIFIER
+    detector: str = DEFAULT_DETECTOR
     prototxt: Path | None = None
     caffemodel: Path | None = None
-    detector_size: tuple[int, int] = DEFAULT_DETECTOR_SIZE
+    detector_size: tuple[int, int] | None = None
+    """None: the detector's own default (`vision.detectors`)."""
     detect_every: int = StreamSettings().detect_every
-    confidence: float = DEFAULT_CONFIDENCE
+    confidence: float | None = None
+    """None: the detector's own default (`vision.detectors`)."""
     log_format: str = "text"
     log_level: str = "INFO"
     token: str | None = None
@@ -83,6 +82,12 @@ class ServerConfig:
     passage_min_frames: int = 3
     admin_token: str | None = None
     static_dir: Path = field(default=PROJECT_ROOT / "static")
+
+    @property
+    def detector_spec(self) -> DetectorSpec:
+        return DetectorSpec(
+            self.detector, self.detector_size, self.confidence, self.prototxt, self.caffemodel
+        )
 
 
 def parse_ice_server(url: str, username: str | None = None, credential: str | None = None) -> IceServer:
@@ -196,10 +201,19 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=defaults.idle_timeout,
     )
     add("--classifier", "mask classifier model (.onnx or .pt)", default=defaults.classifier)
-    add("--prototxt", "face detector prototxt (default: the packaged res10 SSD)", default=None)
-    add("--caffemodel", "face detector caffemodel (default: the packaged res10 SSD)", default=None)
-    width, height = defaults.detector_size
-    add("--detector-size", "face detector input size, N or WxH", default=f"{width}x{height}")
+    add(
+        "--detector",
+        "face detector (res10 is the original project's)",
+        choices=DETECTOR_NAMES,
+        default=defaults.detector,
+    )
+    add("--prototxt", "res10 prototxt (default: the packaged res10 SSD)", default=None)
+    add("--caffemodel", "res10 caffemodel (default: the packaged res10 SSD)", default=None)
+    add(
+        "--detector-size",
+        f"face detector input size, N or WxH (default: the detector's own: {DETECTOR_DEFAULTS_TEXT})",
+        default=None,
+    )
     add(
         "--detect-every",
         "full face detection on every N-th analysed frame, faces followed in between; 1 = every frame",
@@ -208,7 +222,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     add(
         "--confidence",
-        "face detector confidence threshold",
+        f"face detector confidence threshold (default: the detector's own: {DETECTOR_DEFAULTS_TEXT})",
         type=confidence_argument,
         default=defaults.confidence,
     )
@@ -315,7 +329,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         ice_urls = [url for url in environment.get(env_name("ice_server"), "").split(",") if url.strip()]
     try:
         ice_servers = tuple(parse_ice_server(url, args.ice_username, args.ice_credential) for url in ice_urls)
-        detector_size = parse_detector_size(str(args.detector_size))
+        detector_size = None if args.detector_size is None else parse_detector_size(str(args.detector_size))
     except ConfigError as exc:
         parser.error(str(exc))
     return ServerConfig(
@@ -328,6 +342,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         max_sessions=args.max_sessions,
         idle_timeout=args.idle_timeout,
         classifier=Path(args.classifier),
+        detector=args.detector,
         prototxt=Path(args.prototxt) if args.prototxt else None,
         caffemodel=Path(args.caffemodel) if args.caffemodel else None,
         detector_size=detector_size,

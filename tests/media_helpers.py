@@ -46,7 +46,9 @@ def require_face_photos() -> tuple[np.ndarray, np.ndarray]:
     masked = cv2.imread(str(MASKED_FACE))
     unmasked = cv2.imread(str(UNMASKED_FACE))
     assert masked is not None and unmasked is not None
-    return masked, unmasked
+    # The unmasked photo's top strip is a wall poster with small faces, which YuNet rightly finds: cut
+    # it, so that the frames hold exactly the two faces the tests count.
+    return masked, unmasked[round(0.15 * unmasked.shape[0]) :]
 
 
 def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -158,7 +158,9 @@ def test_command_writes_every_key_and_honours_the_split(tmp_path: Path, colour_c
     assert (report["images"], report["faces"]) == (2, 8)
     # Grey photos hold no faces: nothing is found and nothing is classified.
     assert report["recall"] == 0.0 and report["accuracy_3class"] is None
-    assert report["settings"]["iou"] == 0.4 and report["settings"]["detector_size"] == "300x300"
+    # The server's defaults (vision.detectors): YuNet at 480x360.
+    assert report["settings"]["iou"] == 0.4 and report["settings"]["detector_size"] == "480x360"
+    assert report["settings"]["detector"] == "yunet"
 
 
 def test_annotated_boxes_mode_classifies_every_face(tmp_path: Path, colour_classifier: Path) -> None:
@@ -245,5 +247,85 @@ def test_missing_detector_file_is_a_clear_error(
     folder = write_scene_dataset(tmp_path, {"a.jpg": "test"})
     args = ["--scenes", str(folder), "--json", str(tmp_path / "r.json")]
     args += ["--classifier", str(colour_classifier)]
-    assert main([*args, "--prototxt", str(tmp_path / "missing.prototxt")]) == 2
+    assert main([*args, "--detector", "res10", "--prototxt", str(tmp_path / "missing.prototxt")]) == 2
     assert "missing.prototxt" in capsys.readouterr().err
+
+
+# Issue 10's figures on a hand-written 640x480 photo: faces in every size band and class.
+BANDS_XML = """<annotation>
+  <filename>big.jpg</filename>
+  <size><width>640</width><height>480</height><depth>3</depth></size>
+  <object><name>with_mask</name>
+    <bndbox><xmin>10</xmin><ymin>10</ymin><xmax>60</xmax><ymax>60</ymax></bndbox></object>
+  <object><name>without_mask</name>
+    <bndbox><xmin>100</xmin><ymin>10</ymin><xmax>200</xmax><ymax>110</ymax></bndbox></object>
+  <object><name>with_mask</name>
+    <bndbox><xmin>300</xmin><ymin>10</ymin><xmax>500</xmax><ymax>210</ymax></bndbox></object>
+  <object><name>mask_weared_incorrect</name>
+    <bndbox><xmin>10</xmin><ymin>300</ymin><xmax>70</xmax><ymax>360</ymax></bndbox></object>
+  <object><name>with_mask</name>
+    <bndbox><xmin>100</xmin><ymin>300</ymin><xmax>130</xmax><ymax>330</ymax></bndbox></object>
+</annotation>
+"""
+BANDS_PREDICTIONS = [
+    ("with_mask", (10.0, 10.0, 60.0, 60.0), 0.9),  # 50 px with_mask: found, right
+    ("with_mask", (100.0, 10.0, 200.0, 110.0), 0.9),  # 100 px without_mask: found, binary wrong
+    # the 200 px with_mask face: not found
+    ("without_mask", (10.0, 300.0, 70.0, 360.0), 0.9),  # 60 px worn incorrectly: found, binary right
+    ("with_mask", (100.0, 300.0, 130.0, 330.0), 0.9),  # 30 px: found (not in the >= 40 px figures)
+    ("with_mask", (600.0, 400.0, 625.0, 425.0), 0.8),  # unmatched 25 px, judged a face
+    ("with_mask", (500.0, 300.0, 550.0, 350.0), 0.8),  # unmatched 50 px, judged not a face
+    ("with_mask", (400.0, 300.0, 460.0, 360.0), 0.8),  # unmatched 60 px, never judged
+    ("with_mask", (300.0, 400.0, 310.0, 410.0), 0.8),  # unmatched 10 px: too small to judge
+]
+
+
+def test_size_bands_classes_found_and_right_and_verified_precision(tmp_path: Path) -> None:
+    from training.judgements import Judgement, Judgements
+
+    folder = tmp_path / "toyset"
+    (folder / "images").mkdir(parents=True)
+    (folder / "annotations").mkdir()
+    cv2.imwrite(str(folder / "images" / "big.jpg"), grey_frame(640, 480))
+    (folder / "annotations" / "big.xml").write_text(BANDS_XML)
+    (tmp_path / "splits.csv").write_text("dataset,image,split\ntoyset,big.jpg,test\n")
+    pairs = load_scene_annotations(folder)
+    judgements = Judgements(
+        detector="toy",
+        entries=(
+            Judgement("toyset/images/big.jpg", (600.0, 400.0, 625.0, 425.0), "face"),
+            Judgement("toyset/images/big.jpg", (501.0, 300.0, 550.0, 351.0), "not_face"),
+        ),
+    )
+    report = evaluate_scenes(
+        pairs, lambda image, annotation: BANDS_PREDICTIONS, root=folder, judgements=judgements
+    )
+    assert report["recall_by_size"] == {"40-80": 1.0, "80-160": 1.0, "160+": 0.0}
+    assert report["recall_by_class"] == {"with_mask": 0.5, "without_mask": 1.0, "mask_worn_incorrectly": 1.0}
+    assert report["found_and_right_40px"] == pytest.approx(2 / 4)
+    assert report["matched_iou"] == pytest.approx(1.0)
+    # 4 matched + 1 judged a face, of 8 predictions; the unjudged and the tiny box count as wrong.
+    assert report["verified_precision"] == pytest.approx(5 / 8)
+    assert report["judged"] == {"detector": "toy", "face": 1, "not_face": 1, "unjudged": 1, "under_20px": 1}
+    assert report["precision"] == pytest.approx(4 / 8)
+    unjudged = [entry for entry in report["unmatched_detections"] if entry["verdict"] is None]
+    assert [entry["box"] for entry in unjudged] == [[400.0, 300.0, 460.0, 360.0]]
+    # Without judgements there is no verified figure, and every key of before is still there.
+    plain = evaluate_scenes(pairs, lambda image, annotation: BANDS_PREDICTIONS, root=folder)
+    assert plain["verified_precision"] is None and plain["judged"]["unjudged"] == 3
+    assert {"recall", "precision", "recall_40px", "accuracy_binary", "macro_f1"} <= plain.keys()
+
+
+def test_detector_flag_chooses_the_model_in_the_evaluation(
+    tmp_path: Path, colour_classifier: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_scene_dataset(tmp_path, {"a.jpg": "test"})
+    for name in ("res10", "yunet"):
+        out = tmp_path / f"{name}.json"
+        args = ["--scenes", str(folder), "--json", str(out), "--classifier", str(colour_classifier)]
+        assert main([*args, "--detector", name]) == 0
+        settings = json.loads(out.read_text())["settings"]
+        assert settings["detector"] == name
+        assert settings["detector_size"] == {"res10": "300x300", "yunet": "480x360"}[name]
+    assert main([*args, "--detector", "yunet", "--prototxt", str(tmp_path / "x.prototxt")]) == 2
+    assert "res10" in capsys.readouterr().err

@@ -7,15 +7,11 @@ import argparse
 import pytest
 
 import predict
+from server.analysis import load_pipeline
 from server.config import ServerConfig, parse_config
 from training import evaluate
-from vision.model_options import (
-    DEFAULT_CLASSIFIER,
-    DEFAULT_CONFIDENCE,
-    DEFAULT_DETECTOR_SIZE,
-    confidence_argument,
-    parse_detector_size,
-)
+from vision.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES, build_detector
+from vision.model_options import DEFAULT_CLASSIFIER, confidence_argument, detector_spec, parse_detector_size
 
 
 def test_detector_size_spellings() -> None:
@@ -38,17 +34,21 @@ def test_every_entry_point_has_the_same_defaults() -> None:
     evaluated = evaluate.build_parser().parse_args(["--faces", "faces", "--json", "r.json"])
     served = parse_config([], environ={})
     for args in (predicted, evaluated):
-        assert (args.classifier, args.detector_size, args.confidence) == (
+        # None: the detector's own size and threshold (vision.detectors), the same in every entry point.
+        assert (args.classifier, args.detector, args.detector_size, args.confidence) == (
             DEFAULT_CLASSIFIER,
-            DEFAULT_DETECTOR_SIZE,
-            DEFAULT_CONFIDENCE,
+            DEFAULT_DETECTOR,
+            None,
+            None,
         )
         assert args.prototxt is None and args.caffemodel is None
+        assert detector_spec(args) == served.detector_spec
     for config in (served, ServerConfig()):
-        assert (config.classifier, config.detector_size, config.confidence) == (
+        assert (config.classifier, config.detector, config.detector_size, config.confidence) == (
             DEFAULT_CLASSIFIER,
-            DEFAULT_DETECTOR_SIZE,
-            DEFAULT_CONFIDENCE,
+            DEFAULT_DETECTOR,
+            None,
+            None,
         )
 
 
@@ -66,3 +66,27 @@ def test_entry_points_accept_the_same_spellings_and_refuse_bad_ones(
     with pytest.raises(SystemExit):
         parse_config(["--detector-size", "10"], environ={})
     assert "sides in 32..2048" in capsys.readouterr().err
+    for parse in (
+        lambda: predict.build_parser().parse_args(["a.jpg", "--out", "o", "--detector", "haar"]),
+        lambda: parse_config(["--detector", "haar"], environ={}),
+    ):
+        with pytest.raises(SystemExit):
+            parse()
+        assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config([], environ={"MASKCAM_DETECTOR": "haar"})
+
+
+@pytest.mark.parametrize("name", DETECTOR_NAMES)
+def test_detector_flag_chooses_the_model_in_every_entry_point(name: str) -> None:
+    predicted = predict.build_parser().parse_args(["a.jpg", "--out", "o", "--detector", name])
+    evaluated = evaluate.build_parser().parse_args(["--faces", "f", "--json", "j", "--detector", name])
+    for spec in (detector_spec(predicted), detector_spec(evaluated)):
+        assert build_detector(spec).name == name
+    from_flag = parse_config(["--detector", name], environ={})
+    from_environment = parse_config([], environ={"MASKCAM_DETECTOR": name})
+    assert from_flag.detector_spec == from_environment.detector_spec
+    # The server builds that model, for full frames and for the stream analyser's search regions.
+    pipeline = load_pipeline(from_flag)
+    assert pipeline.detector.name == name
+    assert pipeline.region_detector.name == name  # type: ignore[union-attr]

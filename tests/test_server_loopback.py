@@ -18,7 +18,7 @@ from server.app import STATE, create_app
 from server.config import PROJECT_ROOT, ServerConfig
 from server.worker import FrameAnalyser
 from tests.media_helpers import CameraClient, FakeCameraTrack, TwoFaceFrame, serve_app, two_face_frame
-from vision.detector import FaceDetector
+from vision.detectors import build_detector
 from vision.labels import LABEL_COLOURS_BGR
 from vision.pipeline import Detection
 
@@ -30,7 +30,7 @@ class DetectorOnly:
     """The real face detector with one fixed label: the plumbing without needing the trained classifier."""
 
     def __init__(self) -> None:
-        self.detector = FaceDetector()
+        self.detector = build_detector()
 
     def analyse(self, image: np.ndarray) -> list[Detection]:
         return [

@@ -20,24 +20,28 @@ from tests.vision_helpers import (
 from training.matching import greedy_match, iou
 from training.voc import parse_voc
 from vision.crops import crop_face, square_crop_box
-from vision.detector import FaceDetector, inside_fraction
+from vision.detector import FaceDetector
+from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector
 from vision.draw import draw_detections
 from vision.image_files import read_image
 from vision.labels import LABEL_COLOURS_BGR, LABELS
 from vision.pipeline import Detection
+from vision.res10 import inside_fraction
 
 # A bare face (faces/ test split) that the detector finds at confidence > 0.99 at every frame size below.
 FACE_PHOTO = FACES_DIR / "without_mask" / "cd7_0_0_jiayuanyuan_0015_9c16b3ca.jpg"
-# Scene test photos whose annotated faces are all >= 40 px.
+# Scene test photos whose annotated faces are all >= 40 px and whose every face is annotated (in
+# maksssksksss244.jpg, used before, YuNet also finds a blurred background face that has no box).
 SCENE_PHOTOS = (
     ("jolignier", "4a5479fabf998dbdcef65d0d2cd9ea79.jpg"),
-    ("andrewmvd", "maksssksksss244.jpg"),
+    ("andrewmvd", "maksssksksss397.jpg"),
 )
 
 
-@pytest.fixture(scope="module")
-def detector() -> FaceDetector:
-    return FaceDetector()
+@pytest.fixture(scope="module", params=DETECTOR_NAMES)
+def detector(request: pytest.FixtureRequest) -> FaceDetector:
+    """Every detector of `vision.detectors`, at its defaults: each test holds for all of them."""
+    return build_detector(DetectorSpec(request.param))
 
 
 def face_photo() -> np.ndarray:
@@ -121,7 +125,8 @@ def test_face_cut_by_the_frame_edge_gets_a_clipped_box(detector: FaceDetector) -
     faces = detector.detect(frame)
     assert faces, "a face half outside the frame should still be found"
     assert_inside([face.box for face in faces], 640, 480)
-    assert faces[0].box[0] == 0
+    # At the edge: res10 boxes the whole face and is clipped to 0; YuNet boxes the visible part.
+    assert faces[0].box[0] <= 8
 
 
 @pytest.mark.parametrize(("dataset", "name"), SCENE_PHOTOS)

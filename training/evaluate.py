@@ -23,13 +23,15 @@ from typing import Any
 
 import numpy as np
 
+from training.judgements import MIN_JUDGED_SIDE, Judgements, judgement_file, load_judgements
 from training.matching import FloatBox, Tally, classification_metrics, float_box, short_side
 from training.voc import AnnotationError, SceneAnnotation, load_scene_annotations
 from vision.classifier import MaskClassifier, ModelFileError
-from vision.detector import DetectorFileError, FaceDetector
+from vision.detector import DetectorFileError
+from vision.detectors import build_detector
 from vision.image_files import ImageFileError, read_image
 from vision.labels import LABELS, canonical_label
-from vision.model_options import add_model_arguments
+from vision.model_options import add_model_arguments, detector_spec
 from vision.pipeline import MaskDetectionPipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +39,22 @@ DEFAULT_IOU = 0.4
 FACES_BATCH = 64
 # Meaningless when the annotated boxes are classified: every face is "found".
 DETECTION_KEYS = frozenset(
-    {"predictions", "recall", "precision", "recall_40px", "recall_<20px", "recall_20-40px", "recall_>=40px"}
+    {
+        "predictions",
+        "recall",
+        "precision",
+        "recall_40px",
+        "recall_<20px",
+        "recall_20-40px",
+        "recall_>=40px",
+        "recall_by_size",
+        "recall_by_class",
+        "found_and_right_40px",
+        "matched_iou",
+        "verified_precision",
+        "judged",
+        "unmatched_detections",
+    }
 )
 
 IOU_HELP = (
@@ -84,14 +101,20 @@ def evaluate_scenes(
     predictor: Predictor,
     min_iou: float = DEFAULT_IOU,
     root: Path | None = None,
+    judgements: Judgements | None = None,
 ) -> dict[str, Any]:
     """Detection and classification figures over annotated scene photos.
 
     ``misclassified`` lists each matched face whose label is wrong (image path relative to ``root``),
-    for the contact sheet of errors.
+    for the contact sheet of errors. ``unmatched_detections`` lists the predictions with a short side
+    >= `MIN_JUDGED_SIDE` that match no annotation (image as ``DATASET/path``, the key of
+    `training.judgements`); with ``judgements``, ``verified_precision`` counts the ones judged a face
+    as correct, and ``judged`` says how many were judged each way and how many were not.
     """
     tally = Tally()
     misclassified: list[dict[str, Any]] = []
+    unmatched: list[dict[str, Any]] = []
+    verdicts = {"face": 0, "not_face": 0, "unjudged": 0, "under_20px": 0}
     seconds = 0.0
     for image_path, annotation in pairs:
         image = _read(image_path)
@@ -115,17 +138,45 @@ def evaluate_scenes(
                         "short_side": round(short_side(truth_box), 1),
                     }
                 )
+        matched_predictions = {p for _, p in matches}
+        key = _dataset_key(image_path, root)
+        for p, (label, box, _) in enumerate(predictions):
+            if p in matched_predictions:
+                continue
+            if short_side(box) < MIN_JUDGED_SIDE:
+                verdicts["under_20px"] += 1
+                continue
+            verdict = judgements.verdict(key, box) if judgements is not None else None
+            verdicts[verdict or "unjudged"] += 1
+            unmatched.append(
+                {"image": key, "box": [round(v, 1) for v in box], "label": label, "verdict": verdict}
+            )
+    correct = sum(sum(row.values()) for row in tally.confusion.values())  # matched predictions
     return {
         "images": len(pairs),
-        "faces": len(tally.truth_sizes),
+        "faces": len(tally.truths),
         "faces_by_size": tally.size_counts(),
         "predictions": tally.predictions,
         **tally.detection_metrics(),
+        **tally.detail_metrics(),
+        "verified_precision": (
+            (correct + verdicts["face"]) / tally.predictions
+            if judgements is not None and tally.predictions
+            else None
+        ),
+        "judged": {"detector": judgements.detector if judgements is not None else None, **verdicts},
         **classification_metrics(tally.confusion),
         "confusion": tally.confusion,
         "ms_per_image": round(1000.0 * seconds / len(pairs), 2) if pairs else None,
         "misclassified": misclassified,
+        "unmatched_detections": unmatched,
     }
+
+
+def _dataset_key(path: Path, root: Path | None) -> str:
+    """``DATASET/images/x.jpg``: an image's name across the two scene datasets."""
+    relative = _relative(path, root)
+    return f"{root.name}/{relative}" if root is not None else relative
 
 
 def face_folder_entries(faces_dir: Path, split: str | None) -> list[tuple[Path, str]]:
@@ -179,6 +230,20 @@ def evaluate_faces(
     }
 
 
+def _judgements_for(path: Path, detector: str) -> Judgements | None:
+    """The judged unmatched boxes of this detector run, None when the file is absent or judged another."""
+    if not path.is_file():
+        return None
+    judgements = load_judgements(path)
+    if judgements.detector != detector:
+        print(
+            f"note: {path} judged {judgements.detector!r}, not {detector!r}: verified_precision not computed",
+            file=sys.stderr,
+        )
+        return None
+    return judgements
+
+
 def _read(path: Path) -> np.ndarray:
     try:
         return read_image(path)
@@ -210,6 +275,22 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  {key:<26}{_percent(report[key])}")
         for name, count in sizes.items():
             lines.append(f"  {'recall ' + name:<26}{_percent(report['recall_' + name])}   ({count} faces)")
+        for name, value in report["recall_by_size"].items():
+            lines.append(f"  {'recall ' + name + ' px':<26}{_percent(value)}")
+        for name, value in report["recall_by_class"].items():
+            lines.append(f"  {'recall ' + name + ' >=40px':<26}{_percent(value)}")
+        lines.append(f"  {'found_and_right_40px':<26}{_percent(report['found_and_right_40px'])}")
+        lines.append(f"  {'matched_iou':<26}{report['matched_iou']}")
+        judged = report["judged"]
+        lines.append(f"  {'verified_precision':<26}{_percent(report['verified_precision'])}")
+        lines.append(
+            f"  unmatched detections: {judged['face']} judged faces, {judged['not_face']} judged not faces, "
+            f"{judged['unjudged']} unjudged (>= 20 px), {judged['under_20px']} under 20 px (counted wrong)"
+        )
+        if judged["unjudged"]:
+            lines.append(
+                "  NOTE: unjudged boxes count as wrong in verified_precision (python -m training.judge)"
+            )
     lines.append(f"classified (matched) faces {report['classified']}")
     for key in ("accuracy_3class", "accuracy_binary"):
         lines.append(f"  {key:<26}{_percent(report[key])}")
@@ -250,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --scenes: classify detected faces (end to end, default) or the annotated boxes "
         "(classifier alone)",
     )
+    parser.add_argument(
+        "--judged",
+        type=Path,
+        help="verdicts on unmatched detections for verified_precision (default: "
+        "models/eval/judged_DETECTOR.json, used when it names the same detector, size and threshold)",
+    )
     parser.add_argument("--confusion-png", type=Path, help="also save the confusion matrix as an image")
     parser.add_argument("--errors-png", type=Path, help="also save a contact sheet of misclassified crops")
     return parser
@@ -273,17 +360,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             pairs = load_scene_annotations(args.scenes, args.split)
         except (FileNotFoundError, ValueError) as exc:
             raise EvaluationError(str(exc)) from exc
+        judgements = None
         if args.boxes == "annotated":
             predictor = annotated_faces(classifier)
         else:
-            detector = FaceDetector(
-                args.prototxt, args.caffemodel, input_size=args.detector_size, confidence=args.confidence
-            )
+            spec = detector_spec(args)
+            detector = build_detector(spec)
             settings.update(
-                iou=args.iou, confidence=args.confidence, detector_size="{}x{}".format(*args.detector_size)
+                iou=args.iou,
+                detector=spec.name,
+                confidence=spec.resolved_confidence,
+                detector_size="{}x{}".format(*spec.resolved_input_size),
             )
             predictor = detected_faces(MaskDetectionPipeline(detector, classifier))
-        report = evaluate_scenes(pairs, predictor, args.iou, root=root)
+            judgements = _judgements_for(args.judged or judgement_file(spec.name), spec.describe())
+            if judgements is not None:
+                settings["judged"] = _relative(args.judged or judgement_file(spec.name), REPO_ROOT)
+        report = evaluate_scenes(pairs, predictor, args.iou, root=root, judgements=judgements)
         if args.boxes == "annotated":
             report = {key: value for key, value in report.items() if key not in DETECTION_KEYS}
     report = {"settings": settings, **report}

@@ -59,6 +59,31 @@ SIZE_BUCKETS: tuple[tuple[str, float, float], ...] = (
     ("20-40px", 20.0, 40.0),
     (">=40px", 40.0, float("inf")),
 )
+# The bands a camera at an entrance sees: a person 2-4 m from a 640x480 camera, 1-2 m, and close up.
+SIZE_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("40-80", 40.0, 80.0),
+    ("80-160", 80.0, 160.0),
+    ("160+", 160.0, float("inf")),
+)
+MIN_SIDE = 40.0
+"""Faces with a shorter side than this are not what the product promises to find (``recall_40px``)."""
+
+
+@dataclass(frozen=True)
+class TruthOutcome:
+    """One annotated face: its label and size, whether a prediction matched it, and with what label."""
+
+    label: str
+    side: float
+    predicted: str | None
+
+    @property
+    def found(self) -> bool:
+        return self.predicted is not None
+
+    @property
+    def right_binary(self) -> bool:
+        return self.predicted is not None and is_compliant(self.predicted) == is_compliant(self.label)
 
 
 @dataclass
@@ -68,7 +93,8 @@ class Tally:
     predictions: int = 0
 
     def __post_init__(self) -> None:
-        self.truth_sizes: list[tuple[float, bool]] = []
+        self.truths: list[TruthOutcome] = []
+        self.matched_ious: list[float] = []
         self.confusion: dict[str, dict[str, int]] = {t: dict.fromkeys(LABELS, 0) for t in LABELS}
 
     def add_image(
@@ -79,33 +105,52 @@ class Tally:
     ) -> list[tuple[int, int]]:
         """Count one image's faces; returns the matched (truth, prediction) index pairs."""
         pairs = greedy_match([box for _, box in truths], [box for _, box in predictions], min_iou)
-        matched_truths = {t for t, _ in pairs}
+        matched = dict(pairs)
         self.predictions += len(predictions)
-        for index, (_, box) in enumerate(truths):
-            self.truth_sizes.append((short_side(box), index in matched_truths))
+        for index, (label, box) in enumerate(truths):
+            p = matched.get(index)
+            self.truths.append(TruthOutcome(label, short_side(box), None if p is None else predictions[p][0]))
         for t, p in pairs:
             self.confusion[truths[t][0]][predictions[p][0]] += 1
+            self.matched_ious.append(iou(truths[t][1], predictions[p][1]))
         return pairs
 
     def detection_metrics(self) -> dict[str, float | None]:
         """Recall over annotated faces (all, and those with short side >= 40 px) and precision."""
-        matched = sum(found for _, found in self.truth_sizes)
+        matched = sum(truth.found for truth in self.truths)
         metrics: dict[str, float | None] = {
-            "recall": _ratio(matched, len(self.truth_sizes)),
+            "recall": _ratio(matched, len(self.truths)),
             "precision": _ratio(matched, self.predictions),
-            "recall_40px": self.recall_between(40.0, float("inf")),
+            "recall_40px": self.recall_between(MIN_SIDE, float("inf")),
         }
         for name, low, high in SIZE_BUCKETS:
             metrics[f"recall_{name}"] = self.recall_between(low, high)
         return metrics
 
+    def detail_metrics(self) -> dict[str, object]:
+        """Recall by size band and by class (faces >= 40 px), the share of faces >= 40 px found AND
+        classified right (binary), and the mean IoU of matched boxes."""
+        large = [truth for truth in self.truths if truth.side >= MIN_SIDE]
+        by_class = {
+            label: _ratio(
+                sum(t.found for t in large if t.label == label), sum(t.label == label for t in large)
+            )
+            for label in LABELS
+        }
+        return {
+            "recall_by_size": {name: self.recall_between(low, high) for name, low, high in SIZE_BANDS},
+            "recall_by_class": by_class,
+            "found_and_right_40px": _ratio(sum(t.right_binary for t in large), len(large)),
+            "matched_iou": round(float(np.mean(self.matched_ious)), 4) if self.matched_ious else None,
+        }
+
     def recall_between(self, low: float, high: float) -> float | None:
-        found = [hit for side, hit in self.truth_sizes if low <= side < high]
+        found = [truth.found for truth in self.truths if low <= truth.side < high]
         return _ratio(sum(found), len(found))
 
     def size_counts(self) -> dict[str, int]:
         return {
-            name: sum(low <= side < high for side, _ in self.truth_sizes) for name, low, high in SIZE_BUCKETS
+            name: sum(low <= truth.side < high for truth in self.truths) for name, low, high in SIZE_BUCKETS
         }
 
 

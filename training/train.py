@@ -97,6 +97,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--resume", action="store_true", help="continue from --state if it exists")
     parser.add_argument(
+        "--init",
+        type=Path,
+        help="start from this trained model's weights (.pt of the same --arch): a fine-tune with a new "
+        "warm-up and cosine schedule, e.g. with a lower --lr",
+    )
+    parser.add_argument(
         "--max-steps", type=int, default=None, help="stop after this many optimiser steps (tests)"
     )
     parser.add_argument(
@@ -284,7 +290,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         args,
     )
 
-    network = build_network(args.arch, len(LABELS)).to(device).to(memory_format=torch.channels_last)
+    network = build_network(args.arch, len(LABELS))
+    if args.init is not None:
+        checkpoint = torch.load(args.init, map_location="cpu", weights_only=True)
+        if checkpoint.get("arch") != args.arch:
+            raise SystemExit(f"{args.init} holds a {checkpoint.get('arch')} model, not {args.arch}")
+        network.load_state_dict(checkpoint["state_dict"])
+        print(f"starting from the weights of {args.init}", flush=True)
+    network = network.to(device).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(args.optimizer, network.parameters(), args.lr, args.weight_decay)
     steps_per_epoch = len(train_loader)
     total_steps = args.epochs * steps_per_epoch

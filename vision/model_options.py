@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vision.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES, DetectorSpec
+
 DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[1] / "models" / "mask_classifier.onnx"
-DEFAULT_DETECTOR_SIZE = (300, 300)
-DEFAULT_CONFIDENCE = 0.5
 DETECTOR_SIDES = (32, 2048)
 """Smallest and largest side of the face detector's network input, in pixels."""
 
@@ -49,21 +49,47 @@ def confidence_argument(text: str) -> float:
     return value
 
 
+DETECTOR_DEFAULTS_TEXT = ", ".join(DetectorSpec(name).describe() for name in DETECTOR_NAMES)
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--classifier, --prototxt, --caffemodel, --detector-size and --confidence, with the defaults above."""
+    """--classifier, --detector, --prototxt, --caffemodel, --detector-size and --confidence.
+
+    The size and threshold default to None, which means the chosen detector's own defaults
+    (`vision.detectors`); `detector_spec` turns the parsed flags into what `build_detector` takes.
+    """
     parser.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER, help="a .onnx or .pt model")
-    parser.add_argument("--prototxt", type=Path, help="face detector prototxt (default: the packaged res10)")
-    parser.add_argument("--caffemodel", type=Path, help="face detector weights (default: the packaged res10)")
+    parser.add_argument(
+        "--detector",
+        choices=DETECTOR_NAMES,
+        default=DEFAULT_DETECTOR,
+        help=f"face detector (default {DEFAULT_DETECTOR}; res10 is the original project's)",
+    )
+    parser.add_argument("--prototxt", type=Path, help="res10 prototxt (default: the packaged one)")
+    parser.add_argument("--caffemodel", type=Path, help="res10 weights (default: the packaged ones)")
     parser.add_argument(
         "--detector-size",
         type=detector_size_argument,
-        default=DEFAULT_DETECTOR_SIZE,
+        default=None,
         metavar="WxH",
-        help="face detector network input, N or WxH (default {}x{})".format(*DEFAULT_DETECTOR_SIZE),
+        help="face detector network input, N or WxH (default: the detector's own, "
+        + DETECTOR_DEFAULTS_TEXT
+        + ")",
     )
     parser.add_argument(
         "--confidence",
         type=confidence_argument,
-        default=DEFAULT_CONFIDENCE,
-        help=f"face detector threshold (default {DEFAULT_CONFIDENCE})",
+        default=None,
+        help="face detector threshold (default: the detector's own, " + DETECTOR_DEFAULTS_TEXT + ")",
+    )
+
+
+def detector_spec(args: argparse.Namespace) -> DetectorSpec:
+    """The detector that parsed model flags ask for."""
+    return DetectorSpec(
+        name=args.detector,
+        input_size=args.detector_size,
+        confidence=args.confidence,
+        prototxt=args.prototxt,
+        caffemodel=args.caffemodel,
     )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, Protocol
 
 import cv2
@@ -27,6 +26,7 @@ import numpy as np
 
 from vision.crops import Box, crop_square
 from vision.detector import FaceBox, FaceDetector, to_bgr
+from vision.detectors import DetectorSpec, build_region_detector, region_input
 from vision.pipeline import Detection
 
 IntBox = tuple[int, int, int, int]
@@ -59,8 +59,9 @@ class StreamSettings:
     """A full-frame detection on every N-th analysed frame (1 = every frame, no following)."""
     region_scale: float = 1.6
     """Side of the search region around a face, in multiples of the face box's long side."""
-    region_input: int = 128
-    """Detector input (pixels, square) for one search region."""
+    region_input: int | None = None
+    """Detector input (pixels, square) for one search region; None: the detector's own
+    (`vision.detectors.region_input`)."""
     max_followed: int = 20
     """With more faces than this, every frame gets a full detection instead of following (bounds the
     cost of a crowd whose small faces the flow cannot follow and the region search must)."""
@@ -71,6 +72,12 @@ class StreamSettings:
     or ``flow`` (the box moved with the optical flow of points on the face; region when flow fails)."""
     max_misses: int = 1
     """A followed face not found in its region this many frames in a row is dropped."""
+    min_similarity: float = 0.5
+    """A box moved by the flow must still hold what the detector last saw there: the correlation of
+    its small grey thumbnail with the one taken at the last detection. Below this the face is searched
+    again in its region (and re-classified when found), so a box that the flow carried onto the
+    background when the face left is dropped at once instead of staying there, with the old label,
+    until the next full detection."""
     scene_change: float = 30.0
     """Mean absolute difference (grey levels) of tiny frame thumbnails from one analysed frame to the
     next that counts as a new scene (camera switched or cut): it gets a full detection at once."""
@@ -85,6 +92,8 @@ class _Track:
     probabilities: np.ndarray | None = None
     classified_at: int = -1
     misses: int = 0
+    appearance: np.ndarray | None = None
+    """Normalised grey thumbnail of the box when a detector (full frame or region) last found it."""
     ident: int = field(default_factory=lambda: next(_TRACK_IDS))
 
 
@@ -109,8 +118,8 @@ class StreamAnalyser:
     """Per-stream state over a shared detector and classifier; ``analyse`` takes frames in order.
 
     ``region_detector`` runs the search regions: the same model as ``detector`` at the region input
-    size (``make_region_detector``). Pass one shared by all streams; left out, one is loaded here from
-    the packaged model files.
+    size (`vision.detectors.build_region_detector`). Pass one shared by all streams; left out, one is
+    built here with the detector's name and threshold and the packaged model files.
     """
 
     def __init__(
@@ -124,8 +133,10 @@ class StreamAnalyser:
         self.classifier = classifier
         self.settings = settings or StreamSettings()
         if region_detector is None:
-            region_detector = make_region_detector(self.settings, confidence=detector.confidence)
+            spec = DetectorSpec(detector.name, confidence=detector.confidence)
+            region_detector = build_region_detector(spec, self.settings.region_input)
         self.region_detector = region_detector
+        self.region_input = region_input(detector.name, self.settings.region_input)
         self._tracks: list[_Track] = []
         self._frame_index = 0
         self._since_full = 0
@@ -206,19 +217,25 @@ class StreamAnalyser:
                 track = _Track(box=face.box, face_confidence=face.confidence)
             else:
                 track.box, track.face_confidence, track.misses = face.box, face.confidence, 0
+            track.appearance = _appearance(frame, track.box)
             tracks.append(track)
         self._tracks = tracks
 
     def _follow(self, frame: np.ndarray, grey: np.ndarray | None) -> None:
         """Move each face's box with the optical flow, or search the face again in a region around its
-        last box; drop faces missed too often."""
-        size = self.settings.region_input
+        last box (also when the flow moved it onto something that no longer looks like the face);
+        drop faces missed too often."""
+        size = self.region_input
         kept: list[_Track] = []
         for track in self._tracks:
+            flow_failed = False
             if grey is not None and self._previous_grey is not None:
                 moved_box = flow_box(self._previous_grey, grey, track.box)
-                if moved_box is not None:
-                    track.box, track.misses = moved_box, 0
+                flow_failed = moved_box is None or (
+                    similarity(track.appearance, _appearance(grey, moved_box)) < self.settings.min_similarity
+                )
+                if not flow_failed and moved_box is not None:
+                    track.box = moved_box
                     self.flow_follows += 1
                     kept.append(track)
                     continue
@@ -232,7 +249,11 @@ class StreamAnalyser:
                     kept.append(track)
                 continue
             track.box, track.face_confidence = best.box, best.confidence
-            track.misses = 0
+            track.misses, track.appearance = 0, _appearance(frame, best.box)
+            if flow_failed:
+                # The picture inside the box changed too much to follow (a turn, a new face stepping
+                # in where the last one left): its class is due again now.
+                track.classified_at = -self.settings.classify_every
             kept.append(track)
         self._tracks = _without_duplicates(kept)
 
@@ -271,21 +292,6 @@ class StreamAnalyser:
         return detections
 
 
-def make_region_detector(
-    settings: StreamSettings,
-    prototxt: str | Path | None = None,
-    caffemodel: str | Path | None = None,
-    confidence: float = 0.5,
-) -> FaceDetector:
-    """The face detector at the search-region input size; give it the full-frame detector's files."""
-    return FaceDetector(
-        prototxt=prototxt,
-        caffemodel=caffemodel,
-        input_size=(settings.region_input, settings.region_input),
-        confidence=confidence,
-    )
-
-
 def _to_frame(face: FaceBox, region: Box, size: int, shape: tuple[int, ...]) -> FaceBox:
     """A box found in a resampled search region, in frame pixels, clipped to the frame."""
     x0, y0, x1, _ = region
@@ -320,6 +326,31 @@ def _without_duplicates(tracks: list[_Track]) -> list[_Track]:
         if all(box_iou(track.box, other.box) < 0.5 for other in kept):
             kept.append(track)
     return kept
+
+
+_APPEARANCE_SIDE = 16
+
+
+def _appearance(image: np.ndarray, box: IntBox) -> np.ndarray | None:
+    """The box's content as a zero-mean, unit-norm 16x16 grey thumbnail; None when it is flat."""
+    x0, y0, x1, y1 = box
+    patch = image[y0:y1, x0:x1]
+    if patch.shape[0] < 2 or patch.shape[1] < 2:
+        return None
+    if patch.ndim == 3:
+        patch = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(patch, (_APPEARANCE_SIDE, _APPEARANCE_SIDE), interpolation=cv2.INTER_AREA)
+    values = small.astype(np.float32).ravel()
+    values -= values.mean()
+    norm = float(np.linalg.norm(values))
+    return values / norm if norm > 1e-3 * values.size else None
+
+
+def similarity(before: np.ndarray | None, after: np.ndarray | None) -> float:
+    """Correlation of two appearances in [-1, 1]; 0 when either is flat (nothing to recognise)."""
+    if before is None or after is None:
+        return 0.0
+    return float(np.dot(before, after))
 
 
 def _frame_thumbnail(frame: np.ndarray) -> np.ndarray:
