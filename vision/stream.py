@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import cv2
@@ -30,14 +30,13 @@ from vision.detectors import DetectorSpec, build_region_detector, region_input
 from vision.pipeline import Detection
 
 IntBox = tuple[int, int, int, int]
-_TRACK_IDS = itertools.count()
 
 
 @dataclass(frozen=True)
 class TrackedDetection(Detection):
     """A detection of a followed face, with the id of its track: the same on every frame the analyser
-    follows that face (a new id once the face was lost and found again). Additive: a Detection in every
-    other respect, and not in its JSON."""
+    follows that face (a new id once the face was lost and found again; ids count from 0 per analyser).
+    Additive: a Detection in every other respect, and not in its JSON."""
 
     track: int = -1
 
@@ -94,7 +93,8 @@ class _Track:
     misses: int = 0
     appearance: np.ndarray | None = None
     """Normalised grey thumbnail of the box when a detector (full frame or region) last found it."""
-    ident: int = field(default_factory=lambda: next(_TRACK_IDS))
+    ident: int = 0
+    """Stable id of the face while it is followed (`TrackedDetection.track`)."""
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -138,6 +138,7 @@ class StreamAnalyser:
         self.region_detector = region_detector
         self.region_input = region_input(detector.name, self.settings.region_input)
         self._tracks: list[_Track] = []
+        self._track_ids = itertools.count()
         self._frame_index = 0
         self._since_full = 0
         self._frame_shape: tuple[int, int] = (0, 0)
@@ -214,7 +215,7 @@ class StreamAnalyser:
         for f, face in enumerate(faces):
             track = matched.get(f)
             if track is None:
-                track = _Track(box=face.box, face_confidence=face.confidence)
+                track = _Track(box=face.box, face_confidence=face.confidence, ident=next(self._track_ids))
             else:
                 track.box, track.face_confidence, track.misses = face.box, face.confidence, 0
             track.appearance = _appearance(frame, track.box)
