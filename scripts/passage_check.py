@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import tempfile
@@ -113,7 +114,8 @@ def build(stand: float) -> Script:
     return script
 
 
-async def play(server: ServerProcess, script: Script, repeat: int) -> None:
+async def play(server: ServerProcess, script: Script, repeat: int) -> float:
+    """Play the script; returns the longest time (s) between two analysed frames (analysis stalls)."""
     frames = len(script.order) * repeat
     camera = FakeCameraTrack(script.images, fps=FPS, limit=frames, order=script.order)
     client = CameraClient(camera)
@@ -122,6 +124,8 @@ async def play(server: ServerProcess, script: Script, repeat: int) -> None:
         await client.wait_for(lambda: camera.sent >= frames, 60.0 + frames / FPS, "the script")
         await asyncio.sleep(2.0)
         await client.close()
+    arrivals = [m["received_at"] / 1000 for m in client.messages if m.get("type") == "detections"]
+    return max((b - a for a, b in itertools.pairwise(arrivals)), default=0.0)
 
 
 def passages(server: ServerProcess) -> list[dict[str, Any]]:
@@ -170,13 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         server.start(Path(folder) / "server.log")
         try:
-            asyncio.run(play(server, script, args.repeat))
+            stall = asyncio.run(play(server, script, args.repeat))
             found = passages(server)
         finally:
             server.stop()
     lines, ok = compare(script.expected * args.repeat, found)
     print(f"{len(found)} passages for {sum(len(e.labels) for e in script.expected) * args.repeat} expected")
     print("\n".join(lines))
+    print(f"longest time between two analysed frames: {stall:.2f} s")
     if args.json is not None:
         args.json.write_text(
             json.dumps(

@@ -84,6 +84,16 @@ def test_a_passage_ends_after_the_gap_without_waiting_for_the_stream_to_end() ->
     assert tracker.finish() == []
 
 
+def test_an_analysis_stall_longer_than_the_gap_does_not_split_a_passage() -> None:
+    # A busy CPU: no frame analysed for 1.5 s, and the face is still there in the next one.
+    tracker = PassageTracker(PassageRule(gap=1.0))
+    for index in range(10):
+        tracker.observe(index / FPS, [face(track=1)])
+    assert tracker.observe(2.4, [face(track=2)]) == []
+    (passage,) = tracker.finish()
+    assert passage.frames == 11
+
+
 def test_putting_the_mask_on_is_one_passage_with_the_majority_label() -> None:
     frames = [[face("without_mask")] for _ in range(10)] + [[face("with_mask")] for _ in range(30)]
     (passage,) = run(frames)

@@ -8,7 +8,8 @@ without an id (the full pipeline, `--detect-every 1`) is matched by position alo
 
 The rule (see docs/API.md for how it was measured):
 
-- a passage ends once its face has not been seen for `gap` seconds, or when the stream ends;
+- a passage ends once its face has not been seen for `gap` seconds (in frames that were analysed: a
+  stall of the analysis is not an absence), or when the stream ends;
 - it counts only when its face was seen in at least `min_frames` analysed frames (a detector blink
   is no person; Frigate needs 3 attempts before it names a tracked object's attribute);
 - each frame votes for the label it showed; a frame is *confirmed* when its label held for at least
@@ -153,8 +154,10 @@ class PassageTracker:
         return [passage.labels[-1] for passage in self._open if passage.last_seen == newest]
 
     def observe(self, at: float, sightings: Sequence[Sighting]) -> list[Passage]:
-        """Add one analysed frame (epoch seconds `at`); returns the passages that ended before it."""
-        ended = self._end_before(at - self.rule.gap)
+        """Add one analysed frame (epoch seconds `at`); returns the passages that ended before it.
+
+        The frame's faces are matched first, so that a stall of the analysis itself (no frame analysed
+        for longer than the gap, e.g. a busy CPU) ends no passage whose face is still there."""
         updated: set[int] = set()
         unmatched: list[Sighting] = []
         for sighting in sightings:
@@ -173,7 +176,7 @@ class PassageTracker:
             updated.add(id(passage))
             if sighting.track is not None:
                 self._by_track[sighting.track] = passage
-        return ended
+        return self._end_before(at - self.rule.gap)
 
     def finish(self) -> list[Passage]:
         """End every passage (the stream closed)."""
