@@ -185,7 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(
             json.dumps(
-                {"ok": ok, "expected": [asdict(e) for e in script.expected], "passages": found}, indent=1
+                {
+                    "ok": ok,
+                    "longest_stall_s": stall,
+                    "expected": [asdict(e) for e in script.expected],
+                    "passages": found,
+                },
+                indent=1,
             )
         )
     return 0 if ok else 1
