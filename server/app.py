@@ -19,7 +19,8 @@ from server import rtc_tuning
 from server.analysis import StreamAnalyserSource
 from server.analysis_process import AnalysisProcess
 from server.config import ServerConfig
-from server.history_api import HISTORY, setup_history
+from server.history import HISTORY, setup_history
+from server.history_api import add_history_routes
 from server.location import parse_location
 from server.metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from server.session import (
@@ -103,6 +104,7 @@ def create_app(
         recorder_factory=recorder_factory or default_recorder_factory(config),
     )
     setup_history(app, config, metrics, registry)
+    add_history_routes(app)
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/kiosk", _page("kiosk.html"))
     app.router.add_post("/offer", _offer)

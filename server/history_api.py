@@ -1,8 +1,7 @@
-"""The compliance history in the server: its writer's lifetime, each session's passages, and `/api/*`.
-
-Routes (docs/API.md has the contract): `GET /api/passages`, `/api/passages.csv`, `/api/summary`, `/api/live`.
-Access to them is decided in `server.security` (admin token, or loopback clients only). Database reads run
-in a thread (`asyncio.to_thread`), never on the event loop.
+"""The compliance history's routes (docs/API.md has the contract): `GET /api/passages`,
+`/api/passages.csv`, `/api/summary` and `/api/live`. Access to them is decided in `server.security`
+(admin token, or loopback clients only). Database reads run in a thread (`asyncio.to_thread`), never on
+the event loop.
 """
 
 from __future__ import annotations
@@ -18,16 +17,8 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from server.config import ServerConfig
-from server.history_store import (
-    Detail,
-    HistoryError,
-    HistoryStore,
-    PassageQuery,
-    PassageRecord,
-    SchemaError,
-    describe,
-)
+from server.history import HISTORY, HistoryService
+from server.history_store import HistoryStore, PassageQuery, PassageRecord
 from server.history_time import (
     BUCKETS,
     Bucket,
@@ -35,16 +26,10 @@ from server.history_time import (
     iso,
     parse_time,
     parse_timezone,
-    server_timezone,
     summarise,
 )
-from server.history_writer import HistoryWriter, WriterSettings
 from server.location import parse_location
-from server.metrics import ServerMetrics
-from server.passage_feed import SessionPassages
-from server.session import SessionRegistry
 from vision.labels import LABELS
-from vision.passages import PassageRule
 
 logger = logging.getLogger(__name__)
 
@@ -53,79 +38,12 @@ DEFAULT_LIMIT = 1000
 CSV_FIELDS = ("time", "location", "label", "confidence", "seconds", "frames", "size", "label_changed")
 
 
-@dataclass
-class HistoryService:
-    """What the history needs at run time; `writer` is None with `--no-history`."""
-
-    config: ServerConfig
-    metrics: ServerMetrics
-    registry: SessionRegistry
-    zone: tzinfo
-    writer: HistoryWriter | None = None
-
-    @property
-    def rule(self) -> PassageRule:
-        return PassageRule(gap=self.config.passage_gap, min_frames=self.config.passage_min_frames)
-
-    def session_passages(self, location: str) -> SessionPassages:
-        return SessionPassages(location, self.rule, self.writer, self.metrics)
-
-
-HISTORY = web.AppKey("maskcam_history", HistoryService)
-
-
-def setup_history(
-    app: web.Application, config: ServerConfig, metrics: ServerMetrics, registry: SessionRegistry
-) -> None:
-    """Add the routes and the writer's start and stop to `app`."""
-    app[HISTORY] = HistoryService(config=config, metrics=metrics, registry=registry, zone=server_timezone())
+def add_history_routes(app: web.Application) -> None:
+    """The `/api/*` routes; the app needs `server.history.setup_history` too."""
     app.router.add_get("/api/passages", _passages)
     app.router.add_get("/api/passages.csv", _passages_csv)
     app.router.add_get("/api/summary", _summary)
     app.router.add_get("/api/live", _live)
-    app.on_startup.append(_start_history)
-    app.on_cleanup.append(_stop_history)
-
-
-def open_writer(config: ServerConfig, metrics: ServerMetrics) -> HistoryWriter | None:
-    """The writer over the configured database, schema checked. A PostgreSQL server that cannot be reached
-    now is opened later by the writer (the video does not wait for it); a schema this server does not
-    know, or an SQLite file that cannot be opened, raises HistoryError."""
-    if config.history is None:
-        return None
-    if config.history_detail not in ("passages", "counts"):
-        raise HistoryError(f"unknown history detail {config.history_detail!r}")
-    store = HistoryStore(config.history, cast(Detail, config.history_detail))
-    opened = True
-    try:
-        store.open()
-    except HistoryError as exc:
-        if isinstance(exc, SchemaError) or not store.postgresql:
-            # A newer schema, or an SQLite file that cannot be opened (a path or permission mistake): the
-            # operator must fix it. Only a database server that is down now may come back by itself.
-            store.close()
-            raise
-        opened = False
-        logger.warning("history: %s; passages wait in memory until it can be reached", exc)
-    settings = WriterSettings(queue_size=config.history_queue, keep_days=config.history_days)
-    writer = HistoryWriter(store, settings, on_drop=metrics.passages_dropped.inc, opened=opened)
-    writer.start()
-    logger.info(
-        "history: %s (%s, kept %g days)", describe(config.history), config.history_detail, config.history_days
-    )
-    return writer
-
-
-async def _start_history(app: web.Application) -> None:
-    service = app[HISTORY]
-    service.writer = await asyncio.to_thread(open_writer, service.config, service.metrics)
-
-
-async def _stop_history(app: web.Application) -> None:
-    service = app[HISTORY]
-    if service.writer is not None:
-        await asyncio.to_thread(service.writer.stop)
-        service.writer = None
 
 
 def _error(status: int, reason: str, message: str) -> web.Response:

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from server.app import create_app
 from server.config import ServerConfig
-from server.history_api import CSV_FIELDS, HISTORY
+from server.history import HISTORY
+from server.history_api import CSV_FIELDS
 from server.history_store import SCHEMA_VERSION, HistoryStore, PassageQuery, schema_table
 from server.security import ADMIN_COOKIE
 from tests.browser_helpers import REPO_ROOT

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from server.app import create_app
 from server.config import ServerConfig
-from server.history_api import HISTORY
+from server.history import HISTORY
 from server.history_store import HistoryStore, PassageQuery
 from server.worker import FrameAnalyser
 from tests.media_helpers import CameraClient, FakeCameraTrack, blank_frame, serve_app

@@ -1,0 +1,100 @@
+"""The compliance history in a running server: the writer's lifetime and each session's passages.
+
+`setup_history` gives the app a `HistoryService` (under the `HISTORY` key): at start it opens the configured
+database (`server.history_store`, schema checked) and starts the writer thread (`server.history_writer`);
+at cleanup, after the sessions have closed and handed over their last passages, it writes what is queued
+and stops. Each new session gets its `SessionPassages` from the service. The routes are in
+`server.history_api`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import cast
+
+from aiohttp import web
+
+from server.config import ServerConfig
+from server.history_store import Detail, HistoryError, HistoryStore, SchemaError, describe
+from server.history_time import server_timezone
+from server.history_writer import HistoryWriter, WriterSettings
+from server.metrics import ServerMetrics
+from server.passage_feed import SessionPassages
+from server.session import SessionRegistry
+from vision.passages import PassageRule
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class HistoryService:
+    """What the history needs at run time; `writer` is None with `--no-history`."""
+
+    config: ServerConfig
+    metrics: ServerMetrics
+    registry: SessionRegistry
+    zone: tzinfo
+    writer: HistoryWriter | None = None
+
+    @property
+    def rule(self) -> PassageRule:
+        return PassageRule(gap=self.config.passage_gap, min_frames=self.config.passage_min_frames)
+
+    def session_passages(self, location: str) -> SessionPassages:
+        return SessionPassages(location, self.rule, self.writer, self.metrics)
+
+
+HISTORY = web.AppKey("maskcam_history", HistoryService)
+
+
+def setup_history(
+    app: web.Application, config: ServerConfig, metrics: ServerMetrics, registry: SessionRegistry
+) -> None:
+    """Give `app` its history service, with the writer's start and stop."""
+    app[HISTORY] = HistoryService(config=config, metrics=metrics, registry=registry, zone=server_timezone())
+    app.on_startup.append(_start_history)
+    app.on_cleanup.append(_stop_history)
+
+
+def open_writer(config: ServerConfig, metrics: ServerMetrics) -> HistoryWriter | None:
+    """The writer over the configured database, schema checked. A PostgreSQL server that cannot be reached
+    now is opened later by the writer (the video does not wait for it); a schema this server does not
+    know, or an SQLite file that cannot be opened, raises HistoryError."""
+    if config.history is None:
+        return None
+    if config.history_detail not in ("passages", "counts"):
+        raise HistoryError(f"unknown history detail {config.history_detail!r}")
+    store = HistoryStore(config.history, cast(Detail, config.history_detail))
+    opened = True
+    try:
+        store.open()
+    except HistoryError as exc:
+        if isinstance(exc, SchemaError) or not store.postgresql:
+            # A newer schema, or an SQLite file that cannot be opened (a path or permission mistake): the
+            # operator must fix it. Only a database server that is down now may come back by itself.
+            store.close()
+            raise
+        opened = False
+        logger.warning("history: %s; passages wait in memory until it can be reached", exc)
+    settings = WriterSettings(queue_size=config.history_queue, keep_days=config.history_days)
+    writer = HistoryWriter(store, settings, on_drop=metrics.passages_dropped.inc, opened=opened)
+    writer.start()
+    logger.info(
+        "history: %s (%s, kept %g days)", describe(config.history), config.history_detail, config.history_days
+    )
+    return writer
+
+
+async def _start_history(app: web.Application) -> None:
+    service = app[HISTORY]
+    service.writer = await asyncio.to_thread(open_writer, service.config, service.metrics)
+
+
+async def _stop_history(app: web.Application) -> None:
+    service = app[HISTORY]
+    if service.writer is not None:
+        await asyncio.to_thread(service.writer.stop)
+        service.writer = None
