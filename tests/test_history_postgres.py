@@ -17,7 +17,7 @@ from server.history import HISTORY
 from server.history_store import HistoryStore, PassageQuery
 from server.worker import FrameAnalyser
 from tests.media_helpers import CameraClient, FakeCameraTrack, blank_frame, serve_app
-from tests.postgres_helpers import PostgresCluster
+from tests.postgres_helpers import PostgresCluster, free_port
 from vision.pipeline import Detection
 
 CONFIG = ServerConfig(offers_per_minute=0, idle_timeout=5.0, passage_gap=0.3, passage_min_frames=3)
@@ -112,3 +112,26 @@ async def test_two_servers_share_one_history(http: aiohttp.ClientSession, postgr
             async with http.get(f"{base}/api/summary", params={"bucket": "day"}) as response:
                 summary = await response.json()
             assert {b["location"] for b in summary["buckets"]} == {"North door", "South door"}
+
+
+async def test_a_database_down_at_start_neither_stops_the_server_nor_the_video(
+    http: aiohttp.ClientSession,
+) -> None:
+    dead = f"postgresql://maskcam@127.0.0.1:{free_port()}/history"
+    config = replace(CONFIG, history=dead, history_queue=2)
+    app = create_app(config, pipeline_factory=passing_faces)
+    async with serve_app(app) as base:
+        client = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            await client.connect(http, base, location="Gate 3")
+            await client.wait_for(lambda: finished(app) >= 4, 20.0, "four passages")
+        finally:
+            await client.close()
+        writer = app[HISTORY].writer
+        assert writer is not None and writer.written == 0
+        async with http.get(f"{base}/metrics") as response:
+            metrics = await response.text()
+        # The writer holds one batch and the queue two; the rest were dropped and counted.
+        assert f"maskcam_passages_dropped_total {float(writer.dropped)}" in metrics and writer.dropped >= 1
+        async with http.get(f"{base}/api/passages") as response:
+            assert response.status == 503 and (await response.json())["reason"] == "history_unavailable"
