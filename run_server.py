@@ -110,9 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AnalysisProcessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print(
-            "The server needs the face detector (packaged res10 SSD, or --prototxt/--caffemodel) and the\n"
-            "mask classifier (--classifier, default models/mask_classifier.onnx; the README says how to\n"
-            "train it).",
+            "The server needs the face detector (--detector yunet: the yuface wheel, CPython <= 3.11 on\n"
+            "x86_64; --detector res10: the packaged res10 SSD, or --prototxt/--caffemodel) and the mask\n"
+            "classifier (--classifier, default models/mask_classifier.onnx; the README says how to train\n"
+            "it).",
             file=sys.stderr,
         )
         return EXIT_MODEL_MISSING

@@ -329,3 +329,32 @@ def test_detector_flag_chooses_the_model_in_the_evaluation(
         assert settings["detector_size"] == {"res10": "300x300", "yunet": "480x360"}[name]
     assert main([*args, "--detector", "yunet", "--prototxt", str(tmp_path / "x.prototxt")]) == 2
     assert "res10" in capsys.readouterr().err
+
+
+def test_several_datasets_pool_into_one_report(tmp_path: Path, colour_classifier: Path) -> None:
+    first = write_scene_dataset(tmp_path / "one", {"a.jpg": "test", "b.jpg": "test"})
+    second = write_scene_dataset(tmp_path / "two", {"c.jpg": "test"})
+    out = tmp_path / "pooled.json"
+    args = ["--scenes", str(first), "--scenes", str(second), "--split", "test", "--json", str(out)]
+    assert main([*args, "--classifier", str(colour_classifier), "--boxes", "annotated"]) == 0
+    report = json.loads(out.read_text())
+    assert (report["images"], report["faces"], report["classified"]) == (3, 12, 12)
+    assert report["settings"]["scenes"] == f"{first.as_posix()},{second.as_posix()}"
+
+
+def test_judgements_of_another_detector_run_are_not_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.evaluate import _judgements_for
+    from training.judgements import Judgement, Judgements, load_judgements, save_judgements
+
+    path = tmp_path / "judged.json"
+    save_judgements(
+        Judgements("yunet 480x360 confidence 0.6", (Judgement("d/images/a.jpg", (0, 0, 9, 9), "face"),)), path
+    )
+    assert load_judgements(path).verdict("d/images/a.jpg", (0, 0, 9, 9)) == "face"
+    assert load_judgements(path).verdict("d/images/a.jpg", (0, 0, 5, 9)) is None
+    assert _judgements_for(path, "yunet 480x360 confidence 0.6") is not None
+    assert _judgements_for(path, "yunet 480x360 confidence 0.5") is None
+    assert "not computed" in capsys.readouterr().err
+    assert _judgements_for(tmp_path / "absent.json", "yunet 480x360 confidence 0.6") is None

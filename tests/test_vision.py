@@ -20,7 +20,7 @@ from tests.vision_helpers import (
 from training.matching import greedy_match, iou
 from training.voc import parse_voc
 from vision.crops import crop_face, square_crop_box
-from vision.detector import FaceDetector
+from vision.detector import FaceBox, FaceDetector
 from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector
 from vision.draw import draw_detections
 from vision.image_files import read_image
@@ -230,3 +230,28 @@ def test_onnx_and_torch_backends_give_the_same_probabilities() -> None:
     # Batch of one and batch of many agree too (the ONNX batch axis is dynamic).
     single = np.concatenate([onnx_model.predict_crops([crop]) for crop in crops[:4]])
     assert np.abs(single - onnx_probs[:4]).max() < 1e-4
+
+
+def test_every_detector_honours_the_protocol(detector: FaceDetector) -> None:
+    # vision.detector.FaceDetector: frame-pixel int boxes, clipped, >= 2 px, confidence in [threshold, 1],
+    # most confident first; on a real crowd photo (many faces of every size) and on its BGRA and
+    # portrait-cropped versions.
+    folder = require_dir(SCENES_DIR / "andrewmvd")
+    image = read_image(folder / "images" / "maksssksksss244.jpg")
+    portrait = np.ascontiguousarray(image[:, : image.shape[0] * 3 // 4])
+    for frame in (image, cv2.cvtColor(image, cv2.COLOR_BGR2BGRA), portrait):
+        faces = detector.detect(frame)
+        assert faces, "a crowd photo has faces"
+        height, width = frame.shape[:2]
+        for face in faces:
+            assert isinstance(face, FaceBox) and all(isinstance(v, int) for v in face.box)
+            x0, y0, x1, y1 = face.box
+            assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+            assert x1 - x0 >= 2 and y1 - y0 >= 2
+            assert detector.confidence <= face.confidence <= 1.0
+        confidences = [face.confidence for face in faces]
+        assert confidences == sorted(confidences, reverse=True)
+    assert isinstance(detector.name, str) and detector.name in DETECTOR_NAMES
+    # The threshold only filters: a stricter detector reports exactly the surer faces.
+    strict = build_detector(DetectorSpec(detector.name, confidence=0.9))
+    assert strict.detect(image) == [face for face in detector.detect(image) if face.confidence >= 0.9]

@@ -40,7 +40,7 @@ DEFAULT_CANDIDATES = (
     "yunet:480x360",
     "yunet:320x240",
 )
-DEFAULT_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+DEFAULT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DEFAULT_SCENES = (
     REPO_ROOT.parent / "shared" / "data" / "scenes" / "andrewmvd",
     REPO_ROOT.parent / "shared" / "data" / "scenes" / "jolignier",

@@ -174,9 +174,9 @@ def evaluate_scenes(
 
 
 def _dataset_key(path: Path, root: Path | None) -> str:
-    """``DATASET/images/x.jpg``: an image's name across the two scene datasets."""
-    relative = _relative(path, root)
-    return f"{root.name}/{relative}" if root is not None else relative
+    """``DATASET/images/x.jpg``: an image's name across the scene datasets (a dataset folder holds
+    ``images/``), whatever folder the report's paths are relative to."""
+    return f"{path.parent.parent.name}/{path.parent.name}/{path.name}"
 
 
 def face_folder_entries(faces_dir: Path, split: str | None) -> list[tuple[Path, str]]:
@@ -316,7 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure the face detector and mask classifier on annotated photos or face crops.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--scenes", type=Path, help="dataset folder with images/ and annotations/ (VOC)")
+    source.add_argument(
+        "--scenes",
+        type=Path,
+        action="append",
+        help="dataset folder with images/ and annotations/ (VOC); repeat it to pool several datasets",
+    )
     source.add_argument("--faces", type=Path, help="face-crop folder with splits.csv (path,label,split)")
     parser.add_argument("--json", type=Path, required=True, help="where to write the report")
     parser.add_argument(
@@ -354,10 +359,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         settings["faces"] = args.faces.as_posix()
         report = evaluate_faces(face_folder_entries(args.faces, args.split), classifier, root=root)
     else:
-        root = args.scenes
-        settings.update(scenes=args.scenes.as_posix(), boxes=args.boxes)
+        # Several datasets pool into one report (both scene test splits at once); image paths are then
+        # relative to their common folder.
+        root = args.scenes[0] if len(args.scenes) == 1 else args.scenes[0].parent
+        settings.update(scenes=",".join(folder.as_posix() for folder in args.scenes), boxes=args.boxes)
         try:
-            pairs = load_scene_annotations(args.scenes, args.split)
+            pairs = [pair for folder in args.scenes for pair in load_scene_annotations(folder, args.split)]
         except (FileNotFoundError, ValueError) as exc:
             raise EvaluationError(str(exc)) from exc
         judgements = None

@@ -31,9 +31,9 @@ from vision.model_options import add_model_arguments, detector_spec
 
 SCENES = REPO_ROOT.parent / "shared" / "data" / "scenes"
 DATASETS = ("andrewmvd", "jolignier")
-TILE = 160
-COLUMNS = 8
-PER_SHEET = 64
+TILE = 192
+COLUMNS = 6
+PER_SHEET = 24
 
 
 def detector_only(detector: FaceDetector) -> object:
@@ -87,7 +87,8 @@ def tile(image: np.ndarray, box: Sequence[float], number: int) -> np.ndarray:
     return np.vstack([patch, caption])
 
 
-def save_sheets(judgements: Judgements, scenes: Path, stem: Path) -> list[Path]:
+def save_sheets(judgements: Judgements, scenes: Path, stem: Path, suffix: str = ".jpg") -> list[Path]:
+    """Numbered sheets ``STEM_1.jpg``...; ``suffix`` ``.png`` for lossless ones."""
     paths = []
     for start in range(0, len(judgements.entries), PER_SHEET):
         chunk = judgements.entries[start : start + PER_SHEET]
@@ -97,8 +98,10 @@ def save_sheets(judgements: Judgements, scenes: Path, stem: Path) -> list[Path]:
         for index, picture in enumerate(tiles):
             row, column = divmod(index, COLUMNS)
             sheet[row * (TILE + 20) : (row + 1) * (TILE + 20), column * TILE : (column + 1) * TILE] = picture
-        path = Path(f"{stem}_{start // PER_SHEET + 1}.jpg")
-        cv2.imwrite(str(path), sheet, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        path = Path(f"{stem}_{start // PER_SHEET + 1}{suffix}")
+        options = [cv2.IMWRITE_PNG_COMPRESSION, 9] if suffix == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 85]
+        if not cv2.imwrite(str(path), sheet, options):
+            raise OSError(f"cannot write {path}")
         paths.append(path)
     return paths
 
