@@ -74,9 +74,9 @@ class StreamSettings:
     min_similarity: float = 0.5
     """A box moved by the flow must still hold what the detector last saw there: the correlation of
     its small grey thumbnail with the one taken at the last detection. Below this the face is searched
-    again in its region (and re-classified when found), so a box that the flow carried onto the
-    background when the face left is dropped at once instead of staying there, with the old label,
-    until the next full detection."""
+    again in its region, so a box that the flow carried onto the background when the face left is
+    dropped at once instead of staying there, with the old label, until the next full detection; and a
+    face found in the region that does not look like the one last seen is re-classified at once."""
     scene_change: float = 30.0
     """Mean absolute difference (grey levels) of tiny frame thumbnails from one analysed frame to the
     next that counts as a new scene (camera switched or cut): it gets a full detection at once."""
@@ -229,13 +229,11 @@ class StreamAnalyser:
         size = self.region_input
         kept: list[_Track] = []
         for track in self._tracks:
-            flow_failed = False
             if grey is not None and self._previous_grey is not None:
                 moved_box = flow_box(self._previous_grey, grey, track.box)
-                flow_failed = moved_box is None or (
-                    similarity(track.appearance, _appearance(grey, moved_box)) < self.settings.min_similarity
-                )
-                if not flow_failed and moved_box is not None:
+                if moved_box is not None and (
+                    similarity(track.appearance, _appearance(grey, moved_box)) >= self.settings.min_similarity
+                ):
                     track.box = moved_box
                     self.flow_follows += 1
                     kept.append(track)
@@ -250,11 +248,12 @@ class StreamAnalyser:
                     kept.append(track)
                 continue
             track.box, track.face_confidence = best.box, best.confidence
-            track.misses, track.appearance = 0, _appearance(frame, best.box)
-            if flow_failed:
-                # The picture inside the box changed too much to follow (a turn, a new face stepping
-                # in where the last one left): its class is due again now.
+            appearance = _appearance(frame, best.box)
+            if similarity(track.appearance, appearance) < self.settings.min_similarity:
+                # The face found here does not look like the one last seen (a new face stepping in
+                # where the last one left, a turn): its class is due again now.
                 track.classified_at = -self.settings.classify_every
+            track.misses, track.appearance = 0, appearance
             kept.append(track)
         self._tracks = _without_duplicates(kept)
 
