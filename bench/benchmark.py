@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.detector_bench import DetectorTiming, detector_table, run_detector_bench
 from bench.pipeline_bench import PipelineSettings, VariantResult, results_table, run_pipelines
 from bench.stream_bench import StreamRun, run_all, streams_table
 from vision.model_options import DEFAULT_CLASSIFIER
@@ -138,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_description()
     print(f"machine: {machine['cpus']} CPUs, {machine['cpu_model']}, load {machine['load_average_start']}")
     pipeline: list[VariantResult] = []
+    detectors: list[DetectorTiming] = []
     if not args.skip_pipeline:
         pipeline = run_pipelines(PipelineSettings(args.classifier, images, frames_per_image))
         print("\nPipeline (ms per 640x480 frame, mean over all frames; fps = 1000 / total):")
         print(results_table(pipeline))
+        detectors = run_detector_bench(images)
+        print("\nFace detectors alone (ms per call on the same frames, one thread, interleaved):")
+        print(detector_table(detectors))
     streams: list[StreamRun] = []
     if not args.skip_streams:
         counts = [int(n) for n in args.clients.split(",") if n.strip()]
@@ -166,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                 "server_args": server_args,
             },
             "pipeline": [asdict(r) for r in pipeline],
+            "detectors": [asdict(r) for r in detectors],
             "streams": [asdict(run) for run in streams],
             "targets": checks,
         }
