@@ -8,8 +8,10 @@ embedding or a face box.
 
 The schema is versioned (`maskcam_schema`) and brought up to date at start; a database written by a newer
 server is refused (`HistoryError`). Writes are idempotent: a passage has a unique id, a batch of counts
-a unique batch id stored in the same transaction, so a batch retried after a lost connection is never
-counted twice. Every method blocks: the writer thread and `asyncio.to_thread` call them.
+a unique random batch id stored in the same transaction, so a batch retried after a lost connection is
+never counted twice. A batch id is kept with its UTC day only (no finer time: at a quiet entrance one
+batch can be one person) and deleted once it is older than yesterday, long before any retry gives up.
+Every method blocks: the writer thread and `asyncio.to_thread` call them.
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 Detail = Literal["passages", "counts"]
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: passages, counts, batch ids with their write time in ms; 2: batch ids with their UTC day only."""
 QUARTER_MS = 15 * 60 * 1000
 """Counts are kept per 15 minutes: hours and days in any time zone (all offsets are multiples of 15
 minutes) are sums of these."""
 MAX_LOCATION = 64
+DAY_MS = 86_400_000
+BATCH_DAYS_KEPT = 2
+"""Batch ids of today and yesterday are kept (a retry across midnight is still recognised), older ones go."""
 
 
 class HistoryError(RuntimeError):
@@ -107,9 +113,12 @@ batches = sa.Table(
     "written_batches",
     metadata,
     sa.Column("uid", sa.String(32), primary_key=True),
-    sa.Column("written_ms", sa.BigInteger, nullable=False, index=True),
+    sa.Column("day", sa.Integer, nullable=False, index=True),
+    # SQLite: no rowid either, so that not even the order in which batches came is kept.
+    sqlite_with_rowid=False,
 )
-_TABLES_V1 = (passages, counts, batches)
+"""The counts mode's batch ids, for idempotent writes: a random id and the UTC day (epoch ms // DAY_MS)."""
+_TABLES = (passages, counts, batches)
 
 
 def is_postgresql(target: str) -> bool:
@@ -136,6 +145,9 @@ def engine_for(target: str) -> Engine:
         cursor = connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # What is deleted (old passages, old batch ids, version 1's batch times) is overwritten, not left
+        # in the file's free pages.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     return engine
@@ -178,9 +190,14 @@ class HistoryStore:
                 f"this server's {SCHEMA_VERSION}: upgrade the server, or point --history elsewhere"
             )
         if version < 1:
-            for table in _TABLES_V1:
+            for table in _TABLES:
                 table.create(connection, checkfirst=True)
-        # Later versions: `if version < 2: ...` here, each step in this same transaction.
+        elif version < 2:
+            # Version 1 kept each counts batch with its write time in ms: a per-person time at a quiet
+            # entrance. The ids only matter to a retry of this process's writer, so they can all go.
+            connection.execute(sa.text("DROP TABLE written_batches"))
+            batches.create(connection)
+        # Later versions: `if version < 3: ...` here, each step in this same transaction.
         if version < SCHEMA_VERSION:
             connection.execute(sa.delete(schema_table))
             connection.execute(sa.insert(schema_table).values(version=SCHEMA_VERSION))
@@ -204,7 +221,9 @@ class HistoryStore:
                     self._insert(passages).on_conflict_do_nothing(index_elements=["uid"]), rows
                 )
                 return
-            done = self._insert(batches).values(uid=batch_uid, written_ms=_now_ms())
+            today = _now_ms() // DAY_MS
+            connection.execute(sa.delete(batches).where(batches.c.day <= today - BATCH_DAYS_KEPT))
+            done = self._insert(batches).values(uid=batch_uid, day=today)
             done = done.on_conflict_do_nothing(index_elements=["uid"]).returning(batches.c.uid)
             if connection.execute(done).first() is None:
                 return  # this batch is in already
@@ -257,7 +276,8 @@ class HistoryStore:
             removed += connection.execute(
                 sa.delete(counts).where(counts.c.quarter < cutoff_ms // QUARTER_MS)
             ).rowcount
-            connection.execute(sa.delete(batches).where(batches.c.written_ms < cutoff_ms))
+            today = _now_ms() // DAY_MS
+            connection.execute(sa.delete(batches).where(batches.c.day <= today - BATCH_DAYS_KEPT))
         return int(removed)
 
 

@@ -12,8 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from server.history_store import (
+    DAY_MS,
     QUARTER_MS,
     SCHEMA_VERSION,
+    Detail,
     HistoryError,
     HistoryStore,
     PassageQuery,
@@ -22,6 +24,7 @@ from server.history_store import (
     describe,
     schema_table,
 )
+from server.history_store import passages as passages_table
 from server.history_writer import HistoryWriter, WriterSettings
 from server.passage_feed import to_record
 from tests.postgres_helpers import free_port
@@ -128,6 +131,58 @@ def test_the_history_survives_a_restart_and_its_schema_version_is_checked(target
     newer.close()
 
 
+def test_a_version_1_database_loses_its_batch_times_and_keeps_its_history(tmp_path: Path) -> None:
+    path = tmp_path / "history.sqlite3"
+    connection = sqlite3.connect(path)
+    connection.executescript(
+        """
+        CREATE TABLE maskcam_schema (version INTEGER NOT NULL);
+        INSERT INTO maskcam_schema VALUES (1);
+        CREATE TABLE passage_counts (quarter INTEGER, location VARCHAR(64), label VARCHAR(32),
+            count INTEGER NOT NULL, PRIMARY KEY (quarter, location, label));
+        INSERT INTO passage_counts VALUES (1977777, 'Main entrance', 'with_mask', 7);
+        CREATE TABLE written_batches (uid VARCHAR(32) PRIMARY KEY, written_ms BIGINT NOT NULL);
+        INSERT INTO written_batches VALUES ('old-batch', 1780000200123);
+        """
+    )
+    connection.commit()
+    connection.close()
+    store = HistoryStore(str(path), "counts")
+    with store.engine.begin() as begin:  # version 1's passages table, as version 2's
+        passages_table.create(begin)
+    assert store.open() == 1
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    with store.engine.connect() as connection_:
+        columns = {c["name"] for c in sa.inspect(connection_).get_columns("written_batches")}
+        assert columns == {"uid", "day"}
+        assert connection_.execute(sa.text("SELECT count(*) FROM written_batches")).scalar() == 0
+    assert [(c.quarter, c.count) for c in store.quarter_counts(PassageQuery())] == [(1977777, 7)]
+    store.write("new", [record(T0)])
+    store.write("new", [record(T0)])
+    assert sum(c.count for c in store.quarter_counts(PassageQuery())) == 8
+    store.close()
+    assert b"old-batch" not in path.read_bytes(), "the dropped batch rows are overwritten, not left behind"
+
+
+def test_counts_batch_ids_are_kept_two_days_at_most(target: str) -> None:
+    store = HistoryStore(target, "counts")
+    store.open()
+    today = time.time_ns() // 1_000_000 // DAY_MS
+    with store.engine.begin() as connection:
+        for uid, day in (("two-days-ago", today - 2), ("yesterday", today - 1)):
+            connection.execute(
+                sa.text("INSERT INTO written_batches VALUES (:uid, :day)"), {"uid": uid, "day": day}
+            )
+    store.write("now", [record(T0)])
+    store.write("yesterday", [record(T0)])  # still known: a retry across midnight counts nothing
+    with store.engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT uid, day FROM written_batches")).all()
+    kept = {str(uid): int(day) for uid, day in rows}
+    assert kept == {"yesterday": today - 1, "now": today}
+    assert sum(c.count for c in store.quarter_counts(PassageQuery())) == 1
+    store.close()
+
+
 def test_retention_deletes_what_is_older(store: HistoryStore) -> None:
     store.write("b", [record(T0), record(T0 + 2 * HOUR_MS)])
     assert store.delete_before(T0 + HOUR_MS) == 1
@@ -172,14 +227,14 @@ def test_an_unreachable_database_fills_the_queue_then_passages_are_dropped_and_c
     assert writer.failures >= 1
 
 
-def test_the_stored_file_holds_no_image_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize("detail", ["passages", "counts"])
+def test_the_stored_file_holds_no_image_data(tmp_path: Path, detail: Detail) -> None:
     path = tmp_path / "history.sqlite3"
-    store = HistoryStore(str(path))
+    store = HistoryStore(str(path), detail)
     store.open()
-    store.write(
-        "b",
-        [record(T0 + i * 1000, label=label) for i, label in enumerate(["with_mask", "without_mask"] * 50)],
-    )
+    # As at a quiet entrance: one person per batch.
+    for i, label in enumerate(["with_mask", "without_mask"] * 50):
+        store.write(f"batch-{i}", [record(T0 + i * 1000, label=label)])
     store.close()
     allowed = {
         "passages": {
@@ -196,7 +251,7 @@ def test_the_stored_file_holds_no_image_data(tmp_path: Path) -> None:
             "label_changed",
         },
         "passage_counts": {"quarter", "location", "label", "count"},
-        "written_batches": {"uid", "written_ms"},
+        "written_batches": {"uid", "day"},
         "maskcam_schema": {"version"},
     }
     connection = sqlite3.connect(path)
@@ -210,6 +265,17 @@ def test_the_stored_file_holds_no_image_data(tmp_path: Path) -> None:
     for row in connection.execute("SELECT * FROM passages"):
         for value in row:
             assert isinstance(value, int | float) or (isinstance(value, str) and len(value) <= 64)
+    if detail == "counts":
+        assert connection.execute("SELECT count(*) FROM passages").fetchone() == (0,)
+        # No time finer than 15 minutes anywhere: no epoch seconds or milliseconds, only quarters and days.
+        for table in allowed:
+            for row in connection.execute(f"SELECT * FROM {table}"):
+                for value in row:
+                    assert not (isinstance(value, int | float) and value > 10_000_000), (table, row)
+        days = {day for (day,) in connection.execute("SELECT day FROM written_batches")}
+        assert days == {time.time_ns() // 1_000_000 // DAY_MS}
+        total = connection.execute("SELECT sum(count) FROM passage_counts").fetchone()
+        assert total == (100,)
     blobs = connection.execute("SELECT count(*) FROM passages WHERE typeof(location) = 'blob'").fetchone()
     assert blobs == (0,)
     connection.close()
