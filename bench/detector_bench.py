@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from bench.frames import moved, test_split_scenes
+from vision.detector import FaceDetector
 from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector, build_region_detector, region_input
 
 DATASETS = ("jolignier", "andrewmvd")
@@ -36,18 +37,21 @@ def run_detector_bench(images_per_dataset: int) -> list[DetectorTiming]:
     cv2.setNumThreads(1)
     frames = [moved(scene, 0.0)[0] for d in DATASETS for scene in test_split_scenes(d, images_per_dataset)]
     side = {name: region_input(name) for name in DETECTOR_NAMES}
-    entries = []
+    entries: list[tuple[str, str, FaceDetector, int | None]] = []
     for name in DETECTOR_NAMES:
         spec = DetectorSpec(name)
         width, height = spec.resolved_input_size
         entries.append((name, f"{width}x{height}", build_detector(spec), None))
-        size = side[name]
-        entries.append((name, f"region {size}x{size}", build_region_detector(spec), size))
+        entries.append((name, f"region {side[name]}x{side[name]}", build_region_detector(spec), side[name]))
     times: list[list[float]] = [[] for _ in entries]
     for frame in frames:
         centre = np.ascontiguousarray(frame[112:368, 192:448])  # a 256 px patch, resampled as a region is
-        for index, (_, _, detector, size) in enumerate(entries):
-            image = frame if size is None else cv2.resize(centre, (size, size), interpolation=cv2.INTER_AREA)
+        for index, (_, _, detector, patch_side) in enumerate(entries):
+            image = (
+                frame
+                if patch_side is None
+                else cv2.resize(centre, (patch_side, patch_side), interpolation=cv2.INTER_AREA)
+            )
             for _ in range(WARMUP_CALLS if not times[index] else 0):
                 detector.detect(image)
             started = time.perf_counter()
@@ -64,7 +68,12 @@ def run_detector_bench(images_per_dataset: int) -> list[DetectorTiming]:
         for (name, label, _, _), spent in zip(entries, times, strict=True)
     ]
     reference = next(
-        (times[i] for i, (name, _, _, size) in enumerate(entries) if name == "res10" and size is None), None
+        (
+            times[i]
+            for i, (name, _, _, patch_side) in enumerate(entries)
+            if name == "res10" and patch_side is None
+        ),
+        None,
     )
     if reference is not None:
         for result, spent in zip(results, times, strict=True):
