@@ -79,6 +79,8 @@ def open_writer(config: ServerConfig, metrics: ServerMetrics) -> HistoryWriter |
             raise
         opened = False
         logger.warning("history: %s; passages wait in memory until it can be reached", exc)
+    if opened:
+        warn_of_hidden_history(store)
     settings = WriterSettings(queue_size=config.history_queue, keep_days=config.history_days)
     writer = HistoryWriter(store, settings, on_drop=metrics.passages_dropped.inc, opened=opened)
     writer.start()
@@ -86,6 +88,34 @@ def open_writer(config: ServerConfig, metrics: ServerMetrics) -> HistoryWriter |
         "history: %s (%s, kept %g days)", describe(config.history), config.history_detail, config.history_days
     )
     return writer
+
+
+def warn_of_hidden_history(store: HistoryStore) -> None:
+    """A database switched between `passages` and `counts` keeps what the other mode wrote, but
+    /api/summary reads one mode's table only: say so at start rather than show a history with a hole."""
+    try:
+        hidden = store.hidden_entries()
+    except Exception as exc:  # a check only: never the reason the server does not start
+        logger.debug("history: cannot check for the other mode's entries (%s)", type(exc).__name__)
+        return
+    if not hidden:
+        return
+    if store.detail == "counts":
+        logger.warning(
+            "history: %s holds %d passages written with --history-detail passages; in counts mode "
+            "/api/summary shows only the counts written in counts mode, not these (start with "
+            "--history-detail passages to see them, or delete them to keep counts only)",
+            describe(store.target),
+            hidden,
+        )
+    else:
+        logger.warning(
+            "history: %s holds counts of %d passages written with --history-detail counts; in passages "
+            "mode /api/summary and /api/passages show only passage rows, not these counts (start with "
+            "--history-detail counts to see them)",
+            describe(store.target),
+            hidden,
+        )
 
 
 async def _start_history(app: web.Application) -> None:

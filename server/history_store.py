@@ -210,6 +210,16 @@ class HistoryStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def hidden_entries(self) -> int:
+        """What the other `--history-detail` mode wrote here and this one does not read: passage rows in
+        counts mode, counts in passages mode (a database switched from one mode to the other)."""
+        if self.detail == "counts":
+            statement = sa.select(sa.func.count()).select_from(passages)
+        else:
+            statement = sa.select(sa.func.coalesce(sa.func.sum(counts.c["count"]), 0))
+        with self.engine.connect() as connection:
+            return int(connection.execute(statement).scalar() or 0)
+
     def write(self, batch_uid: str, records: Sequence[PassageRecord]) -> None:
         """Store one batch in one transaction; writing the same batch again changes nothing."""
         if not records:

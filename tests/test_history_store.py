@@ -3,6 +3,7 @@ PostgreSQL server (a throwaway cluster, tests/postgres_helpers.py)."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from server.config import ServerConfig
+from server.history import open_writer
 from server.history_store import (
     DAY_MS,
     QUARTER_MS,
@@ -26,6 +29,7 @@ from server.history_store import (
 )
 from server.history_store import passages as passages_table
 from server.history_writer import HistoryWriter, WriterSettings
+from server.metrics import ServerMetrics
 from server.passage_feed import to_record
 from tests.postgres_helpers import free_port
 from vision.passages import Passage
@@ -291,3 +295,28 @@ def test_logs_name_a_postgresql_database_without_its_password() -> None:
         == "postgresql://maskcam:***@db.example.org/maskcam"
     )
     assert describe("/var/lib/maskcam/history.sqlite3") == "/var/lib/maskcam/history.sqlite3"
+
+
+@pytest.mark.parametrize(("first", "then"), [("passages", "counts"), ("counts", "passages")])
+def test_switching_the_detail_mode_warns_that_the_other_modes_history_is_not_shown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, first: Detail, then: Detail
+) -> None:
+    path = str(tmp_path / "history.sqlite3")
+    earlier = HistoryStore(path, first)
+    earlier.open()
+    now = round(time.time() * 1000)  # within --history-days: the writers' retention keeps them
+    earlier.write("b", [record(now - 1000), record(now)])
+    earlier.close()
+    for detail, warned in ((first, False), (then, True)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="server.history"):
+            writer = open_writer(ServerConfig(history=path, history_detail=detail), ServerMetrics())
+        assert writer is not None
+        writer.stop()
+        messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        if not warned:
+            assert messages == []
+            continue
+        assert len(messages) == 1, messages
+        assert f"--history-detail {first}" in messages[0] and "/api/summary" in messages[0]
+        assert " 2 passages" in messages[0]
