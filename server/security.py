@@ -11,7 +11,9 @@
    page's own requests (static files, `/config`, `/offer`) pass without the page having to copy the token
    around;
 4. the history routes `/api/*`: with an admin token, that token (the same three ways, its own cookie),
-   never the camera token; without one, only clients on this machine (loopback addresses).
+   never the camera token; without one, only clients on this machine (loopback addresses) that come
+   directly: a request with a proxy's forwarding header (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`) is
+   not local whatever it says, since a reverse proxy on the same host connects from loopback for everyone.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ API_PREFIX = "/api/"
 TOKEN_COOKIE = "maskcam_auth"
 ADMIN_COOKIE = "maskcam_admin"
 LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+"""Headers that a reverse proxy adds: a request carrying one was relayed for some other client."""
 RATE_WINDOW_SECONDS = 60.0
 MAX_TRACKED_ADDRESSES = 4096
 
@@ -93,16 +97,23 @@ def _admin_guarded(path: str) -> bool:
     return path.startswith(API_PREFIX)
 
 
+def is_local_client(request: web.Request) -> bool:
+    """A client on this machine that connected directly, not through a proxy (which may run here too)."""
+    if request.remote not in LOOPBACK_ADDRESSES:
+        return False
+    return not any(name in request.headers for name in PROXY_HEADERS)
+
+
 def _loopback_only_middleware(on_reject: RejectCallback | None) -> Middleware:
     @web.middleware
     async def loopback_only(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if _admin_guarded(request.path) and request.remote not in LOOPBACK_ADDRESSES:
+        if _admin_guarded(request.path) and not is_local_client(request):
             if on_reject is not None:
                 on_reject("unauthorized")
             return web.json_response(
                 {
-                    "error": "The history API answers only this machine unless the server has an admin "
-                    "token (--admin-token).",
+                    "error": "The history API answers only this machine, not through a proxy, unless "
+                    "the server has an admin token (--admin-token).",
                     "reason": "forbidden",
                 },
                 status=403,

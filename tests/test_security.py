@@ -58,6 +58,7 @@ def _app(token: str | None, offers_per_minute: int, **kwargs: object) -> web.App
     app.router.add_get("/metrics", _healthz)
     app.router.add_get("/config", _healthz)
     app.router.add_get("/bad", _crash)
+    app.router.add_get("/api/live", _healthz)
     return app
 
 
@@ -151,6 +152,28 @@ async def test_forged_cookie_is_rejected(make_client: ClientFactory) -> None:
     client = await make_client(TOKEN)
     response = await client.get("/config", headers={"Cookie": f"{TOKEN_COOKIE}={TOKEN}"})
     assert response.status == 401
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("Forwarded", "for=203.0.113.7;proto=https"),
+        ("X-Real-IP", "203.0.113.7"),
+    ],
+)
+async def test_without_admin_token_a_proxied_request_is_not_local(
+    make_client: ClientFactory, header: tuple[str, str]
+) -> None:
+    """A reverse proxy on the same host connects from loopback for every client: its headers say so."""
+    client = await make_client(None)
+    direct = await client.get("/api/live")
+    assert direct.status == 200
+    proxied = await client.get("/api/live", headers=[header])
+    assert proxied.status == 403
+    assert "--admin-token" in (await proxied.json())["error"]
+    assert (await client.get("/healthz", headers=[header])).status == 200, "only /api/* is guarded so"
 
 
 async def test_offer_rate_limit_answers_429_with_retry_after(make_client: ClientFactory) -> None:
