@@ -332,6 +332,9 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         detector_size = None if args.detector_size is None else parse_detector_size(str(args.detector_size))
     except ConfigError as exc:
         parser.error(str(exc))
+    if args.admin_token and args.admin_token == args.token:
+        # Every camera (phone, kiosk autostart file) knows the camera token: it must not open the history.
+        parser.error("--admin-token must differ from --token (every camera's URL carries the camera token)")
     return ServerConfig(
         host=args.host,
         port=args.port,

@@ -173,6 +173,25 @@ def test_bad_values_exit_with_usage(
     assert "error" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        (["--token=same-secret", "--admin-token=same-secret"], {}),
+        ([], {"MASKCAM_TOKEN": "same-secret", "MASKCAM_ADMIN_TOKEN": "same-secret"}),
+        (["--admin-token=same-secret"], {"MASKCAM_TOKEN": "same-secret"}),
+    ],
+)
+def test_an_admin_token_equal_to_the_camera_token_is_refused(
+    argv: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(argv, environ)
+    assert exit_info.value.code == 2
+    assert "--admin-token must differ from --token" in capsys.readouterr().err
+    different = parse_config(["--token=camera-secret", "--admin-token=admin-secret"], {})
+    assert (different.token, different.admin_token) == ("camera-secret", "admin-secret")
+
+
 def test_ice_server_forms() -> None:
     assert parse_ice_server("turn:u:p@h:3478") == IceServer("turn:h:3478", "u", "p")
     assert parse_ice_server("turns:h:5349", "u", "p") == IceServer("turns:h:5349", "u", "p")
