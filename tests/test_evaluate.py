@@ -11,8 +11,9 @@ import pytest
 
 from tests.vision_helpers import grey_frame, write_colour_classifier
 from training.evaluate import SceneAnnotation, evaluate_scenes, main
-from training.matching import classification_metrics, greedy_match, iou
+from training.matching import classification_metrics, greedy_match
 from training.voc import load_scene_annotations, parse_voc
+from vision.boxes import iou
 
 # Four annotated faces in a 320x100 photo: two large (short side >= 40 px), one 30 px, one 15 px.
 # The third uses jolignier's name for the third class.

@@ -17,8 +17,9 @@ from tests.vision_helpers import (
     grey_frame,
     require_dir,
 )
-from training.matching import greedy_match, iou
+from training.matching import greedy_match
 from training.voc import parse_voc
+from vision.boxes import iou
 from vision.crops import crop_face, square_crop_box
 from vision.detector import FaceBox, FaceDetector
 from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector

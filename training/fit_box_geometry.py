@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from training.evaluate import REPO_ROOT
-from training.matching import greedy_match, iou, short_side
+from training.matching import greedy_match, short_side
 from training.voc import load_scene_annotations
+from vision.boxes import iou
 from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector
 from vision.image_files import read_image
 from vision.yunet import BoxGeometry

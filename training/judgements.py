@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.matching import iou
+from vision.boxes import iou
 
 MIN_JUDGED_SIDE = 20.0
 # A detection is the judged box when they overlap this much (the same detector gives the same box).

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vision.boxes import iou
 from vision.labels import LABELS, is_compliant
 
 FloatBox = tuple[float, float, float, float]
@@ -18,17 +19,6 @@ FloatBox = tuple[float, float, float, float]
 
 def float_box(box: Sequence[float]) -> FloatBox:
     return (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when either is empty."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    area_a = max(0.0, a[2] - a[0]) * max(0.0, a[3] - a[1])
-    area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-    union = area_a + area_b - inter
-    return inter / union if union > 0 else 0.0
 
 
 def greedy_match(

@@ -24,6 +24,7 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
+from vision.boxes import iou
 from vision.crops import Box, crop_square
 from vision.detector import FaceBox, FaceDetector, to_bgr
 from vision.detectors import DetectorSpec, build_region_detector, region_input
@@ -97,13 +98,8 @@ class _Track:
     """Stable id of the face while it is followed (`TrackedDetection.track`)."""
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+box_iou = iou
+"""`vision.boxes.iou` (kept under this name for the passages module)."""
 
 
 def search_region(box: IntBox, scale: float) -> Box:
@@ -196,7 +192,7 @@ class StreamAnalyser:
         previous = self._tracks
         pairs = sorted(
             (
-                (box_iou(face.box, track.box), f, t)
+                (iou(face.box, track.box), f, t)
                 for f, face in enumerate(faces)
                 for t, track in enumerate(previous)
             ),
@@ -313,7 +309,7 @@ def _closest(previous: IntBox, candidates: Sequence[FaceBox]) -> FaceBox | None:
     for candidate in candidates:
         if candidate.box[2] - candidate.box[0] < 2 or candidate.box[3] - candidate.box[1] < 2:
             continue
-        overlap = box_iou(previous, candidate.box)
+        overlap = iou(previous, candidate.box)
         if overlap > best_overlap:
             best, best_overlap = candidate, overlap
     return best
@@ -323,7 +319,7 @@ def _without_duplicates(tracks: list[_Track]) -> list[_Track]:
     """Two tracks that converged on one face: keep the more confident one."""
     kept: list[_Track] = []
     for track in sorted(tracks, key=lambda t: -t.face_confidence):
-        if all(box_iou(track.box, other.box) < 0.5 for other in kept):
+        if all(iou(track.box, other.box) < 0.5 for other in kept):
             kept.append(track)
     return kept
 
