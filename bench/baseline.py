@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from vision.detector import FaceDetector
-from vision.labels import LABELS
+from vision.labels import LABELS, best_label
 from vision.networks import build_network
 from vision.pipeline import Detection
 
@@ -43,10 +43,5 @@ class BaselinePipeline:
         detections = []
         for box, confidence in self.detect(frame):
             probabilities = self.classify_one(frame, box)
-            best = int(np.argmax(probabilities))
-            detections.append(
-                Detection(
-                    box=box, label=LABELS[best], score=float(probabilities[best]), face_confidence=confidence
-                )
-            )
+            detections.append(Detection(box, *best_label(probabilities, LABELS), face_confidence=confidence))
         return detections

@@ -36,7 +36,7 @@ from vision.crops import Box
 from vision.detector import FaceBox, FaceDetector
 from vision.detectors import DEFAULT_DETECTOR, DetectorSpec, build_detector, build_region_detector
 from vision.draw import draw_detections
-from vision.labels import LABELS
+from vision.labels import LABELS, best_label
 from vision.pipeline import Detection
 
 VARIANTS: tuple[str, ...] = ("baseline", "per_frame", "stream")
@@ -147,8 +147,7 @@ def _make_analyse(variant: str, settings: PipelineSettings, clock: StageClock) -
             detections = []
             for box, confidence in faces:
                 probabilities = baseline.classify_one(frame, box)
-                best = int(np.argmax(probabilities))
-                detections.append(Detection(box, LABELS[best], float(probabilities[best]), confidence))
+                detections.append(Detection(box, *best_label(probabilities, LABELS), confidence))
             clock.add("classification", time.perf_counter() - started)
             return detections
 

@@ -30,7 +30,7 @@ from vision.classifier import MaskClassifier, ModelFileError
 from vision.detector import DetectorFileError
 from vision.detectors import build_detector
 from vision.image_files import ImageFileError, read_image
-from vision.labels import LABELS, canonical_label
+from vision.labels import LABELS, best_label, canonical_label
 from vision.model_options import add_model_arguments, detector_spec
 from vision.pipeline import MaskDetectionPipeline
 
@@ -88,10 +88,8 @@ def annotated_faces(classifier: MaskClassifier) -> Predictor:
     def predict(image: np.ndarray, annotation: SceneAnnotation) -> list[Prediction]:
         boxes = [face.box for face in annotation.faces]
         probabilities = classifier.predict_boxes(image, boxes)
-        return [
-            (classifier.labels[int(np.argmax(probs))], box, float(np.max(probs)))
-            for box, probs in zip(boxes, probabilities, strict=True)
-        ]
+        verdicts = [best_label(probs, classifier.labels) for probs in probabilities]
+        return [(label, box, score) for box, (label, score) in zip(boxes, verdicts, strict=True)]
 
     return predict
 
@@ -208,7 +206,7 @@ def evaluate_faces(
         probabilities = classifier.predict_crops(crops)
         seconds += time.perf_counter() - started
         for (path, true_label), probs in zip(batch, probabilities, strict=True):
-            label = classifier.labels[int(np.argmax(probs))]
+            label, score = best_label(probs, classifier.labels)
             confusion[true_label][label] += 1
             if label != true_label:
                 misclassified.append(
@@ -217,7 +215,7 @@ def evaluate_faces(
                         "box": None,
                         "true": true_label,
                         "predicted": label,
-                        "score": round(float(np.max(probs)), 4),
+                        "score": round(score, 4),
                     }
                 )
     return {

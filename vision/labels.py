@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 LABELS: tuple[str, ...] = ("with_mask", "without_mask", "mask_worn_incorrectly")
 
 # The scene datasets name the third class differently; both mean a mask below the nose or chin.
@@ -38,3 +42,10 @@ def canonical_label(name: str) -> str:
 def is_compliant(label: str) -> bool:
     """Binary view used at an entrance: only a mask worn properly is compliant."""
     return label == "with_mask"
+
+
+def best_label(probabilities: np.ndarray, labels: Sequence[str]) -> tuple[str, float]:
+    """The most probable of ``labels`` for one face, and its probability: how every caller turns the
+    classifier's output into a verdict."""
+    best = int(np.argmax(probabilities))
+    return labels[best], float(probabilities[best])

@@ -9,6 +9,7 @@ import numpy as np
 
 from vision.classifier import MaskClassifier
 from vision.detector import FaceDetector, to_bgr
+from vision.labels import best_label
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,6 @@ class MaskDetectionPipeline:
         probabilities = self.classifier.predict_boxes(frame, [face.box for face in faces])
         labels = self.classifier.labels
         return [
-            Detection(
-                box=face.box,
-                label=labels[int(np.argmax(probs))],
-                score=float(np.max(probs)),
-                face_confidence=face.confidence,
-            )
+            Detection(face.box, *best_label(probs, labels), face_confidence=face.confidence)
             for face, probs in zip(faces, probabilities, strict=True)
         ]

@@ -28,6 +28,7 @@ from vision.boxes import iou
 from vision.crops import Box, crop_square
 from vision.detector import FaceBox, FaceDetector, to_bgr
 from vision.detectors import DetectorSpec, build_region_detector, region_input
+from vision.labels import best_label
 from vision.pipeline import Detection
 
 IntBox = tuple[int, int, int, int]
@@ -275,12 +276,12 @@ class StreamAnalyser:
         for track in self._tracks:
             if track.probabilities is None:
                 continue
-            best = int(np.argmax(track.probabilities))
+            label, score = best_label(track.probabilities, labels)
             detections.append(
                 TrackedDetection(
                     box=track.box,
-                    label=labels[best],
-                    score=float(track.probabilities[best]),
+                    label=label,
+                    score=score,
                     face_confidence=track.face_confidence,
                     track=track.ident,
                 )
