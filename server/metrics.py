@@ -56,7 +56,8 @@ class ServerMetrics:
         )
         self.passages_dropped = Counter(
             "maskcam_passages_dropped",
-            "Passages not stored: the history's queue was full (database down or too slow)",
+            "Passages not stored: the history's queue was full (database down or too slow), the database "
+            "refused the record, or its schema is newer than this server's",
             registry=self.registry,
         )
         for label in LABELS:

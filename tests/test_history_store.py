@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -320,3 +320,86 @@ def test_switching_the_detail_mode_warns_that_the_other_modes_history_is_not_sho
         assert len(messages) == 1, messages
         assert f"--history-detail {first}" in messages[0] and "/api/summary" in messages[0]
         assert " 2 passages" in messages[0]
+
+
+def poison(start_ms: int) -> PassageRecord:
+    """A record that the database refuses (a NULL where the schema wants a label), as a bug could make."""
+    return PassageRecord(**{**vars(record(start_ms)), "label": None})
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_refused_record_is_dropped_and_counted_and_the_rest_of_its_batch_written(
+    target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = HistoryStore(target)
+    store.open()
+    drops: list[int] = []
+    writer = HistoryWriter(store, WriterSettings(batch_wait=0.05), lambda: drops.append(1))
+    now = round(time.time() * 1000)
+    for item in (record(now), poison(now + 1), record(now + 2)):  # queued first: one batch
+        assert writer.submit(item)
+    with caplog.at_level(logging.ERROR, logger="server.history_writer"):
+        writer.start()
+        assert writer.flush(10), "a refused record must not be retried forever"
+    assert writer.dropped == len(drops) == 1 and writer.written == 2
+    assert writer.failures == 0 and writer.refused is None
+    assert any("refused a passage" in r.getMessage() for r in caplog.records)
+    assert writer.submit(poison(now + 3)) and writer.flush(10), "a batch of one bad record is dropped too"
+    assert writer.submit(record(now + 4)) and writer.flush(10), "and writing goes on"
+    assert writer.dropped == 2 and writer.written == 3
+    reader = HistoryStore(target)
+    assert sorted(r.start_ms for r in reader.passages(PassageQuery())) == [now, now + 2, now + 4]
+    reader.close()
+    writer.stop()
+
+
+def test_a_newer_schema_at_the_writers_first_open_stops_writing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "history.sqlite3")
+    newer = HistoryStore(path)
+    newer.open()
+    with newer.engine.begin() as connection:
+        connection.execute(sa.update(schema_table).values(version=SCHEMA_VERSION + 1))
+    newer.close()
+    store = HistoryStore(path)
+    drops: list[int] = []
+    writer = HistoryWriter(store, WriterSettings(batch_wait=0.05), lambda: drops.append(1), opened=False)
+    now = round(time.time() * 1000)
+    with caplog.at_level(logging.ERROR, logger="server.history_writer"):
+        writer.start()
+        for index in range(3):
+            assert writer.submit(record(now + index))
+        assert wait_until(lambda: writer.dropped == 3), "the queued passages are dropped, not retried"
+    assert writer.refused is not None and "newer than this server" in writer.refused
+    assert [r.getMessage() for r in caplog.records if "stops writing" in r.getMessage()] != []
+    assert not writer.submit(record(now + 5)), "later passages are refused at once"
+    assert writer.dropped == len(drops) == 4 and writer.written == 0 and writer.pending == 0
+    writer.stop()
+
+
+def test_a_schema_migrated_by_a_newer_server_mid_run_stops_writing(target: str) -> None:
+    store = HistoryStore(target)
+    store.open()
+    writer = HistoryWriter(store, WriterSettings(batch_wait=0.05))
+    writer.start()
+    now = round(time.time() * 1000)
+    assert writer.submit(record(now)) and writer.flush(10) and writer.written == 1
+    other = HistoryStore(target)  # a newer server's migration: another table, a higher version
+    with other.engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE passages RENAME TO passages_v3"))
+        connection.execute(sa.update(schema_table).values(version=SCHEMA_VERSION + 1))
+    other.close()
+    assert writer.submit(record(now + 1))
+    assert wait_until(lambda: writer.refused is not None), "not retried forever"
+    assert writer.flush(10) and writer.dropped == 1 and writer.written == 1
+    assert "schema version" in str(writer.refused)
+    writer.stop()
