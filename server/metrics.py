@@ -8,6 +8,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from vision.labels import LABELS
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+MAX_LOCATION_LABELS = 64
+"""Distinct `location` values of maskcam_passages_total: locations come from clients (the offer's JSON),
+so they are capped to keep the metric's series bounded; further ones are counted as OTHER_LOCATION."""
+OTHER_LOCATION = "other"
 _ANALYSIS_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -60,10 +64,24 @@ class ServerMetrics:
             "refused the record, or its schema is newer than this server's",
             registry=self.registry,
         )
+        self._locations: set[str] = set()
         for label in LABELS:
             self.faces.labels(label=label)
         for stage in ("analysis", "output"):
             self.frames_dropped.labels(stage=stage)
+
+    def count_passage(self, location: str, label: str) -> None:
+        """One finished passage in maskcam_passages_total, under a capped location label."""
+        self.passages.labels(location=self.location_label(location), label=label).inc()
+
+    def location_label(self, location: str) -> str:
+        """`location` for the first MAX_LOCATION_LABELS distinct ones seen, OTHER_LOCATION after that."""
+        if location in self._locations:
+            return location
+        if len(self._locations) < MAX_LOCATION_LABELS:
+            self._locations.add(location)
+            return location
+        return OTHER_LOCATION
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,8 +1,9 @@
 """One session's passages: its analysed frames through a `PassageTracker`, finished passages to the history.
 
 Runs on the event loop, per analysed frame: matching a handful of faces, no I/O. A finished passage is
-counted (`maskcam_passages_total{location,label}`) and handed to the sink (the history writer's queue),
-which never blocks. What the sink receives holds no box and no image (`PassageRecord`).
+counted (`maskcam_passages_total{location,label}`, at most `MAX_LOCATION_LABELS` locations) and handed to
+the sink (the history writer's queue), which never blocks. What the sink receives holds no box and no
+image (`PassageRecord`).
 """
 
 from __future__ import annotations
@@ -84,6 +85,6 @@ class SessionPassages:
         for passage in passages:
             self.finished += 1
             if self._metrics is not None:
-                self._metrics.passages.labels(location=self.location, label=passage.label).inc()
+                self._metrics.count_passage(self.location, passage.label)
             if self._sink is not None:
                 self._sink.submit(to_record(passage, self.location))

@@ -6,6 +6,7 @@ import csv
 import io
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,11 +22,15 @@ from server.config import ServerConfig
 from server.history import HISTORY
 from server.history_api import CSV_FIELDS
 from server.history_store import SCHEMA_VERSION, HistoryStore, PassageQuery, schema_table
+from server.metrics import MAX_LOCATION_LABELS, OTHER_LOCATION, ServerMetrics
+from server.passage_feed import SessionPassages
 from server.security import ADMIN_COOKIE
 from tests.browser_helpers import REPO_ROOT
 from tests.media_helpers import CameraClient, FakeCameraTrack, blank_frame, serve_app
 from tests.test_history_store import HOUR_MS, T0, record
 from tests.test_server_app import stand_in
+from vision.passages import PassageRule
+from vision.pipeline import Detection
 
 # Long retention: the fixed test times would be "older than 90 days" on most days the tests run.
 BASE = ServerConfig(offers_per_minute=0, idle_timeout=3.0, history_days=36500)
@@ -286,3 +291,26 @@ def test_run_server_refuses_a_history_of_a_newer_schema(filled: str, tmp_path: P
     command[-1] = str(unwritable / "history.sqlite3")  # its folder would have to be a file
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 5 and "history" in result.stderr, result.stderr[-2000:]
+
+
+def test_the_passages_metric_keeps_at_most_64_locations_and_counts_the_rest_as_other() -> None:
+    """Locations come from clients: the metric's series must stay bounded whatever they send."""
+    metrics = ServerMetrics()
+    face = Detection(box=(100, 100, 200, 220), label="with_mask", score=0.9, face_confidence=0.9)
+    for index in range(MAX_LOCATION_LABELS + 6):
+        session = SessionPassages(f"Door {index}", PassageRule(), None, metrics)
+        start = time.monotonic()
+        for frame in range(3):
+            session.observe(start + frame * 0.1, [face])
+        session.finish()
+    session = SessionPassages("Door 0", PassageRule(), None, metrics)  # known: keeps its own series
+    for _ in range(3):
+        session.observe(time.monotonic(), [face])
+    session.finish()
+    text = metrics.render().decode()
+    series = [line for line in text.splitlines() if line.startswith("maskcam_passages_total{")]
+    locations = {line.split('location="')[1].split('"')[0] for line in series}
+    assert len(locations) == MAX_LOCATION_LABELS + 1
+    assert OTHER_LOCATION in locations and "Door 64" not in locations
+    assert 'maskcam_passages_total{label="with_mask",location="other"} 6.0' in series
+    assert 'maskcam_passages_total{label="with_mask",location="Door 0"} 2.0' in series
