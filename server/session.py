@@ -274,13 +274,11 @@ class PeerSession:
         self._log.info("session closing", extra={"cause": cause})
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
-        if self.video is not None:
-            self.video.stop()
-            await self.video.wait_closed()
-        self._worker.close(self.id)
-        if self.passages is not None:
-            self.passages.finish()
         try:
+            if self.video is not None:
+                self.video.stop()
+                await self.video.wait_closed()
+            self._worker.close(self.id)
             await self._blackhole.stop()
             for task in list(self._tasks):
                 task.cancel()
@@ -292,7 +290,9 @@ class PeerSession:
             if self._watchdog is not None and self._watchdog is not asyncio.current_task():
                 await asyncio.wait([self._watchdog])
         finally:
-            # Whatever failed above, the session must leave the registry, or its place is lost for good.
+            # Whatever failed above, the passages still open are handed to the history, and the session
+            # must leave the registry, or its place is lost for good.
+            self._finish_passages()
             self.channel = None
             self._metrics.sessions_closed.labels(cause=cause).inc()
             self._on_closed(self)
@@ -304,6 +304,14 @@ class PeerSession:
                 "frames_sent": self.video.frames_sent if self.video else 0,
             },
         )
+
+    def _finish_passages(self) -> None:
+        if self.passages is None:
+            return
+        try:
+            self.passages.finish()
+        except Exception as exc:
+            self._log.error("open passages were lost", extra={"error": f"{type(exc).__name__}: {exc}"})
 
     async def _close_peer_connection(self) -> None:
         """Close the peer; aiortc raises when a negotiation failed half-way (an m-line without a=mid)."""

@@ -21,12 +21,14 @@ from server.app import create_app
 from server.config import ServerConfig
 from server.history import HISTORY
 from server.history_api import CSV_FIELDS
-from server.history_store import SCHEMA_VERSION, HistoryStore, PassageQuery, schema_table
+from server.history_store import SCHEMA_VERSION, HistoryStore, PassageQuery, PassageRecord, schema_table
 from server.metrics import MAX_LOCATION_LABELS, OTHER_LOCATION, ServerMetrics
 from server.passage_feed import SessionPassages
 from server.security import ADMIN_COOKIE
+from server.session import PeerSession
+from server.worker import AnalysisWorker
 from tests.browser_helpers import REPO_ROOT
-from tests.media_helpers import CameraClient, FakeCameraTrack, blank_frame, serve_app
+from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 from tests.test_history_store import HOUR_MS, T0, record
 from tests.test_server_app import stand_in
 from vision.passages import PassageRule
@@ -314,3 +316,34 @@ def test_the_passages_metric_keeps_at_most_64_locations_and_counts_the_rest_as_o
     assert OTHER_LOCATION in locations and "Door 64" not in locations
     assert 'maskcam_passages_total{label="with_mask",location="other"} 6.0' in series
     assert 'maskcam_passages_total{label="with_mask",location="Door 0"} 2.0' in series
+
+
+class _BrokenWorker(AnalysisWorker):
+    """A worker whose release fails: something in a session's close path raising."""
+
+    def close(self, session_id: str) -> None:
+        raise RuntimeError("worker release failed")
+
+
+async def test_a_failing_close_still_hands_the_open_passages_to_the_history() -> None:
+    metrics = ServerMetrics()
+    written: list[PassageRecord] = []
+
+    class Sink:
+        def submit(self, item: PassageRecord) -> bool:
+            written.append(item)
+            return True
+
+    passages = SessionPassages("Main entrance", PassageRule(), Sink(), metrics)
+    closed: list[PeerSession] = []
+    session = PeerSession(
+        "s1", (), _BrokenWorker(SlowAnalyser(0.0), metrics), metrics, 30.0, closed.append, passages=passages
+    )
+    face = Detection(box=(100, 100, 200, 220), label="with_mask", score=0.9, face_confidence=0.9)
+    for _ in range(3):
+        passages.observe(time.monotonic(), [face])
+    assert written == [], "the passage is still open"
+    with pytest.raises(RuntimeError, match="worker release failed"):
+        await session.close("hangup")
+    assert [(r.location, r.label, r.frames) for r in written] == [("Main entrance", "with_mask", 3)]
+    assert closed == [session], "and the session left the registry"
