@@ -138,11 +138,18 @@ def test_size_classes() -> None:
     ]
 
 
-def test_current_labels_are_those_of_the_last_frame() -> None:
+def test_current_labels_are_those_of_the_newest_frame_even_when_it_has_none() -> None:
     tracker = PassageTracker()
     tracker.observe(0.0, [face("with_mask", 1, LEFT), face("without_mask", 2, RIGHT)])
     tracker.observe(0.1, [face("with_mask", 1, LEFT)])
     assert tracker.current == ["with_mask"]
+    # A frame with nobody: nobody is in front of the camera now, though the passage is still open.
+    tracker.observe(0.2, [])
+    assert tracker.current == []
+    tracker.observe(0.3, [face("without_mask", 1, LEFT), face("with_mask", 3, RIGHT)])
+    assert sorted(tracker.current) == ["with_mask", "without_mask"]
+    tracker.finish()
+    assert tracker.current == []
 
 
 def test_a_passage_holds_no_box() -> None:

@@ -144,20 +144,20 @@ class PassageTracker:
         self._by_track: dict[int, _Open] = {}
         self.blinks = 0
         """Faces dropped for being seen in fewer than `min_frames` frames."""
+        self._current: list[str] = []
 
     @property
     def current(self) -> list[str]:
-        """The latest label of each passage whose face was in the last observed frame."""
-        if not self._open:
-            return []
-        newest = max(passage.last_seen for passage in self._open)
-        return [passage.labels[-1] for passage in self._open if passage.last_seen == newest]
+        """The labels of the faces in the newest observed frame: empty when it had none, or after `finish`
+        (not the faces of the last frame that had any)."""
+        return list(self._current)
 
     def observe(self, at: float, sightings: Sequence[Sighting]) -> list[Passage]:
         """Add one analysed frame (epoch seconds `at`); returns the passages that ended before it.
 
         The frame's faces are matched first, so that a stall of the analysis itself (no frame analysed
         for longer than the gap, e.g. a busy CPU) ends no passage whose face is still there."""
+        self._current = [sighting.label for sighting in sightings]
         updated: set[int] = set()
         unmatched: list[Sighting] = []
         for sighting in sightings:
@@ -180,6 +180,7 @@ class PassageTracker:
 
     def finish(self) -> list[Passage]:
         """End every passage (the stream closed)."""
+        self._current = []
         return self._end_before(float("inf"))
 
     def _closest(self, box: tuple[int, int, int, int], taken: set[int]) -> _Open | None:
