@@ -9,7 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from tests.postgres_helpers import PostgresCluster, postgres_bin, remove_cluster, start_cluster
+from tests.postgres_helpers import (
+    PostgresCluster,
+    postgres_bin,
+    postgres_missing,
+    remove_cluster,
+    start_cluster,
+)
 
 _DATABASES = itertools.count()
 
@@ -32,7 +38,7 @@ def history_outside_the_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def postgres() -> Iterator[PostgresCluster]:
     """One throwaway PostgreSQL cluster for the whole run (started only when a test asks for it)."""
     if postgres_bin() is None:
-        pytest.skip("PostgreSQL is not installed (Debian's postgresql package; .ci/run installs it)")
+        postgres_missing(os.environ)
     cluster = start_cluster()
     try:
         yield cluster

@@ -1,7 +1,9 @@
 """A throwaway PostgreSQL cluster for the history tests: Debian's `postgresql` binaries (initdb + pg_ctl),
 run as the unprivileged `postgres` user (or as the current one when it is not root) on a free port.
 
-`.ci/run` installs the package; without the binaries the tests that need a server skip and say why.
+`.ci/run` installs the package; without the binaries the tests that need a server skip and say why,
+unless `MASKCAM_REQUIRE_POSTGRES=1` (which `.ci/run` sets): then they fail, so that CI cannot pass with
+the PostgreSQL half of the history tests silently skipped.
 """
 
 from __future__ import annotations
@@ -14,20 +16,31 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 USER = "maskcam"
+REQUIRE_ENV = "MASKCAM_REQUIRE_POSTGRES"
+POSTGRES_ROOT = Path("/usr/lib/postgresql")
 
 
-def postgres_bin() -> Path | None:
-    """The folder of initdb and pg_ctl (Debian's newest version), or None when absent."""
-    root = Path("/usr/lib/postgresql")
+def postgres_bin(root: Path = POSTGRES_ROOT) -> Path | None:
+    """The folder of initdb and pg_ctl (Debian's newest version under `root`), or None when absent."""
     if not root.is_dir():
         return None
     versions = sorted((p for p in root.iterdir() if (p / "bin" / "initdb").is_file()), key=lambda p: p.name)
     return versions[-1] / "bin" if versions else None
+
+
+def postgres_missing(environ: Mapping[str, str]) -> None:
+    """For a test that needs the binaries and finds none: skip it, or fail it when `REQUIRE_ENV` is 1."""
+    message = "PostgreSQL is not installed (Debian's postgresql package; .ci/run installs it)"
+    if environ.get(REQUIRE_ENV, "").strip() == "1":
+        pytest.fail(f"{message}, and {REQUIRE_ENV}=1 requires the PostgreSQL tests to run")
+    pytest.skip(message)
 
 
 def free_port() -> int:

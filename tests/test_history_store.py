@@ -31,7 +31,7 @@ from server.history_store import passages as passages_table
 from server.history_writer import HistoryWriter, WriterSettings
 from server.metrics import ServerMetrics
 from server.passage_feed import to_record
-from tests.postgres_helpers import free_port
+from tests.postgres_helpers import REQUIRE_ENV, free_port, postgres_bin, postgres_missing
 from vision.passages import Passage
 
 HOUR_MS = 3600 * 1000
@@ -287,6 +287,19 @@ def test_the_stored_file_holds_no_image_data(tmp_path: Path, detail: Detail) -> 
     for magic in (b"\xff\xd8\xff", b"\x89PNG", b"RIFF"):
         assert magic not in raw
     assert len(raw) < 200_000, "100 passages take a few kilobytes"
+
+
+def test_missing_postgresql_binaries_fail_the_tests_when_ci_requires_them(tmp_path: Path) -> None:
+    assert postgres_bin(tmp_path / "no-postgresql") is None
+    with pytest.raises(pytest.fail.Exception, match="requires the PostgreSQL tests"):
+        postgres_missing({REQUIRE_ENV: "1"})
+    with pytest.raises(pytest.skip.Exception, match="not installed"):
+        postgres_missing({})
+    with pytest.raises(pytest.skip.Exception):
+        postgres_missing({REQUIRE_ENV: "0"})
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text().splitlines()
+    pytest_line = next(i for i, line in enumerate(ci) if line.startswith(".venv/bin/python -m pytest"))
+    assert f"export {REQUIRE_ENV}=1" in ci[:pytest_line], ".ci/run must require PostgreSQL before pytest"
 
 
 def test_logs_name_a_postgresql_database_without_its_password() -> None:
