@@ -1,10 +1,12 @@
 """The compliance history's database: SQLite (one file, WAL) or PostgreSQL, through SQLAlchemy Core.
 
-What is stored, and all that is stored (docs/DEPLOY.md says the same): per passage its start time, the
-camera's location name, the label, its confidence, the duration, the number of analysed frames, the face's
-size class (small/medium/large) and whether the label changed; with `--history-detail counts` not even
-that, only per 15 minutes, location and label the number of passages. Never an image, a crop, an
-embedding or a face box.
+What is stored, and all that is stored (README.md and docs/DEPLOY.md say the same): per passage (table
+`passages`) a row number `id`, a random `uid`, its start time `start_ms` and the start's 15-minute slot
+`quarter`, the camera's `location`, the `label`, its `confidence`, the duration `seconds`, the number of
+analysed `frames`, the face's `size` class (small/medium/large) and whether the label changed
+(`label_changed`); with `--history-detail counts` no row per person, only per 15 minutes, location and
+label the number of passages (`passage_counts`), and per write batch of today and yesterday a random id
+with its UTC day (`written_batches`). Never an image, a crop, an embedding or a face box.
 
 The schema is versioned (`maskcam_schema`) and brought up to date at start; a database written by a newer
 server is refused (`HistoryError`). Writes are idempotent: a passage has a unique id, a batch of counts

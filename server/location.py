@@ -6,8 +6,9 @@ import re
 
 UNNAMED = "unnamed"
 MAX_LENGTH = 64
-# Letters and digits of any script, spaces and a little punctuation; starting with a letter or digit.
-_PATTERN = re.compile(r"[^\W_][\w .,:'()&/#+-]*")
+# Letters and digits of any script, "_", spaces and a little punctuation; starting with a letter or digit
+# (docs/API.md and docs/DEPLOY.md state this same rule).
+PATTERN = re.compile(r"[^\W_][\w .,:'()&/#+-]*")
 
 
 def parse_location(value: object) -> str:
@@ -21,9 +22,9 @@ def parse_location(value: object) -> str:
         return UNNAMED
     if len(name) > MAX_LENGTH:
         raise ValueError(f'"location" is longer than {MAX_LENGTH} characters')
-    if not _PATTERN.fullmatch(name):
+    if not PATTERN.fullmatch(name):
         raise ValueError(
-            '"location" may hold letters, digits, spaces and . , : \' ( ) & / # + - only, '
+            '"location" may hold letters, digits, spaces and _ . , : \' ( ) & / # + - only, '
             "and starts with a letter or digit"
         )
     return name

@@ -27,8 +27,12 @@ from server.history_store import (
     describe,
     schema_table,
 )
+from server.history_store import batches as batches_table
+from server.history_store import counts as counts_table
 from server.history_store import passages as passages_table
 from server.history_writer import HistoryWriter, WriterSettings
+from server.location import PATTERN as location_pattern
+from server.location import parse_location
 from server.metrics import ServerMetrics
 from server.passage_feed import to_record
 from tests.postgres_helpers import REQUIRE_ENV, free_port, postgres_bin, postgres_missing
@@ -416,3 +420,26 @@ def test_a_schema_migrated_by_a_newer_server_mid_run_stops_writing(target: str) 
     assert writer.flush(10) and writer.dropped == 1 and writer.written == 1
     assert "schema version" in str(writer.refused)
     writer.stop()
+
+
+def test_the_docs_name_every_stored_column_and_the_location_rule_of_the_code() -> None:
+    root = Path(__file__).resolve().parents[1]
+    deploy = (root / "docs" / "DEPLOY.md").read_text()
+    stored = deploy[deploy.index("- **What is stored, exactly**") : deploy.index("- **Switching")]
+    for table in (passages_table, counts_table, batches_table, schema_table):
+        assert f"`{table.name}`" in stored, table.name
+        for stored_column in table.columns:
+            name = stored_column.name
+            assert f"`{name}`" in stored, f"DEPLOY.md does not say that {table.name}.{name} is stored"
+    readme = (root / "README.md").read_text()
+    summary = readme[: readme.index("![")]
+    for column in ("id", "uid", "start_ms", "quarter", "seconds", "frames"):
+        assert f"`{column}`" in summary, f"README's list of stored fields lacks {column}"
+    api = (root / "docs" / "API.md").read_text()
+    for column in ("id", "uid", "quarter"):
+        assert f"`{column}`" in api
+    pattern = location_pattern.pattern
+    assert pattern in api and pattern in deploy, "the docs state server/location.py's character rule"
+    assert parse_location("Gate_2") == "Gate_2" and "`_`" in api and "`_`" in deploy
+    with pytest.raises(ValueError, match=" _ "):
+        parse_location("_Gate")
