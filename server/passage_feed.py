@@ -17,7 +17,7 @@ from server.history_store import PassageRecord
 from server.metrics import ServerMetrics
 from vision.passages import Passage, PassageRule, PassageTracker, Sighting
 from vision.pipeline import Detection
-from vision.stream import TrackedDetection
+from vision.stream import FollowedDetection
 
 
 class PassageSink(Protocol):
@@ -25,10 +25,10 @@ class PassageSink(Protocol):
 
 
 def sightings(detections: Sequence[Detection]) -> list[Sighting]:
-    """The faces of one frame, with their track ids where the analyser follows them."""
+    """The faces of one frame, with their face ids where the analyser follows them."""
     return [
         Sighting(
-            track=detection.track if isinstance(detection, TrackedDetection) else None,
+            face_id=detection.face_id if isinstance(detection, FollowedDetection) else None,
             label=detection.label,
             box=detection.box,
         )

@@ -91,7 +91,7 @@ def test_killed_child_is_replaced_and_the_server_goes_on(analysis_process: Analy
         after = list(stream.analyse(scene.image))
     assert analysis_process.restarts == 1
     assert analysis_process.pid not in (None, old_pid)
-    # The stream's first frame is a full detection: the same faces, with track ids (not in the JSON).
+    # The stream's first frame is a full detection: the same faces, with face ids (not in the JSON).
     assert [d.to_json() for d in after] == [d.to_json() for d in before]
 
 

@@ -1,4 +1,4 @@
-"""The passage rule on scripted track sequences (no video, no database)."""
+"""The passage rule on scripted sequences of followed faces (no video, no database)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ def run(
     return passages + tracker.finish()
 
 
-def face(label: str = "with_mask", track: int | None = 1, box: tuple[int, int, int, int] = LEFT) -> Sighting:
-    return Sighting(track=track, label=label, box=box)
+def face(
+    label: str = "with_mask", face_id: int | None = 1, box: tuple[int, int, int, int] = LEFT
+) -> Sighting:
+    return Sighting(face_id=face_id, label=label, box=box)
 
 
 def test_one_person_standing_for_a_minute_is_one_passage() -> None:
@@ -36,15 +38,15 @@ def test_one_person_standing_for_a_minute_is_one_passage() -> None:
     assert passage.frames == 600 and passage.size == "medium"
 
 
-def test_a_standing_person_whose_track_id_changes_is_still_one_passage() -> None:
-    # The analyser drops a track when one full detection misses the face and starts a new id: within the
-    # gap and at the same place, that is the same person.
-    frames = [[face(track=1)] for _ in range(20)] + [[]] * 3 + [[face(track=2)] for _ in range(20)]
+def test_a_standing_person_whose_face_id_changes_is_still_one_passage() -> None:
+    # The analyser drops a followed face when one full detection misses it and gives it a new id when
+    # found again: within the gap and at the same place, that is the same person.
+    frames = [[face(face_id=1)] for _ in range(20)] + [[]] * 3 + [[face(face_id=2)] for _ in range(20)]
     assert len(run(frames)) == 1
 
 
-def test_faces_without_track_ids_are_matched_by_position() -> None:
-    frames = [[face(track=None, box=(100 + i, 100, 200 + i, 220))] for i in range(30)]
+def test_faces_without_face_ids_are_matched_by_position() -> None:
+    frames = [[face(face_id=None, box=(100 + i, 100, 200 + i, 220))] for i in range(30)]
     (passage,) = run(frames)
     assert passage.frames == 30
 
@@ -57,7 +59,7 @@ def test_two_people_side_by_side_are_two_passages() -> None:
 
 def test_two_overlapping_faces_without_ids_stay_apart() -> None:
     near = (150, 100, 250, 220)  # overlaps LEFT (IoU 0.33), yet both are in the same frame
-    frames = [[face(track=None, box=LEFT), face(track=None, box=near)] for _ in range(10)]
+    frames = [[face(face_id=None, box=LEFT), face(face_id=None, box=near)] for _ in range(10)]
     assert len(run(frames)) == 2
 
 
@@ -88,8 +90,8 @@ def test_an_analysis_stall_longer_than_the_gap_does_not_split_a_passage() -> Non
     # A busy CPU: no frame analysed for 1.5 s, and the face is still there in the next one.
     tracker = PassageTracker(PassageRule(gap=1.0))
     for index in range(10):
-        tracker.observe(index / FPS, [face(track=1)])
-    assert tracker.observe(2.4, [face(track=2)]) == []
+        tracker.observe(index / FPS, [face(face_id=1)])
+    assert tracker.observe(2.4, [face(face_id=2)]) == []
     (passage,) = tracker.finish()
     assert passage.frames == 11
 
@@ -111,8 +113,8 @@ def test_a_one_frame_flicker_neither_votes_nor_counts_as_a_change() -> None:
 
 def test_a_detector_blink_is_no_person() -> None:
     tracker = PassageTracker(PassageRule(min_frames=3))
-    tracker.observe(0.0, [face(track=7)])
-    tracker.observe(0.1, [face(track=7)])
+    tracker.observe(0.0, [face(face_id=7)])
+    tracker.observe(0.1, [face(face_id=7)])
     assert tracker.finish() == []
     assert tracker.blinks == 1
 

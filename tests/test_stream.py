@@ -20,7 +20,7 @@ from vision.crops import Box
 from vision.detector import FaceDetector
 from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector, build_region_detector
 from vision.labels import LABELS
-from vision.stream import StreamAnalyser, StreamSettings, TrackedDetection
+from vision.stream import FollowedDetection, StreamAnalyser, StreamSettings
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FACES_DIR = DATA_DIR / "faces"
@@ -298,10 +298,10 @@ def test_a_followed_face_keeps_its_track_id(
     ids: set[int] = set()
     for i in range(24):  # three detection intervals: full detections re-find the face and keep its track
         (detection,) = analyser.analyse(scene([(faces[0], 60 + 4 * i, 150)]))
-        assert isinstance(detection, TrackedDetection)
-        ids.add(detection.track)
+        assert isinstance(detection, FollowedDetection)
+        ids.add(detection.face_id)
     assert len(ids) == 1
     both = [analyser.analyse(scene([(faces[0], 156, 150), (faces[3], 420, 120)])) for _ in range(8)][-1]
-    assert len({d.track for d in both if isinstance(d, TrackedDetection)}) == 2
-    assert ids <= {d.track for d in both if isinstance(d, TrackedDetection)}
+    assert len({d.face_id for d in both if isinstance(d, FollowedDetection)}) == 2
+    assert ids <= {d.face_id for d in both if isinstance(d, FollowedDetection)}
     assert "track" not in both[0].to_json(), "the wire format is unchanged"

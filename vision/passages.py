@@ -1,8 +1,8 @@
 """Passages: one person in front of one camera, from the faces that a stream's analysis follows.
 
-A face that the stream analyser follows has a stable track id (`vision.stream.TrackedDetection`). The
+A face that the stream analyser follows has a stable face id (`vision.stream.FollowedDetection`). The
 analyser drops a track when one full detection misses the face and starts a new one when it is found
-again, so a person standing still can go through several track ids; a passage therefore goes on across
+again, so a person standing still can go through several face ids; a passage therefore goes on across
 ids: a new face that appears, within the gap, where a passage's face was last seen continues it. A face
 without an id (the full pipeline, `--detect-every 1`) is matched by position alone.
 
@@ -61,9 +61,9 @@ class PassageRule:
 
 @dataclass(frozen=True)
 class Sighting:
-    """One face in one analysed frame: its track id (None when nobody follows it), label and box."""
+    """One face in one analysed frame: its face id (None when nobody follows it), label and box."""
 
-    track: int | None
+    face_id: int | None
     label: str
     box: tuple[int, int, int, int]
 
@@ -141,7 +141,7 @@ class PassageTracker:
     def __init__(self, rule: PassageRule | None = None) -> None:
         self.rule = rule or PassageRule()
         self._open: list[_Open] = []
-        self._by_track: dict[int, _Open] = {}
+        self._by_face: dict[int, _Open] = {}
         self.blinks = 0
         """Faces dropped for being seen in fewer than `min_frames` frames."""
         self._current: list[str] = []
@@ -161,7 +161,7 @@ class PassageTracker:
         updated: set[int] = set()
         unmatched: list[Sighting] = []
         for sighting in sightings:
-            passage = self._by_track.get(sighting.track) if sighting.track is not None else None
+            passage = self._by_face.get(sighting.face_id) if sighting.face_id is not None else None
             if passage is not None and id(passage) not in updated:
                 passage.add(at, sighting)
                 updated.add(id(passage))
@@ -174,8 +174,8 @@ class PassageTracker:
                 self._open.append(passage)
             passage.add(at, sighting)
             updated.add(id(passage))
-            if sighting.track is not None:
-                self._by_track[sighting.track] = passage
+            if sighting.face_id is not None:
+                self._by_face[sighting.face_id] = passage
         return self._end_before(at - self.rule.gap)
 
     def finish(self) -> list[Passage]:
@@ -199,7 +199,7 @@ class PassageTracker:
             return []
         self._open = [passage for passage in self._open if passage.last_seen >= cutoff]
         gone = {id(passage) for passage in ended}
-        self._by_track = {track: p for track, p in self._by_track.items() if id(p) not in gone}
+        self._by_face = {face_id: p for face_id, p in self._by_face.items() if id(p) not in gone}
         finished = []
         for passage in ended:
             if len(passage.labels) < self.rule.min_frames:

@@ -35,12 +35,12 @@ IntBox = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
-class TrackedDetection(Detection):
-    """A detection of a followed face, with the id of its track: the same on every frame the analyser
+class FollowedDetection(Detection):
+    """A detection of a followed face, with the face's id: the same on every frame the analyser
     follows that face (a new id once the face was lost and found again; ids count from 0 per analyser).
     Additive: a Detection in every other respect, and not in its JSON."""
 
-    track: int = -1
+    face_id: int = -1
 
 
 class FaceClassifier(Protocol):
@@ -85,7 +85,7 @@ class StreamSettings:
 
 
 @dataclass
-class _Track:
+class _FollowedFace:
     """One face followed across frames."""
 
     box: IntBox
@@ -95,8 +95,8 @@ class _Track:
     misses: int = 0
     appearance: np.ndarray | None = None
     """Normalised grey thumbnail of the box when a detector (full frame or region) last found it."""
-    ident: int = 0
-    """Stable id of the face while it is followed (`TrackedDetection.track`)."""
+    face_id: int = 0
+    """Stable id of the face while it is followed (`FollowedDetection.face_id`)."""
 
 
 box_iou = iou
@@ -134,8 +134,8 @@ class StreamAnalyser:
             region_detector = build_region_detector(spec, self.settings.region_input)
         self.region_detector = region_detector
         self.region_input = region_input(detector.name, self.settings.region_input)
-        self._tracks: list[_Track] = []
-        self._track_ids = itertools.count()
+        self._followed: list[_FollowedFace] = []
+        self._face_ids = itertools.count()
         self._frame_index = 0
         self._since_full = 0
         self._frame_shape: tuple[int, int] = (0, 0)
@@ -147,12 +147,12 @@ class StreamAnalyser:
 
     def reset(self) -> None:
         """Forget every face: the next frame gets a full detection."""
-        self._tracks = []
+        self._followed = []
         self._since_full = 0
         self._thumbnail = None
         self._previous_grey = None
 
-    def analyse(self, image: np.ndarray) -> list[TrackedDetection]:
+    def analyse(self, image: np.ndarray) -> list[FollowedDetection]:
         frame = to_bgr(image)
         height, width = frame.shape[:2]
         if width < 2 or height < 2:
@@ -180,110 +180,113 @@ class StreamAnalyser:
 
     def _needs_full_detection(self) -> bool:
         return (
-            not self._tracks
+            not self._followed
             or self._since_full + 1 >= self.settings.detect_every
-            or len(self._tracks) > self.settings.max_followed
+            or len(self._followed) > self.settings.max_followed
         )
 
     def _full_detection(self, frame: np.ndarray) -> None:
-        """Replace the tracks by the detector's faces, keeping the class of faces that were already known."""
+        """Replace the followed faces by the detector's, keeping the class of those already known."""
         faces = self.detector.detect(frame)
         self.full_detections += 1
         self._since_full = 0
-        previous = self._tracks
+        previous = self._followed
         pairs = sorted(
             (
-                (iou(face.box, track.box), f, t)
+                (iou(face.box, followed.box), f, t)
                 for f, face in enumerate(faces)
-                for t, track in enumerate(previous)
+                for t, followed in enumerate(previous)
             ),
             reverse=True,
         )
-        matched: dict[int, _Track] = {}
-        used_tracks: set[int] = set()
+        matched: dict[int, _FollowedFace] = {}
+        used_faces: set[int] = set()
         for overlap, f, t in pairs:
             if overlap < 0.3:
                 break
-            if f in matched or t in used_tracks:
+            if f in matched or t in used_faces:
                 continue
             matched[f] = previous[t]
-            used_tracks.add(t)
-        tracks = []
+            used_faces.add(t)
+        found = []
         for f, face in enumerate(faces):
-            track = matched.get(f)
-            if track is None:
-                track = _Track(box=face.box, face_confidence=face.confidence, ident=next(self._track_ids))
+            followed = matched.get(f)
+            if followed is None:
+                followed = _FollowedFace(
+                    box=face.box, face_confidence=face.confidence, face_id=next(self._face_ids)
+                )
             else:
-                track.box, track.face_confidence, track.misses = face.box, face.confidence, 0
-            track.appearance = _appearance(frame, track.box)
-            tracks.append(track)
-        self._tracks = tracks
+                followed.box, followed.face_confidence, followed.misses = face.box, face.confidence, 0
+            followed.appearance = _appearance(frame, followed.box)
+            found.append(followed)
+        self._followed = found
 
     def _follow(self, frame: np.ndarray, grey: np.ndarray | None) -> None:
         """Move each face's box with the optical flow, or search the face again in a region around its
         last box (also when the flow moved it onto something that no longer looks like the face);
         drop faces missed too often."""
         size = self.region_input
-        kept: list[_Track] = []
-        for track in self._tracks:
+        kept: list[_FollowedFace] = []
+        for followed in self._followed:
             if grey is not None and self._previous_grey is not None:
-                moved_box = flow_box(self._previous_grey, grey, track.box)
+                moved_box = flow_box(self._previous_grey, grey, followed.box)
                 if moved_box is not None and (
-                    similarity(track.appearance, _appearance(grey, moved_box)) >= self.settings.min_similarity
+                    similarity(followed.appearance, _appearance(grey, moved_box))
+                    >= self.settings.min_similarity
                 ):
-                    track.box = moved_box
+                    followed.box = moved_box
                     self.flow_follows += 1
-                    kept.append(track)
+                    kept.append(followed)
                     continue
-            region = search_region(track.box, self.settings.region_scale)
+            region = search_region(followed.box, self.settings.region_scale)
             patch = crop_square(frame, region, size)
             found = self.region_detector.detect(patch)
-            best = _closest(track.box, [_to_frame(face, region, size, frame.shape) for face in found])
+            best = _closest(followed.box, [_to_frame(face, region, size, frame.shape) for face in found])
             if best is None:
-                track.misses += 1
-                if track.misses <= self.settings.max_misses - 1:
-                    kept.append(track)
+                followed.misses += 1
+                if followed.misses <= self.settings.max_misses - 1:
+                    kept.append(followed)
                 continue
-            track.box, track.face_confidence = best.box, best.confidence
+            followed.box, followed.face_confidence = best.box, best.confidence
             appearance = _appearance(frame, best.box)
-            if similarity(track.appearance, appearance) < self.settings.min_similarity:
+            if similarity(followed.appearance, appearance) < self.settings.min_similarity:
                 # The face found here does not look like the one last seen (a new face stepping in
                 # where the last one left, a turn): its class is due again now.
-                track.classified_at = -self.settings.classify_every
-            track.misses, track.appearance = 0, appearance
-            kept.append(track)
-        self._tracks = _without_duplicates(kept)
+                followed.classified_at = -self.settings.classify_every
+            followed.misses, followed.appearance = 0, appearance
+            kept.append(followed)
+        self._followed = _without_duplicates(kept)
 
     def _classify(self, frame: np.ndarray) -> None:
         """Classify, in one batch, the faces that are new or due for a refresh."""
         due = [
-            track
-            for track in self._tracks
-            if track.probabilities is None
-            or self._frame_index - track.classified_at >= self.settings.classify_every
+            followed
+            for followed in self._followed
+            if followed.probabilities is None
+            or self._frame_index - followed.classified_at >= self.settings.classify_every
         ]
         if not due:
             return
-        probabilities = self.classifier.predict_boxes(frame, [track.box for track in due])
+        probabilities = self.classifier.predict_boxes(frame, [followed.box for followed in due])
         self.classifications += len(due)
-        for track, probs in zip(due, probabilities, strict=True):
-            track.probabilities = probs
-            track.classified_at = self._frame_index
+        for followed, probs in zip(due, probabilities, strict=True):
+            followed.probabilities = probs
+            followed.classified_at = self._frame_index
 
-    def _detections(self) -> list[TrackedDetection]:
+    def _detections(self) -> list[FollowedDetection]:
         labels = self.classifier.labels
         detections = []
-        for track in self._tracks:
-            if track.probabilities is None:
+        for followed in self._followed:
+            if followed.probabilities is None:
                 continue
-            label, score = best_label(track.probabilities, labels)
+            label, score = best_label(followed.probabilities, labels)
             detections.append(
-                TrackedDetection(
-                    box=track.box,
+                FollowedDetection(
+                    box=followed.box,
                     label=label,
                     score=score,
-                    face_confidence=track.face_confidence,
-                    track=track.ident,
+                    face_confidence=followed.face_confidence,
+                    face_id=followed.face_id,
                 )
             )
         return detections
@@ -316,12 +319,12 @@ def _closest(previous: IntBox, candidates: Sequence[FaceBox]) -> FaceBox | None:
     return best
 
 
-def _without_duplicates(tracks: list[_Track]) -> list[_Track]:
-    """Two tracks that converged on one face: keep the more confident one."""
-    kept: list[_Track] = []
-    for track in sorted(tracks, key=lambda t: -t.face_confidence):
-        if all(iou(track.box, other.box) < 0.5 for other in kept):
-            kept.append(track)
+def _without_duplicates(faces: list[_FollowedFace]) -> list[_FollowedFace]:
+    """Two followed faces that converged on one face: keep the more confident one."""
+    kept: list[_FollowedFace] = []
+    for followed in sorted(faces, key=lambda t: -t.face_confidence):
+        if all(iou(followed.box, other.box) < 0.5 for other in kept):
+            kept.append(followed)
     return kept
 
 
