@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import tzinfo
-from typing import cast
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
@@ -27,6 +29,40 @@ from server.session import SessionRegistry
 from vision.passages import PassageRule
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class HistoryBusy(RuntimeError):
+    """Too many history reads are waiting for the database already."""
+
+
+class ReadPool:
+    """The threads that run database reads for `/api/*`, apart from the default executor.
+
+    The default executor also resolves aioice's candidates and serves aiohttp's static files; reads of a
+    database that hangs must not take its threads and stall new cameras. Two threads, and at most
+    ``MAX_WAITING`` reads waiting: more are refused at once (503) instead of queueing behind a hung
+    database.
+    """
+
+    THREADS = 2
+    MAX_WAITING = 8
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=self.THREADS, thread_name_prefix="history-read")
+        self._pending = 0
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        if self._pending >= self.THREADS + self.MAX_WAITING:
+            raise HistoryBusy(f"{self._pending} history reads already running or waiting")
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        finally:
+            self._pending -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -38,6 +74,7 @@ class HistoryService:
     registry: SessionRegistry
     zone: tzinfo
     writer: HistoryWriter | None = None
+    reads: ReadPool = field(default_factory=lambda: ReadPool())
 
     @property
     def rule(self) -> PassageRule:
@@ -125,6 +162,7 @@ async def _start_history(app: web.Application) -> None:
 
 async def _stop_history(app: web.Application) -> None:
     service = app[HISTORY]
+    service.reads.close()
     if service.writer is not None:
         await asyncio.to_thread(service.writer.stop)
         service.writer = None

@@ -1,12 +1,11 @@
 """The compliance history's routes (docs/API.md has the contract): `GET /api/passages`,
 `/api/passages.csv`, `/api/summary` and `/api/live`. Access to them is decided in `server.security`
-(admin token, or loopback clients only). Database reads run in a thread (`asyncio.to_thread`), never on
-the event loop.
+(admin token, or loopback clients only). Database reads run in the history's own two threads
+(`server.history.ReadPool`), never on the event loop nor in its default executor.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import logging
@@ -17,7 +16,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from server.history import HISTORY, HistoryService
+from server.history import HISTORY, HistoryBusy, HistoryService
 from server.history_store import HistoryStore, PassageQuery, PassageRecord
 from server.history_time import (
     BUCKETS,
@@ -114,7 +113,9 @@ async def _read(request: web.Request, rows: bool, read: Callable[[HistoryStore, 
     except _BadRequest as bad:
         return bad.response
     try:
-        return await asyncio.to_thread(read, store, filters)
+        return await service.reads.run(read, store, filters)
+    except HistoryBusy:
+        return _error(503, "history_busy", "Too many history reads are waiting for the database; try again.")
     except Exception as exc:
         logger.warning("history: a read failed (%s)", type(exc).__name__)
         return _error(503, "history_unavailable", "The history database cannot be read now; try again later.")

@@ -132,8 +132,18 @@ def engine_for(target: str) -> Engine:
     if is_postgresql(target):
         url = sa.make_url(target.replace("postgres://", "postgresql://", 1))
         url = url.set(drivername="postgresql+psycopg")
+        # A database that hangs must not hold a thread for ever: statements end after 10 s, a silent
+        # connection is noticed by TCP keepalives, and a wait for a pooled connection ends after 5 s.
+        connect_args = {
+            "connect_timeout": 5,
+            "options": "-c statement_timeout=10000",
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
         return sa.create_engine(
-            url, pool_pre_ping=True, pool_size=2, max_overflow=2, connect_args={"connect_timeout": 5}
+            url, pool_pre_ping=True, pool_size=2, max_overflow=2, pool_timeout=5, connect_args=connect_args
         )
     path = Path(target)
     try:
