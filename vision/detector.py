@@ -58,6 +58,13 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected a grayscale, BGR or BGRA image, got shape {image.shape}")
 
 
+def usable_frame(image: np.ndarray) -> np.ndarray | None:
+    """The frame as BGR (`to_bgr`), or None when it is under 2 px on a side (no face can be in it)."""
+    frame = to_bgr(image)
+    height, width = frame.shape[:2]
+    return frame if width >= 2 and height >= 2 else None
+
+
 def face_boxes(
     boxes: np.ndarray,
     confidences: Sequence[float] | np.ndarray,

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision.detector import DetectorFileError, FaceBox, face_boxes, to_bgr
+from vision.detector import DetectorFileError, FaceBox, face_boxes, usable_frame
 
 PROTOTXT_NAME = "deploy.prototxt.txt"
 CAFFEMODEL_NAME = "res10_300x300_ssd_iter_140000.caffemodel"
@@ -22,8 +22,8 @@ DEFAULT_CONFIDENCE = 0.5
 # The mean pixel (BGR) the res10 model was trained with.
 _MEAN_BGR = (104.0, 177.0, 123.0)
 # res10 answers a face that fills most of the frame with a second, phantom box shifted down and right,
-# mostly outside the frame, often at confidence > 0.9. On the scene test photos no true face had less
-# than 90% of its box inside the frame, while every phantom seen on close-ups had less than 80%.
+# mostly outside the frame, often with a high confidence; true faces lie almost wholly inside the frame.
+# The measurement behind the cut: models/MODEL_CARD.md, "Face detector", "Phantom boxes".
 MIN_INSIDE_FRACTION = 0.8
 
 
@@ -75,10 +75,10 @@ class Res10Detector:
         self.confidence = confidence
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
-        frame = to_bgr(image)
-        height, width = frame.shape[:2]
-        if width < 2 or height < 2:
+        frame = usable_frame(image)
+        if frame is None:
             return []
+        height, width = frame.shape[:2]
         blob = cv2.dnn.blobFromImage(frame, 1.0, self.input_size, _MEAN_BGR, swapRB=False, crop=False)
         self._net.setInput(blob)
         rows = self._net.forward().reshape(-1, 7)

@@ -26,7 +26,7 @@ import numpy as np
 
 from vision.boxes import iou
 from vision.crops import Box, crop_square
-from vision.detector import FaceBox, FaceDetector, to_bgr
+from vision.detector import FaceBox, FaceDetector, usable_frame
 from vision.detectors import DetectorSpec, build_region_detector, region_input
 from vision.labels import best_label
 from vision.pipeline import Detection
@@ -153,11 +153,11 @@ class StreamAnalyser:
         self._previous_grey = None
 
     def analyse(self, image: np.ndarray) -> list[FollowedDetection]:
-        frame = to_bgr(image)
-        height, width = frame.shape[:2]
-        if width < 2 or height < 2:
+        frame = usable_frame(image)
+        if frame is None:
             self.reset()
             return []
+        height, width = frame.shape[:2]
         if (height, width) != self._frame_shape:
             # A camera that changed resolution: old boxes mean nothing in the new frame.
             self.reset()
@@ -169,7 +169,7 @@ class StreamAnalyser:
         self._thumbnail = thumbnail
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if self.settings.follow == "flow" else None
         if cut or self._needs_full_detection():
-            self._full_detection(frame)
+            self._full_detection(frame, grey)
         else:
             self._follow(frame, grey)
             self._since_full += 1
@@ -185,7 +185,7 @@ class StreamAnalyser:
             or len(self._followed) > self.settings.max_followed
         )
 
-    def _full_detection(self, frame: np.ndarray) -> None:
+    def _full_detection(self, frame: np.ndarray, grey: np.ndarray | None) -> None:
         """Replace the followed faces by the detector's, keeping the class of those already known."""
         faces = self.detector.detect(frame)
         self.full_detections += 1
@@ -217,7 +217,7 @@ class StreamAnalyser:
                 )
             else:
                 followed.box, followed.face_confidence, followed.misses = face.box, face.confidence, 0
-            followed.appearance = _appearance(frame, followed.box)
+            followed.appearance = _appearance(frame if grey is None else grey, followed.box)
             found.append(followed)
         self._followed = found
 
@@ -248,7 +248,7 @@ class StreamAnalyser:
                     kept.append(followed)
                 continue
             followed.box, followed.face_confidence = best.box, best.confidence
-            appearance = _appearance(frame, best.box)
+            appearance = _appearance(frame if grey is None else grey, best.box)
             if similarity(followed.appearance, appearance) < self.settings.min_similarity:
                 # The face found here does not look like the one last seen (a new face stepping in
                 # where the last one left, a turn): its class is due again now.

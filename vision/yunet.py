@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from vision.detector import DetectorFileError, FaceBox, face_boxes, to_bgr
+from vision.detector import DetectorFileError, FaceBox, face_boxes, usable_frame
 
 DEFAULT_INPUT = (480, 360)
 DEFAULT_CONFIDENCE = 0.6
@@ -111,10 +111,10 @@ class YuNetDetector:
         self.threads = threads
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
-        frame = to_bgr(image)
-        height, width = frame.shape[:2]
-        if width < 2 or height < 2:
+        frame = usable_frame(image)
+        if frame is None:
             return []
+        height, width = frame.shape[:2]
         scale = min(self.input_size[0] / width, self.input_size[1] / height)
         if abs(scale - 1.0) > 1e-3:
             size = (max(round(width * scale), 2), max(round(height * scale), 2))
