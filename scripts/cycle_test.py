@@ -28,11 +28,11 @@ import aiohttp
 from aiohttp import web
 
 from scripts.resources import ResourceSnapshot, snapshot, task_names
+from server.analyser import AnalyserSource
 from server.analysis_process import AnalysisProcess
 from server.app import create_app
 from server.config import ServerConfig
 from server.memory import use_fixed_mmap_threshold
-from server.worker import FrameAnalyser
 from tests.media_helpers import SlowAnalyser, serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +182,7 @@ async def run_cycles(
     )
 
 
-def stand_in_analyser(_: ServerConfig) -> FrameAnalyser:
+def stand_in_analyser(_: ServerConfig) -> AnalyserSource:
     return SlowAnalyser(0.005)
 
 

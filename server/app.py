@@ -16,27 +16,23 @@ from typing import Any
 from aiohttp import web
 
 from server import rtc_tuning
-from server.analysis import StreamAnalyserSource
+from server.analyser import AnalyserSource
 from server.analysis_process import AnalysisProcess
 from server.config import ServerConfig
 from server.history import HISTORY, setup_history
 from server.history_api import add_history_routes
 from server.location import parse_location
+from server.messages import DATA_CHANNEL_LABEL
 from server.metrics import METRICS_CONTENT_TYPE, ServerMetrics
-from server.session import (
-    DATA_CHANNEL_LABEL,
-    AnalyserFactory,
-    CapacityError,
-    OfferError,
-    RecorderFactory,
-    SessionRegistry,
-)
-from server.worker import AnalysisWorker, FrameAnalyser
+from server.registry import CapacityError, SessionRegistry
+from server.session import OfferError, RecorderFactory
+from server.worker import AnalysisWorker
 from vision.labels import LABEL_COLOURS_BGR, LABELS, SHORT_TEXT
 
 logger = logging.getLogger(__name__)
 
-PipelineFactory = Callable[[ServerConfig], FrameAnalyser]
+PipelineFactory = Callable[[ServerConfig], AnalyserSource]
+"""Builds the server's analyser source from the settings: `AnalysisProcess`, or a stand-in in tests."""
 # What the page asks the camera for; Chrome sends this much once the answer raises its bitrate floor.
 VIDEO_CONSTRAINTS = {"width": 640, "height": 480, "frameRate": 30}
 
@@ -63,7 +59,6 @@ class ServerState:
     pipeline_factory: PipelineFactory
     recorder_factory: RecorderFactory | None
     worker: AnalysisWorker | None = None
-    analyser_factory: AnalyserFactory | None = None
     analysis_process: AnalysisProcess | None = None
 
 
@@ -84,11 +79,12 @@ def create_app(
     pipeline_factory: PipelineFactory = AnalysisProcess,
     recorder_factory: RecorderFactory | None = None,
 ) -> web.Application:
-    """The app; models load at startup in a thread (`/healthz` is 503 until then).
+    """The app; `pipeline_factory` is called at startup in a thread (`/healthz` is 503 until it returns).
 
-    `pipeline_factory` builds the analyser from the config: by default the models in a child process
-    (`server.analysis_process`), `server.analysis.load_pipeline` runs them in this one, and tests pass
-    stand-ins. `recorder_factory` defaults to a SessionRecorder per session when `config.record` is set.
+    `pipeline_factory` gives the analyser source: by default it starts the analysis process, which loads
+    the models (`server.analysis.load_models`) in the child; run_server.py starts that process before
+    serving, so that a missing model file is an exit code, and hands it in; tests pass stand-ins.
+    `recorder_factory` defaults to a SessionRecorder per session when `config.record` is set.
     Installs the server's aiortc tuning (`server.rtc_tuning`) for the peer connections of this process.
     """
     rtc_tuning.install()
@@ -132,14 +128,13 @@ def _security_middlewares(config: ServerConfig, metrics: ServerMetrics) -> list[
 
 async def _start_worker(app: web.Application) -> None:
     state = app[STATE]
-    analyser = await asyncio.to_thread(state.pipeline_factory, state.config)
-    if isinstance(analyser, StreamAnalyserSource):
-        state.analyser_factory = analyser.new_stream
-    if isinstance(analyser, AnalysisProcess):
-        state.analysis_process = analyser
+    source = await asyncio.to_thread(state.pipeline_factory, state.config)
+    # The analysis process is the one source with a health of its own (/healthz) and a child to stop.
+    if isinstance(source, AnalysisProcess):
+        state.analysis_process = source
     # The worker thread runs the analysis itself at low priority, or only waits for the analysis process,
     # which has lowered its own.
-    worker = AnalysisWorker(analyser, state.metrics, lower_priority=state.analysis_process is None)
+    worker = AnalysisWorker(source, state.metrics, lower_priority=state.analysis_process is None)
     worker.start()
     state.worker = worker
     logger.info("models loaded; analysis worker running")
@@ -229,7 +224,6 @@ async def _offer(request: web.Request) -> web.Response:
             state.worker,
             state.config.idle_timeout,
             state.recorder_factory,
-            state.analyser_factory,
             request.app[HISTORY].session_passages(offer.location),
         )
     except CapacityError:

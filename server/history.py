@@ -25,7 +25,7 @@ from server.history_time import server_timezone
 from server.history_writer import HistoryWriter, WriterSettings
 from server.metrics import ServerMetrics
 from server.passage_feed import SessionPassages
-from server.session import SessionRegistry
+from server.registry import SessionRegistry
 from vision.passages import PassageRule
 
 logger = logging.getLogger(__name__)

@@ -1,20 +1,28 @@
-"""Draw the annotation straight into a decoded yuv420p frame, without converting the frame to BGR and back.
+"""The boxes drawn on the video sent back: straight into the decoded yuv420p frames, without converting each
+frame to BGR and back.
 
 Converting every outgoing frame to BGR to draw on it, and the encoder converting it back to yuv420p, cost
-several milliseconds per frame per camera. Here `vision.draw.draw_detections` draws onto a black BGR
-canvas; every pixel it touched is non-black (solid outlines, filled label boxes, white text blended into
-them), so the canvas is converted to I420 (OpenCV: BT.601 limited range, like the encoder's conversion)
-and only those pixels are copied into the frame's Y, U and V planes: a fraction of a millisecond.
+several times more per frame per camera than the stamp below (bench/RESULTS.md). Here
+`vision.draw.draw_detections` draws onto a black BGR canvas; every pixel it touched is non-black (solid
+outlines, filled label boxes, white text blended into them), so the canvas is converted to I420 (OpenCV:
+BT.601 limited range, like the encoder's conversion) and only those pixels are copied into the frame's Y,
+U and V planes. `OverlayStamp` keeps those pixels for all the frames that show one analysis,
+`OutputFrames` the two frames they are written into, and `Annotator` chooses between the stamp and
+drawing through BGR (odd sizes, other formats).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import av
 import cv2
 import numpy as np
+from av.video.frame import PictureType
+from av.video.reformatter import VideoReformatter
 
+from server.analyser import AnalysisResult
 from vision.draw import draw_detections
 from vision.pipeline import Detection
 
@@ -80,7 +88,7 @@ def overlay_pixels(width: int, height: int, detections: Sequence[Detection]) -> 
     """The pixels that drawing `detections` sets in an even-sized yuv420p frame: flat I420 indices, values.
 
     The dilation and colour conversions run only on the rectangle around what was drawn (aligned to the
-    2x2 chroma blocks), not on the whole frame: 0.5 instead of 1.8 ms (bench/RESULTS.md).
+    2x2 chroma blocks), not on the whole frame (bench/RESULTS.md, "the rectangle around the drawing").
     """
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     draw_detections(canvas, detections)
@@ -124,3 +132,119 @@ def overlay_pixels(width: int, height: int, detections: Sequence[Detection]) -> 
         ]
     )
     return indices, values
+
+
+def scale_detections(
+    detections: Sequence[Detection], source: tuple[int, int], target: tuple[int, int]
+) -> list[Detection]:
+    """Boxes from a frame of size `source` (w, h) moved into a frame of size `target`."""
+    if source == target:
+        return list(detections)
+    sx = target[0] / source[0]
+    sy = target[1] / source[1]
+    scaled = []
+    for detection in detections:
+        x0, y0, x1, y1 = detection.box
+        box = (round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy))
+        scaled.append(dataclasses.replace(detection, box=box))
+    return scaled
+
+
+def annotate_frame(
+    frame: av.VideoFrame,
+    detections: Sequence[Detection],
+    size: tuple[int, int],
+    reformatter: VideoReformatter,
+) -> av.VideoFrame:
+    """A copy of `frame` with the detections (found in a frame of `size`) drawn on it, through BGR; pts kept.
+
+    For frames that `server.overlay` cannot draw into directly (odd sizes, formats other than yuv420p).
+
+    `reformatter` belongs to the calling thread: the analysis worker converts the same frame at the same
+    time, and two threads must never share one swscale context.
+    """
+    image = reformatter.reformat(frame, format="bgr24").to_ndarray()
+    draw_detections(image, scale_detections(detections, size, (frame.width, frame.height)))
+    annotated = av.VideoFrame.from_ndarray(image, format="bgr24")
+    annotated.pts = frame.pts
+    if frame.time_base is not None:
+        annotated.time_base = frame.time_base
+    return annotated
+
+
+@dataclasses.dataclass(frozen=True)
+class OverlayStamp:
+    """The pixels that drawing one analysis's detections sets in a yuv420p frame of one size.
+
+    `draw_on_yuv420p` replaces pixels outright, never blending them with the frame, so its drawing is the
+    same on every frame until the next analysis, and with several cameras an analysis is shown on many
+    frames. The drawing is worked out once per analysis (`overlay_pixels`, on the rectangle around the
+    boxes) and stamped onto each frame, a fraction of that cost (bench/RESULTS.md), instead of drawn on
+    each.
+    """
+
+    result: AnalysisResult
+    size: tuple[int, int]
+    pixels: list[PlanePixels]
+
+    @classmethod
+    def make(cls, result: AnalysisResult, size: tuple[int, int]) -> OverlayStamp:
+        detections = scale_detections(result.detections, (result.width, result.height), size)
+        indices, values = overlay_pixels(size[0], size[1], detections)
+        return cls(result=result, size=size, pixels=split_planes(indices, values, size[0], size[1]))
+
+    @property
+    def count(self) -> int:
+        """Pixel values the stamp sets, all planes together."""
+        return sum(values.size for _, _, values in self.pixels)
+
+    def apply(self, frame: av.VideoFrame, into: av.VideoFrame | None = None) -> av.VideoFrame:
+        """The yuv420p `frame` (of this stamp's size) with the drawing on it, written into `into` (a new
+        frame when None); pts kept."""
+        return stamp_yuv420p(frame, self.pixels, into)
+
+
+class OutputFrames:
+    """Two yuv420p frames that the annotated video is written into in turn, instead of a new one per frame.
+
+    The server hands frame-sized blocks back to the system when they are freed (server/memory.py), so a new
+    640x480 frame is paid in page faults on every frame: stamping into a new frame took several times as
+    long as into one of these (`python -m bench.media_steps`, bench/RESULTS.md). aiortc's sender encodes
+    each frame before it asks the track for the next one, so a frame handed out is free again by the time
+    it is written two frames later.
+    """
+
+    def __init__(self) -> None:
+        self._frames: list[av.VideoFrame] = []
+        self._turn = 0
+
+    def take(self, width: int, height: int) -> av.VideoFrame:
+        """The frame to write next (two new ones when the size changed), with no picture type set: an
+        encoder that forced a keyframe marked it, and the mark must not force one on every later use."""
+        if not self._frames or (self._frames[0].width, self._frames[0].height) != (width, height):
+            self._frames = [av.VideoFrame(width, height, "yuv420p") for _ in range(2)]
+        frame = self._frames[self._turn]
+        self._turn ^= 1
+        frame.pict_type = PictureType.NONE
+        return frame
+
+
+class Annotator:
+    """One video track's drawing: the stamp of the newest analysis, the output frames it is written into,
+    and the reformatter for frames that must be drawn through BGR."""
+
+    def __init__(self) -> None:
+        self._stamp: OverlayStamp | None = None
+        self._output = OutputFrames()
+        self._reformatter = VideoReformatter()
+
+    def annotate(self, frame: av.VideoFrame, result: AnalysisResult) -> av.VideoFrame:
+        """`frame` with `result`'s boxes: in the decoded yuv420p planes where possible (no colour
+        conversion), else through BGR."""
+        if can_draw_in_place(frame):
+            size = (frame.width, frame.height)
+            stamp = self._stamp
+            if stamp is None or stamp.result is not result or stamp.size != size:
+                stamp = self._stamp = OverlayStamp.make(result, size)
+            return stamp.apply(frame, self._output.take(*size))
+        return annotate_frame(frame, result.detections, (result.width, result.height), self._reformatter)

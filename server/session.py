@@ -1,9 +1,13 @@
-"""One WebRTC peer per camera, and the registry that caps how many run at once.
+"""One WebRTC peer per camera: its annotated video track, its analysis slot and its data channel.
+
+When the camera's track arrives the session opens the camera's analysis slot (`AnalysisWorker.open`) and
+wraps the track (`AnnotatedVideoTrack`); each analysed frame comes back to `_publish`, which shows it on
+the video, sends it to the page and hands it to the passages and the recorder.
 
 A session ends on hang-up, on a failed or closed connection (ICE consent failure included), or when no
 video frame arrived for `idle_timeout` seconds (a client that vanished without a word). Ending it stops
-its track, its worker mailbox, its recorder and the peer connection, and removes it from the registry,
-so nothing of it stays behind.
+its track, closes its analysis slot, its recorder and the peer connection, and removes it from the
+registry (`server.registry`), so nothing of it stays behind.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -22,17 +25,17 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from server.analyser import AnalysisResult
 from server.config import IceServer
 from server.logs import session_logger
+from server.messages import DATA_CHANNEL_LABEL, detection_message, pong_message
 from server.metrics import ServerMetrics
 from server.passage_feed import SessionPassages
 from server.sdp import add_video_bitrate_floor
 from server.track import AnnotatedVideoTrack
-from server.worker import AnalysisResult, AnalysisWorker, FrameAnalyser
+from server.worker import AnalysisWorker
 from vision.draw import draw_detections
-from vision.labels import LABELS
 
-DATA_CHANNEL_LABEL = "detections"
 # Messages are skipped while this much is still unsent on the channel (a page that stopped reading).
 MAX_CHANNEL_BACKLOG_BYTES = 256 * 1024
 NEGOTIATION_TIMEOUT_S = 15.0
@@ -45,19 +48,10 @@ class Recorder(Protocol):
 
 
 RecorderFactory = Callable[[str], Recorder]
-AnalyserFactory = Callable[[], FrameAnalyser]
-
-
-class CapacityError(RuntimeError):
-    """The server already runs its maximum number of sessions."""
 
 
 class OfferError(ValueError):
     """The offer cannot be answered (unparseable SDP, no video, no common codec...)."""
-
-
-def new_session_id() -> str:
-    return secrets.token_urlsafe(6)
 
 
 def rtc_configuration(ice_servers: tuple[IceServer, ...]) -> RTCConfiguration:
@@ -67,30 +61,6 @@ def rtc_configuration(ice_servers: tuple[IceServer, ...]) -> RTCConfiguration:
             for server in ice_servers
         ]
     )
-
-
-def detection_message(session_id: str, result: AnalysisResult) -> dict[str, Any]:
-    """The data-channel message for one analysed frame (see docs/API.md)."""
-    counts = dict.fromkeys(LABELS, 0)
-    for detection in result.detections:
-        counts[detection.label] = counts.get(detection.label, 0) + 1
-    now_wall = time.time()
-    age_s = time.monotonic() - result.received_at
-    return {
-        "type": "detections",
-        "session": session_id,
-        "frame": result.number,
-        "width": result.width,
-        "height": result.height,
-        "faces": [detection.to_json() for detection in result.detections],
-        "counts": counts,
-        "inference_ms": round(result.inference_ms, 1),
-        "queue_ms": round(result.queue_ms, 1),
-        "received_at": round((now_wall - age_s) * 1000.0, 1),
-        "sent_at": round(now_wall * 1000.0, 1),
-        "analysed": result.analysed,
-        "dropped": result.dropped,
-    }
 
 
 def _preferred_video_codecs() -> list[Any]:
@@ -111,7 +81,6 @@ class PeerSession:
         idle_timeout: float,
         on_closed: Callable[[PeerSession], None],
         recorder_factory: RecorderFactory | None = None,
-        analyser_factory: AnalyserFactory | None = None,
         passages: SessionPassages | None = None,
     ) -> None:
         self.id = session_id
@@ -126,7 +95,6 @@ class PeerSession:
         self._idle_timeout = idle_timeout
         self._on_closed = on_closed
         self._recorder_factory = recorder_factory
-        self._analyser_factory = analyser_factory
         self._recorder: Recorder | None = None
         self._blackhole = MediaBlackhole()
         self._log = session_logger(__name__, session_id)
@@ -170,10 +138,8 @@ class PeerSession:
             transceiver = next((t for t in self.pc.getTransceivers() if t.receiver.track is track), None)
             if transceiver is not None:
                 self._recorder = self._start_recorder()
-                analyser = self._analyser_factory() if self._analyser_factory is not None else None
-                self.video = AnnotatedVideoTrack(
-                    track, self._worker, self.id, self._metrics, self._publish, analyser
-                )
+                analysis = self._worker.open(self.id, asyncio.get_running_loop(), self._publish)
+                self.video = AnnotatedVideoTrack(track, analysis, self._metrics)
                 transceiver.sender.replaceTrack(self.video)
                 self._log.info("camera track received")
                 return
@@ -206,17 +172,13 @@ class PeerSession:
         except ValueError:
             return
         if isinstance(request, dict) and request.get("type") == "ping":
-            self._send(
-                {
-                    "type": "pong",
-                    "id": request.get("id"),
-                    "t": request.get("t"),
-                    "server_time": round(time.time() * 1000.0, 1),
-                }
-            )
+            self._send(pong_message(request))
 
     def _publish(self, result: AnalysisResult) -> None:
-        """On the event loop, for each analysed frame: message to the page, frame to the recorder."""
+        """On the event loop, for each analysed frame: boxes on the video, message to the page, faces to
+        the passages, frame to the recorder."""
+        if self.video is not None:
+            self.video.show(result)
         message = detection_message(self.id, result)
         self._send(message)
         if self.passages is not None:
@@ -327,64 +289,3 @@ class PeerSession:
                     with contextlib.suppress(Exception):
                         await dtls.stop()
                         await dtls.transport.stop()
-
-
-class SessionRegistry:
-    """The open sessions; refuses a new one beyond `max_sessions`."""
-
-    def __init__(self, max_sessions: int, metrics: ServerMetrics) -> None:
-        self.max_sessions = max_sessions
-        self._metrics = metrics
-        self._sessions: dict[str, PeerSession] = {}
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def __contains__(self, session_id: object) -> bool:
-        return session_id in self._sessions
-
-    def get(self, session_id: str) -> PeerSession | None:
-        return self._sessions.get(session_id)
-
-    def sessions(self) -> list[PeerSession]:
-        return list(self._sessions.values())
-
-    def create(
-        self,
-        ice_servers: tuple[IceServer, ...],
-        worker: AnalysisWorker,
-        idle_timeout: float,
-        recorder_factory: RecorderFactory | None = None,
-        analyser_factory: AnalyserFactory | None = None,
-        passages: SessionPassages | None = None,
-    ) -> PeerSession:
-        """Reserve a place at once (before any await), so that concurrent offers cannot overbook."""
-        if len(self._sessions) >= self.max_sessions:
-            raise CapacityError(f"the server is at capacity ({self.max_sessions} sessions)")
-        session_id = new_session_id()
-        while session_id in self._sessions:
-            session_id = new_session_id()
-        session = PeerSession(
-            session_id,
-            ice_servers,
-            worker,
-            self._metrics,
-            idle_timeout,
-            self._remove,
-            recorder_factory,
-            analyser_factory,
-            passages,
-        )
-        self._sessions[session_id] = session
-        self._metrics.active_sessions.set(len(self._sessions))
-        return session
-
-    def _remove(self, session: PeerSession) -> None:
-        if self._sessions.get(session.id) is session:
-            del self._sessions[session.id]
-        self._metrics.active_sessions.set(len(self._sessions))
-
-    async def close_all(self, cause: str = "shutdown") -> None:
-        sessions = list(self._sessions.values())
-        if sessions:
-            await asyncio.gather(*(session.close(cause) for session in sessions), return_exceptions=True)

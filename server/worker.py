@@ -1,77 +1,49 @@
 """One analysis thread for the whole server, fed by a one-slot "newest frame" mailbox per session.
 
 Frames are analysed one after the other: running two analyses at once lowered throughput on the 2-core
-target. The server's analyser is `server.analysis_process.AnalysisProcess`, so this thread only converts
-the frame and waits while the models run in their own process; an analyser given directly (tests, the
-in-process pipeline) runs in this thread at low priority. A session that submits a frame while its
-previous one still waits replaces it (counted as dropped), so no queue can grow; sessions are served
-round-robin, and results go back to each session's event loop with `call_soon_threadsafe`.
+target. The server's analyser source is `server.analysis_process.AnalysisProcess`, so this thread only
+converts the frame to BGR (the one colour conversion on a frame's way to the models) and waits while the
+models run in their own process; a source given directly (tests, the models in this process) runs in this
+thread at low priority. A session that submits a frame while its previous one still waits replaces it
+(counted as dropped), so no queue can grow; sessions are served round-robin, and results go back to each
+session's event loop with `call_soon_threadsafe`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import av
-import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from server.analyser import AnalyserSource, AnalysisResult, FrameAnalyser
 from server.metrics import ServerMetrics
-from vision.pipeline import Detection
+from server.priority import lower_analysis_priority
 
 logger = logging.getLogger(__name__)
 
-# Niceness of the analysis when this thread runs the models itself (Linux; the analysis process runs under
-# SCHED_IDLE instead, and falls back to this where that is refused): decoding, drawing and encoding the
-# video of every camera come first, analysis takes the CPU that is left. Under load the detection rate
-# falls, the video rate and latency hold (bench/RESULTS.md: 4 cameras on 2 busy cores, 9 -> 25 fps received).
-ANALYSIS_NICENESS = 10
-
-
-def lower_analysis_priority() -> None:
-    """Give the calling thread, and OpenCV's work in it, a lower CPU priority than the video threads.
-
-    OpenCV runs single-threaded here: its own pool threads would not inherit this thread's niceness,
-    and with every core busy with video a second detector thread only adds contention.
-    """
-    cv2.setNumThreads(1)
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ANALYSIS_NICENESS)
-        except OSError as exc:
-            logger.warning("cannot lower the analysis thread's priority: %s", exc)
-
-
-class FrameAnalyser(Protocol):
-    """What the worker runs: MaskDetectionPipeline, or a stand-in in tests."""
-
-    def analyse(self, image: np.ndarray) -> Sequence[Detection]: ...
+ResultHandler = Callable[[AnalysisResult], None]
 
 
 @dataclass(frozen=True)
-class AnalysisResult:
-    """The detections of one frame, with the timings and totals the page shows."""
+class AnalysisSlot:
+    """A session's place in the worker, as its video track uses it: hand over the newest frame.
 
-    number: int
-    width: int
-    height: int
-    detections: tuple[Detection, ...]
-    image: np.ndarray = field(repr=False)
-    received_at: float
-    """Monotonic time (time.monotonic) when the frame reached the server."""
-    queue_ms: float
-    inference_ms: float
-    analysed: int
-    dropped: int
+    `AnalysisWorker.open` gives it out; the session that opened it closes it (`AnalysisWorker.close`).
+    """
+
+    worker: AnalysisWorker
+    session_id: str
+
+    def submit(self, number: int, frame: av.VideoFrame | np.ndarray) -> bool:
+        """Put the frame in the mailbox; True when it replaced one that was never analysed."""
+        return self.worker.submit(self.session_id, number, frame)
 
 
 @dataclass
@@ -82,9 +54,9 @@ class _Pending:
 
 
 @dataclass
-class _Slot:
+class _Mailbox:
     loop: asyncio.AbstractEventLoop
-    on_result: Callable[[AnalysisResult], None]
+    on_result: ResultHandler
     analyser: FrameAnalyser
     pending: _Pending | None = None
     analysed: int = 0
@@ -95,8 +67,9 @@ class _Slot:
 def to_bgr_array(frame: av.VideoFrame | np.ndarray, reformatter: VideoReformatter) -> np.ndarray:
     """The frame as a BGR array, converted with the caller's own reformatter.
 
-    The same VideoFrame is also converted on the event loop (to draw on it); `frame.to_ndarray(format=...)`
-    would share the frame's one swscale context between two threads, which crashes.
+    The same VideoFrame is also converted on the event loop (to draw on it when it cannot be drawn on in
+    place); `frame.to_ndarray(format=...)` would share the frame's one swscale context between two
+    threads, which crashes.
     """
     if isinstance(frame, np.ndarray):
         return frame
@@ -104,19 +77,20 @@ def to_bgr_array(frame: av.VideoFrame | np.ndarray, reformatter: VideoReformatte
 
 
 class AnalysisWorker:
-    """Runs `analyser.analyse` on the newest pending frame of each session in turn.
+    """Runs each session's own analyser (from `source.open_stream()`) on its newest pending frame, the
+    sessions in turn.
 
-    With `lower_priority` the thread (and OpenCV in it) runs at `ANALYSIS_NICENESS`; leave it off when the
-    analyser only hands frames to a process that has lowered its own priority.
+    With `lower_priority` the thread (and OpenCV in it) runs at `server.priority.ANALYSIS_NICENESS`; leave
+    it off when the source only hands frames to a process that has lowered its own priority.
     """
 
     def __init__(
-        self, analyser: FrameAnalyser, metrics: ServerMetrics | None = None, lower_priority: bool = True
+        self, source: AnalyserSource, metrics: ServerMetrics | None = None, lower_priority: bool = True
     ) -> None:
-        self._analyser = analyser
+        self._source = source
         self._lower_priority = lower_priority
         self._metrics = metrics
-        self._slots: dict[str, _Slot] = {}
+        self._mailboxes: dict[str, _Mailbox] = {}
         self._order: list[str] = []
         self._cursor = 0
         self._wakeup = threading.Condition()
@@ -143,66 +117,62 @@ class AnalysisWorker:
         """Finish the analysis in progress, drop pending frames and join the thread."""
         with self._wakeup:
             self._stopping = True
-            self._slots.clear()
+            self._mailboxes.clear()
             self._order.clear()
             self._wakeup.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def open(
-        self,
-        key: str,
-        loop: asyncio.AbstractEventLoop,
-        on_result: Callable[[AnalysisResult], None],
-        analyser: FrameAnalyser | None = None,
-    ) -> None:
-        """Give session `key` a mailbox; `on_result` is called on `loop` for each analysed frame.
-
-        `analyser` is the session's own (stateful, e.g. following faces); by default the shared one.
-        It only ever runs in the worker thread, one frame at a time.
-        """
+        self, session_id: str, loop: asyncio.AbstractEventLoop, on_result: ResultHandler
+    ) -> AnalysisSlot:
+        """Give a session a mailbox and its own analyser; `on_result` is called on `loop` for each analysed
+        frame. The analyser (stateful, e.g. following faces) only ever runs in the worker thread, one frame
+        at a time."""
+        analyser = self._source.open_stream()
         with self._wakeup:
-            if key in self._slots:
-                raise ValueError(f"session {key} already has a mailbox")
-            self._slots[key] = _Slot(loop=loop, on_result=on_result, analyser=analyser or self._analyser)
-            self._order.append(key)
+            if session_id in self._mailboxes:
+                raise ValueError(f"session {session_id} already has a mailbox")
+            self._mailboxes[session_id] = _Mailbox(loop=loop, on_result=on_result, analyser=analyser)
+            self._order.append(session_id)
+        return AnalysisSlot(self, session_id)
 
-    def close(self, key: str) -> None:
-        """Forget session `key`: its pending frame is dropped and no result reaches it any more."""
+    def close(self, session_id: str) -> None:
+        """Forget a session: its pending frame is dropped and no result reaches it any more."""
         with self._wakeup:
-            if self._slots.pop(key, None) is None:
+            if self._mailboxes.pop(session_id, None) is None:
                 return
-            index = self._order.index(key)
+            index = self._order.index(session_id)
             self._order.pop(index)
             if index < self._cursor:
                 self._cursor -= 1
 
-    def submit(self, key: str, number: int, frame: av.VideoFrame | np.ndarray) -> bool:
+    def submit(self, session_id: str, number: int, frame: av.VideoFrame | np.ndarray) -> bool:
         """Put the frame in the session's mailbox; True when it replaced one that was never analysed."""
         with self._wakeup:
-            slot = self._slots.get(key)
-            if slot is None:
+            mailbox = self._mailboxes.get(session_id)
+            if mailbox is None:
                 return False
-            replaced = slot.pending is not None
+            replaced = mailbox.pending is not None
             if replaced:
-                slot.dropped += 1
+                mailbox.dropped += 1
                 if self._metrics is not None:
                     self._metrics.frames_dropped.labels(stage="analysis").inc()
-            slot.pending = _Pending(number=number, frame=frame, received_at=time.monotonic())
+            mailbox.pending = _Pending(number=number, frame=frame, received_at=time.monotonic())
             self._wakeup.notify()
             return replaced
 
-    def _take_next(self) -> tuple[str, _Slot, _Pending] | None:
+    def _take_next(self) -> tuple[str, _Mailbox, _Pending] | None:
         """Round-robin from the session after the last one served; None when nothing waits."""
         count = len(self._order)
         for offset in range(count):
             index = (self._cursor + offset) % count
-            key = self._order[index]
-            slot = self._slots[key]
-            if slot.pending is not None:
-                pending, slot.pending = slot.pending, None
+            session_id = self._order[index]
+            mailbox = self._mailboxes[session_id]
+            if mailbox.pending is not None:
+                pending, mailbox.pending = mailbox.pending, None
                 self._cursor = (index + 1) % count
-                return key, slot, pending
+                return session_id, mailbox, pending
         return None
 
     def _run(self) -> None:
@@ -217,18 +187,18 @@ class AnalysisWorker:
                     return
             self._analyse(*job)
 
-    def _analyse(self, key: str, slot: _Slot, pending: _Pending) -> None:
+    def _analyse(self, session_id: str, mailbox: _Mailbox, pending: _Pending) -> None:
         started = time.monotonic()
         try:
             image = to_bgr_array(pending.frame, self._reformatter)
-            detections = tuple(slot.analyser.analyse(image))
+            detections = tuple(mailbox.analyser.analyse(image))
         except Exception:
-            slot.failed += 1
-            if slot.failed == 1:
-                logger.exception("analysis of a frame failed", extra={"session": key})
+            mailbox.failed += 1
+            if mailbox.failed == 1:
+                logger.exception("analysis of a frame failed", extra={"session": session_id})
             return
         finished = time.monotonic()
-        slot.analysed += 1
+        mailbox.analysed += 1
         if self._metrics is not None:
             self._metrics.frames_analysed.inc()
             self._metrics.analysis_seconds.observe(finished - started)
@@ -243,21 +213,21 @@ class AnalysisWorker:
             received_at=pending.received_at,
             queue_ms=(started - pending.received_at) * 1000.0,
             inference_ms=(finished - started) * 1000.0,
-            analysed=slot.analysed,
-            dropped=slot.dropped,
+            analysed=mailbox.analysed,
+            dropped=mailbox.dropped,
         )
         try:
-            slot.loop.call_soon_threadsafe(self._deliver, key, slot, result)
+            mailbox.loop.call_soon_threadsafe(self._deliver, session_id, mailbox, result)
         except RuntimeError:
             # The session's event loop is closed: nobody is left to take the result.
-            self.close(key)
+            self.close(session_id)
 
-    def _deliver(self, key: str, slot: _Slot, result: AnalysisResult) -> None:
+    def _deliver(self, session_id: str, mailbox: _Mailbox, result: AnalysisResult) -> None:
         """On the session's loop: hand over the result unless the session closed meanwhile."""
         with self._wakeup:
-            if self._slots.get(key) is not slot:
+            if self._mailboxes.get(session_id) is not mailbox:
                 return
         try:
-            slot.on_result(result)
+            mailbox.on_result(result)
         except Exception:
-            logger.exception("a session's result handler failed", extra={"session": key})
+            logger.exception("a session's result handler failed", extra={"session": session_id})

@@ -143,6 +143,10 @@ class SlowAnalyser:
         self.calls = 0
         self.sizes: list[tuple[int, int]] = []
 
+    def open_stream(self) -> SlowAnalyser:
+        """Every stream shares it (it keeps no state of a stream)."""
+        return self
+
     def analyse(self, image: np.ndarray) -> list[Detection]:
         time.sleep(self.seconds)
         self.calls += 1

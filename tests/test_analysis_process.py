@@ -17,11 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
-from server.analysis import StreamingPipeline, load_pipeline
+from server.analysis import load_models
 from server.analysis_process import AnalysisProcess, AnalysisProcessError
 from server.app import STATE, create_app
 from server.config import ServerConfig
 from tests.media_helpers import serve_app, two_face_frame
+from vision.stream import StreamAnalyser
 
 CONFIG = ServerConfig()
 
@@ -35,8 +36,8 @@ def analysis_process() -> Iterator[AnalysisProcess]:
 
 def test_child_finds_what_the_pipeline_finds_in_this_process(analysis_process: AnalysisProcess) -> None:
     scene = two_face_frame()
-    local = load_pipeline(CONFIG)
-    assert isinstance(local, StreamingPipeline)
+    local = load_models(CONFIG)
+    assert local.settings is not None, "the default follows faces"
 
     remote_full = analysis_process.analyse(scene.image)
     assert remote_full == local.analyse(scene.image)
@@ -44,10 +45,11 @@ def test_child_finds_what_the_pipeline_finds_in_this_process(analysis_process: A
 
     # A session's stream keeps its face-following state in the child: the same frames give the same
     # detections, frame after frame, as a StreamAnalyser here (a full detection, then following).
-    remote_stream, local_stream = analysis_process.new_stream(), local.new_stream()
+    remote_stream, local_stream = analysis_process.open_stream(), local.open_stream()
     shifted = np.roll(scene.image, 6, axis=1)
     for image in (scene.image, shifted, scene.image, shifted):
-        assert list(remote_stream.analyse(image)) == local_stream.analyse(image)
+        assert list(remote_stream.analyse(image)) == list(local_stream.analyse(image))
+    assert isinstance(local_stream, StreamAnalyser)
     assert local_stream.flow_follows > 0
 
 
@@ -83,7 +85,7 @@ def test_killed_child_is_replaced_and_the_server_goes_on(analysis_process: Analy
     old_pid = analysis_process.pid
     assert old_pid is not None
     os.kill(old_pid, signal.SIGKILL)
-    stream = analysis_process.new_stream()
+    stream = analysis_process.open_stream()
     try:
         after = list(stream.analyse(scene.image))
     except AnalysisProcessError:

@@ -11,11 +11,11 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
+from server.analyser import AnalyserSource
 from server.app import create_app
 from server.config import ServerConfig
 from server.history import HISTORY
 from server.history_store import HistoryStore, PassageQuery
-from server.worker import FrameAnalyser
 from tests.media_helpers import CameraClient, FakeCameraTrack, blank_frame, serve_app
 from tests.postgres_helpers import PostgresCluster, free_port
 from vision.pipeline import Detection
@@ -31,6 +31,10 @@ class PassingFaces:
         self.present, self.absent = present, absent
         self.calls = 0
 
+    def open_stream(self) -> PassingFaces:
+        """Every camera shares it: the passing pattern counts all their frames together."""
+        return self
+
     def analyse(self, image: np.ndarray) -> list[Detection]:
         self.calls += 1
         time.sleep(0.002)
@@ -39,7 +43,7 @@ class PassingFaces:
         return [Detection(box=(200, 120, 360, 320), label="with_mask", score=0.95, face_confidence=0.99)]
 
 
-def passing_faces(_: ServerConfig) -> FrameAnalyser:
+def passing_faces(_: ServerConfig) -> AnalyserSource:
     return PassingFaces()
 
 

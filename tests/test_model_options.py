@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 import predict
-from server.analysis import load_pipeline
+from server.analysis import load_models
 from server.config import ServerConfig, parse_config
 from training import evaluate
 from vision.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES, build_detector
@@ -87,6 +87,6 @@ def test_detector_flag_chooses_the_model_in_every_entry_point(name: str) -> None
     from_environment = parse_config([], environ={"MASKCAM_DETECTOR": name})
     assert from_flag.detector_spec == from_environment.detector_spec
     # The server builds that model, for full frames and for the stream analyser's search regions.
-    pipeline = load_pipeline(from_flag)
-    assert pipeline.detector.name == name
-    assert pipeline.region_detector.name == name  # type: ignore[union-attr]
+    models = load_models(from_flag)
+    assert models.detector.name == name
+    assert models.region_detector is not None and models.region_detector.name == name

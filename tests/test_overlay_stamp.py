@@ -9,9 +9,8 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 
-from server.overlay import draw_on_yuv420p
-from server.track import OutputFrames, OverlayStamp, scale_detections
-from server.worker import AnalysisResult
+from server.analyser import AnalysisResult
+from server.overlay import OutputFrames, OverlayStamp, draw_on_yuv420p, scale_detections
 from vision.pipeline import Detection
 
 

@@ -36,10 +36,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scripts.cycle_test import run_camera_process, run_cycles, wait_healthy
+from server.analyser import AnalyserSource
 from server.app import STATE, create_app
 from server.config import ServerConfig
 from server.memory import use_fixed_mmap_threshold
-from server.worker import FrameAnalyser
 from tests.browser_helpers import free_port
 from tests.media_helpers import (
     BACKGROUND,
@@ -58,7 +58,7 @@ VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
 Box = tuple[int, int, int, int]
 
 
-def stand_in(_: ServerConfig) -> FrameAnalyser:
+def stand_in(_: ServerConfig) -> AnalyserSource:
     return SlowAnalyser(0.005)
 
 

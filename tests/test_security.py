@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from server.analyser import AnalyserSource
 from server.app import create_app
 from server.config import ServerConfig
 from server.security import (
@@ -19,7 +20,6 @@ from server.security import (
     SlidingWindowLimiter,
     security_middlewares,
 )
-from server.worker import FrameAnalyser
 from tests.media_helpers import SlowAnalyser
 
 TOKEN = "s3cret-token-0123456789"
@@ -249,7 +249,7 @@ def test_limiter_rejects_nonsense_settings() -> None:
 # --- the real app ---------------------------------------------------------------------------------------
 
 
-def _stand_in(_: ServerConfig) -> FrameAnalyser:
+def _stand_in(_: ServerConfig) -> AnalyserSource:
     return SlowAnalyser(0.001)
 
 

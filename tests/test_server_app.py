@@ -12,17 +12,17 @@ import pytest
 from aiortc import AudioStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from server.analyser import AnalyserSource
 from server.app import STATE, create_app
 from server.config import IceServer, ServerConfig
 from server.session import Recorder, rtc_configuration
-from server.worker import FrameAnalyser
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 from vision.pipeline import Detection
 
 CONFIG = ServerConfig(offers_per_minute=0, idle_timeout=3.0)
 
 
-def stand_in(_: ServerConfig) -> FrameAnalyser:
+def stand_in(_: ServerConfig) -> AnalyserSource:
     return SlowAnalyser(0.005)
 
 
@@ -175,7 +175,7 @@ async def test_vp8_is_preferred_even_when_the_offer_lists_h264_first(http: aioht
 
 
 class PerStreamAnalysers:
-    """Looks like StreamingPipeline: hands every session its own analyser."""
+    """Like the face-following models: hands every session its own analyser."""
 
     def __init__(self) -> None:
         self.streams: list[SlowAnalyser] = []
@@ -183,7 +183,7 @@ class PerStreamAnalysers:
     def analyse(self, image: np.ndarray) -> list[Detection]:
         raise AssertionError("sessions must use their own stream analyser")
 
-    def new_stream(self) -> SlowAnalyser:
+    def open_stream(self) -> SlowAnalyser:
         self.streams.append(SlowAnalyser(0.005))
         return self.streams[-1]
 

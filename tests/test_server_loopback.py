@@ -13,10 +13,10 @@ import aiohttp
 import numpy as np
 import pytest
 
-from server.analysis import load_pipeline
+from server.analyser import AnalyserSource
+from server.analysis import load_models
 from server.app import STATE, create_app
 from server.config import PROJECT_ROOT, ServerConfig
-from server.worker import FrameAnalyser
 from tests.media_helpers import CameraClient, FakeCameraTrack, TwoFaceFrame, serve_app, two_face_frame
 from vision.detectors import build_detector
 from vision.labels import LABEL_COLOURS_BGR
@@ -31,6 +31,9 @@ class DetectorOnly:
 
     def __init__(self) -> None:
         self.detector = build_detector()
+
+    def open_stream(self) -> DetectorOnly:
+        return self
 
     def analyse(self, image: np.ndarray) -> list[Detection]:
         return [
@@ -78,7 +81,7 @@ class MemoryRecorder:
 
 async def run_session(
     http: aiohttp.ClientSession,
-    analyser: FrameAnalyser,
+    analyser: AnalyserSource,
     scene: TwoFaceFrame,
     recorders: list[MemoryRecorder] | None = None,
 ) -> tuple[CameraClient, list[dict[str, Any]], np.ndarray, dict[str, Any]]:
@@ -179,7 +182,7 @@ async def test_trained_model_labels_masked_and_unmasked_faces(http: aiohttp.Clie
     if not TRAINED_MODEL.is_file():
         pytest.skip(f"needs the trained classifier {TRAINED_MODEL.relative_to(PROJECT_ROOT)} (models issue)")
     scene = two_face_frame()
-    pipeline = load_pipeline(CONFIG)
+    pipeline = load_models(CONFIG)
     _, messages, frame, after = await run_session(http, pipeline, scene)
 
     for message in messages[-5:]:

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from av.video.reformatter import VideoReformatter
 
-from server.overlay import can_draw_in_place, draw_on_yuv420p
-from server.track import annotate_frame
+from server.overlay import annotate_frame, can_draw_in_place, draw_on_yuv420p
 from vision.labels import LABEL_COLOURS_BGR
 from vision.pipeline import Detection
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from server.analysis import StreamAnalyserSource, StreamingPipeline, load_pipeline
+from server.analysis import load_models
 from server.config import PROJECT_ROOT, ServerConfig
 from server.logs import JsonFormatter, session_logger
 from server.memory import use_fixed_mmap_threshold
@@ -210,13 +210,13 @@ def test_https_server_prints_urls_serves_and_stops_within_5_s_of_sigterm(
 
 @pytest.mark.slow
 def test_detect_every_chooses_full_pipeline_or_a_face_follower_per_stream(classifier_path: Path) -> None:
-    every_frame = load_pipeline(ServerConfig(classifier=classifier_path, detect_every=1))
-    assert isinstance(every_frame, MaskDetectionPipeline)
-    assert not isinstance(every_frame, StreamAnalyserSource)
-    streaming = load_pipeline(ServerConfig(classifier=classifier_path, detect_every=4))
-    assert isinstance(streaming, StreamingPipeline) and isinstance(streaming, StreamAnalyserSource)
-    first, second = streaming.new_stream(), streaming.new_stream()
-    assert first is not second and isinstance(first, StreamAnalyser)
+    every_frame = load_models(ServerConfig(classifier=classifier_path, detect_every=1))
+    shared = every_frame.open_stream()
+    assert isinstance(shared, MaskDetectionPipeline)
+    assert every_frame.open_stream() is shared, "every stream shares the full pipeline"
+    streaming = load_models(ServerConfig(classifier=classifier_path, detect_every=4))
+    first, second = streaming.open_stream(), streaming.open_stream()
+    assert first is not second and isinstance(first, StreamAnalyser) and isinstance(second, StreamAnalyser)
     assert first.settings.detect_every == 4
     assert first.detector is second.detector is streaming.detector
     assert first.region_detector is second.region_detector

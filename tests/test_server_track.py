@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 
 import av
 import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from server.analyser import AnalysisResult
 from server.metrics import ServerMetrics
-from server.track import AnnotatedVideoTrack, scale_detections
-from server.worker import AnalysisResult, AnalysisWorker
+from server.overlay import scale_detections
+from server.track import AnnotatedVideoTrack
+from server.worker import AnalysisWorker
 from tests.media_helpers import VIDEO_TIME_BASE, FakeCameraTrack, SlowAnalyser, blank_frame
 from vision.pipeline import Detection
 
@@ -21,6 +24,28 @@ from vision.pipeline import Detection
 @pytest.fixture
 def metrics() -> ServerMetrics:
     return ServerMetrics()
+
+
+def open_track(
+    source: MediaStreamTrack,
+    worker: AnalysisWorker,
+    session_id: str,
+    metrics: ServerMetrics,
+    on_result: Callable[[AnalysisResult], None] | None = None,
+) -> AnnotatedVideoTrack:
+    """What `PeerSession` does with a camera track: open its analysis slot, wrap the track, show each
+    result on it (and hand it to `on_result`). The caller closes the slot (`worker.close`)."""
+    track: AnnotatedVideoTrack | None = None
+
+    def publish(result: AnalysisResult) -> None:
+        assert track is not None
+        track.show(result)
+        if on_result is not None:
+            on_result(result)
+
+    slot = worker.open(session_id, asyncio.get_running_loop(), publish)
+    track = AnnotatedVideoTrack(source, slot, metrics)
+    return track
 
 
 async def consume(
@@ -45,13 +70,14 @@ async def test_slow_analysis_keeps_video_rate_and_latency(metrics: ServerMetrics
     worker.start()
     results: list[AnalysisResult] = []
     source = FakeCameraTrack([blank_frame()], fps=30.0)
-    track = AnnotatedVideoTrack(source, worker, "slow", metrics, on_result=results.append)
+    track = open_track(source, worker, "slow", metrics, on_result=results.append)
     try:
         seconds = 10.0
         received = await consume(track, seconds, per_frame_cost=0.004)
     finally:
         track.stop()
         await track.wait_closed()
+        worker.close("slow")
         worker.stop()
 
     latencies = [(at - source.captured_at[pts]) for at, pts in received]
@@ -81,7 +107,7 @@ async def test_frames_carry_the_newest_detections_and_keep_timestamps(metrics: S
     worker = AnalysisWorker(analyser, metrics)
     worker.start()
     source = FakeCameraTrack([blank_frame()], fps=30.0)
-    track = AnnotatedVideoTrack(source, worker, "draw", metrics)
+    track = open_track(source, worker, "draw", metrics)
     timestamps, time_bases = [], []
     try:
         for _ in range(15):
@@ -107,13 +133,14 @@ async def test_track_ends_when_source_ends(metrics: ServerMetrics) -> None:
     worker = AnalysisWorker(SlowAnalyser(0.0), metrics)
     worker.start()
     source = FakeCameraTrack([blank_frame()], fps=200.0, limit=5)
-    track = AnnotatedVideoTrack(source, worker, "ends", metrics)
+    track = open_track(source, worker, "ends", metrics)
     try:
         with pytest.raises(MediaStreamError):
             for _ in range(50):
                 await asyncio.wait_for(track.recv(), 2.0)
         assert track.readyState == "ended"
         await track.wait_closed()
+        worker.close("ends")  # as the session does when it ends
         assert worker.sessions == []
     finally:
         worker.stop()
@@ -123,7 +150,7 @@ async def test_stop_wakes_a_waiting_recv(metrics: ServerMetrics) -> None:
     worker = AnalysisWorker(SlowAnalyser(0.0), metrics)
     worker.start()
     source = FakeCameraTrack([blank_frame()], fps=0.5)
-    track = AnnotatedVideoTrack(source, worker, "wake", metrics)
+    track = open_track(source, worker, "wake", metrics)
     try:
         await track.recv()
         waiting = asyncio.ensure_future(track.recv())
@@ -173,7 +200,7 @@ async def test_resolution_changes_odd_and_tiny_frames_pass_through(metrics: Serv
     worker = AnalysisWorker(SlowAnalyser(0.0, box=(10, 10, 200, 200)), metrics)
     worker.start()
     results: list[AnalysisResult] = []
-    track = AnnotatedVideoTrack(ResizingCamera(frames_per_size=8), worker, "resize", metrics, results.append)
+    track = open_track(ResizingCamera(frames_per_size=8), worker, "resize", metrics, results.append)
     sizes = []
     try:
         with pytest.raises(MediaStreamError):

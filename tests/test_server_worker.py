@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from server.analyser import AnalysisResult
 from server.metrics import ServerMetrics
-from server.worker import AnalysisResult, AnalysisWorker
+from server.worker import AnalysisWorker
 from tests.media_helpers import SlowAnalyser, blank_frame
 from vision.pipeline import Detection
 
@@ -22,6 +23,9 @@ class GatedAnalyser:
         self.release = threading.Event()
         self.started = threading.Event()
         self.seen: list[int] = []
+
+    def open_stream(self) -> GatedAnalyser:
+        return self
 
     def analyse(self, image: np.ndarray) -> list[Detection]:
         self.started.set()
@@ -114,6 +118,9 @@ async def test_closed_session_gets_no_more_results_and_stop_joins() -> None:
 async def test_a_failing_analysis_does_not_kill_the_worker() -> None:
     class Flaky:
         calls = 0
+
+        def open_stream(self) -> Flaky:
+            return self
 
         def analyse(self, image: np.ndarray) -> list[Detection]:
             self.calls += 1

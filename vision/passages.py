@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vision.stream import box_iou
+from vision.boxes import iou
 
 SizeClass = Literal["small", "medium", "large"]
 SIZE_CLASSES: tuple[SizeClass, ...] = ("small", "medium", "large")
@@ -188,7 +188,7 @@ class PassageTracker:
         for passage in self._open:
             if id(passage) in taken:
                 continue
-            overlap = box_iou(box, passage.box)
+            overlap = iou(box, passage.box)
             if overlap > best_overlap:
                 best, best_overlap = passage, overlap
         return best

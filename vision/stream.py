@@ -99,10 +99,6 @@ class _FollowedFace:
     """Stable id of the face while it is followed (`FollowedDetection.face_id`)."""
 
 
-box_iou = iou
-"""`vision.boxes.iou` (kept under this name for the passages module)."""
-
-
 def search_region(box: IntBox, scale: float) -> Box:
     """Square region centred on ``box`` whose side is ``scale`` times the box's long side."""
     x0, y0, x1, y1 = box
