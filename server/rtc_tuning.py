@@ -4,14 +4,15 @@ aiortc's defaults suit a client; measured on this server's 2 cores (bench/RESULT
 product latency and CPU that it needs for analysis:
 
 - **Frame assembly.** aiortc's video jitter buffer hands a frame to the decoder only when the first packet of
-  the *next* frame arrives, so every received frame waits one frame interval (33 ms at 30 fps) although its
+  the *next* frame arrives, so every received frame waits one frame interval although its
   last packet, marked by the RTP marker bit (RFC 7741 section 4.1 for VP8), is already there.
   `MarkerJitterBuffer` releases a frame as soon as its packets up to the marked one are all present; the
   old rule still applies when a marker packet is lost.
 - **VP8 encoding.** aiortc's VP8 encoder runs libvpx's temporal denoiser (noise-sensitivity 4). The server
   encodes frames that it has just decoded from the camera's VP8, whose noise that encoder has already
-  quantised away: the denoiser costs 3.7 instead of 1.5 ms per 640x480 frame here, on every frame of every
-  camera. `DenoiserFreeVp8Encoder` is aiortc's encoder with the denoiser off and otherwise the same settings.
+  quantised away: with the denoiser an encode costs several times as much (bench/RESULTS.md, "VP8 without
+  the denoiser"), on every frame of every camera. `DenoiserFreeVp8Encoder` is aiortc's encoder with the
+  denoiser off and otherwise the same settings.
 
 `install()` puts both in place of aiortc's own classes, for every peer connection made afterwards in this
 process. aiortc offers no option for either; the tests in tests/test_rtc_tuning.py check that the

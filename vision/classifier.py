@@ -1,7 +1,7 @@
 """Three-class mask classifier over face crops, served by onnxruntime or torch.
 
-The ONNX file is the default (about 4x faster than torch eager on a small CPU); the torch checkpoint
-stays available as a second backend. Both files carry the same metadata: labels, input size and crop
+The ONNX file is the default (onnxruntime runs it several times faster than torch eager on a small CPU);
+the torch checkpoint stays available as a second backend. Both files carry the same metadata: labels, input size and crop
 margin, so a model trained with other settings is used with the settings it was trained with.
 """
 
@@ -68,7 +68,7 @@ class MaskClassifier:
 
     With ``flip_average`` (the default) each crop is also classified mirrored, in the same batch, and
     the two probability vectors are averaged: on the validation crops this raised binary accuracy by
-    0.4-0.8 points for about 1 ms per face (see models/MODEL_CARD.md).
+    a little on every source for one more crop per face (models/MODEL_CARD.md, "Flip averaging").
     """
 
     def __init__(self, model_path: str | Path, threads: int = 2, flip_average: bool = True) -> None:

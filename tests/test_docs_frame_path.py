@@ -1,0 +1,51 @@
+"""docs/ARCHITECTURE.md stays true: every `module.Name` it mentions still exists, and the README links it."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
+# A dotted name in backticks that starts with one of the project's packages: `server.track.AnnotatedVideoTrack`.
+NAME = re.compile(r"`((?:server|vision|training|bench)(?:\.\w+)+)`")
+
+
+def mentioned_names() -> list[str]:
+    return sorted(set(NAME.findall(ARCHITECTURE.read_text(encoding="utf-8"))))
+
+
+def resolve(dotted: str) -> object:
+    """The object a dotted name refers to: the longest importable module prefix, then attributes."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            target: object = importlib.import_module(".".join(parts[:split]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[split:]:
+            target = getattr(target, attribute)
+        return target
+    raise ModuleNotFoundError(dotted)
+
+
+def test_the_page_names_the_frame_path() -> None:
+    names = mentioned_names()
+    assert len(names) >= 30, names
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    assert "## How a frame travels" in text
+
+
+@pytest.mark.parametrize("dotted", mentioned_names())
+def test_every_name_on_the_page_exists(dotted: str) -> None:
+    try:
+        resolve(dotted)
+    except (ImportError, AttributeError) as exc:
+        pytest.fail(f"docs/ARCHITECTURE.md names {dotted}, which is gone: {exc}")
+
+
+def test_the_readme_links_the_page() -> None:
+    assert "(docs/ARCHITECTURE.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
