@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
-# A dotted name in backticks that starts with one of the project's packages: `server.track.AnnotatedVideoTrack`.
+# A dotted name in backticks that starts with a package of the project: `server.track.AnnotatedVideoTrack`.
 NAME = re.compile(r"`((?:server|vision|training|bench)(?:\.\w+)+)`")
 
 

@@ -1,8 +1,9 @@
 """Three-class mask classifier over face crops, served by onnxruntime or torch.
 
 The ONNX file is the default (onnxruntime runs it several times faster than torch eager on a small CPU);
-the torch checkpoint stays available as a second backend. Both files carry the same metadata: labels, input size and crop
-margin, so a model trained with other settings is used with the settings it was trained with.
+the torch checkpoint stays available as a second backend. Both files carry the same metadata: labels,
+input size and crop margin, so a model trained with other settings is used with the settings it was
+trained with.
 """
 
 from __future__ import annotations
