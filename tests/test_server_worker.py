@@ -79,21 +79,21 @@ async def test_sessions_are_served_round_robin() -> None:
     order: list[str] = []
     loop = asyncio.get_running_loop()
 
-    def record(key: str) -> Callable[[AnalysisResult], None]:
-        return lambda _: order.append(key)
+    def record(session_id: str) -> Callable[[AnalysisResult], None]:
+        return lambda _: order.append(session_id)
 
-    for key in ("a", "b", "c"):
-        worker.open(key, loop, record(key))
+    for session_id in ("a", "b", "c"):
+        worker.open(session_id, loop, record(session_id))
     worker.start()
     try:
         for round_number in range(20):
-            for key in ("a", "b", "c"):
-                worker.submit(key, round_number, blank_frame(32, 32))
+            for session_id in ("a", "b", "c"):
+                worker.submit(session_id, round_number, blank_frame(32, 32))
             await asyncio.sleep(0.005)
         await wait_until(lambda: len(order) >= 12)
     finally:
         worker.stop()
-    counts = {key: order.count(key) for key in "abc"}
+    counts = {session_id: order.count(session_id) for session_id in "abc"}
     assert max(counts.values()) - min(counts.values()) <= 2, counts
 
 
