@@ -41,7 +41,7 @@ class AnnotatedVideoTrack(MediaStreamTrack):
         self._analysis = analysis
         self._metrics = metrics
         self._latest_result: AnalysisResult | None = None
-        self._newest: tuple[int, av.VideoFrame] | None = None
+        self._newest: av.VideoFrame | None = None
         self._frame_ready = asyncio.Event()
         self._annotator = Annotator()
         self._source_ended = False
@@ -81,8 +81,7 @@ class AnnotatedVideoTrack(MediaStreamTrack):
             await self._frame_ready.wait()
         if self.readyState != "live":
             raise MediaStreamError
-        _, frame = self._newest
-        self._newest = None
+        frame, self._newest = self._newest, None
         return frame
 
     async def _read_source(self) -> None:
@@ -98,7 +97,7 @@ class AnnotatedVideoTrack(MediaStreamTrack):
                     self._metrics.frames_received.inc()
                     if self._newest is not None:
                         self._metrics.frames_dropped.labels(stage="output").inc()
-                self._newest = (number, frame)
+                self._newest = frame
                 self._frame_ready.set()
                 self._analysis.submit(number, frame)
         except MediaStreamError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from typing import ClassVar
 
 import aiohttp
 import numpy as np
@@ -16,6 +17,7 @@ from server.analyser import AnalyserSource
 from server.app import STATE, create_app
 from server.config import IceServer, ServerConfig
 from server.session import Recorder, rtc_configuration
+from server.worker import AnalysisSlot, AnalysisWorker, ResultHandler
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 from vision.pipeline import Detection
 
@@ -258,3 +260,42 @@ async def test_a_camera_that_stops_sending_is_closed_after_the_idle_timeout(
             await client.close()
         metrics = app[STATE].metrics.render().decode()
         assert 'maskcam_sessions_closed_total{cause="idle"} 1.0' in metrics
+
+
+class CountingWorker(AnalysisWorker):
+    """The analysis worker, counting who opens and closes each session's slot."""
+
+    opened: ClassVar[list[str]] = []
+    closed: ClassVar[list[str]] = []
+
+    def open(
+        self, session_id: str, loop: asyncio.AbstractEventLoop, on_result: ResultHandler
+    ) -> AnalysisSlot:
+        self.opened.append(session_id)
+        return super().open(session_id, loop, on_result)
+
+    def close(self, session_id: str) -> None:
+        self.closed.append(session_id)
+        super().close(session_id)
+
+
+async def test_the_session_opens_and_closes_its_analysis_slot_once(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("server.app.AnalysisWorker", CountingWorker)
+    CountingWorker.opened.clear()
+    CountingWorker.closed.clear()
+    app = create_app(CONFIG, pipeline_factory=stand_in)
+    async with serve_app(app) as base_url:
+        client = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            answer = await client.connect(http, base_url)
+            await client.wait_for(lambda: len(client.messages) >= 3, 10.0, "detections")
+        finally:
+            await client.close()
+        registry = app[STATE].registry
+        await client.wait_for(lambda: len(registry) == 0, 5.0, "the session to close")
+        worker = app[STATE].worker
+        assert worker is not None and worker.sessions == []
+    assert CountingWorker.opened == [answer["session"]]
+    assert CountingWorker.closed == [answer["session"]], "closed once, by the session"
