@@ -49,3 +49,19 @@ def test_every_name_on_the_page_exists(dotted: str) -> None:
 
 def test_the_readme_links_the_page() -> None:
     assert "(docs/ARCHITECTURE.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+# A millisecond figure ("0.5 ms", "42-106 ms") or a benchmark step ("step 27") in the product's code.
+FIGURE = re.compile(r"\b\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)? ?ms\b|\bstep \d+\b")
+
+
+def test_no_timing_figures_or_step_numbers_in_the_products_code() -> None:
+    """Figures go stale in docstrings; they live in bench/RESULTS.md and models/MODEL_CARD.md."""
+    files = [*sorted((ROOT / "server").glob("*.py")), *sorted((ROOT / "vision").glob("*.py"))]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if FIGURE.search(line)
+    ]
+    assert found == [], "\n".join(found)
