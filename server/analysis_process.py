@@ -9,7 +9,7 @@ operating system's priorities then work as intended.
 `AnalysisProcess` is the server's analyser source: the analysis worker thread puts each frame (BGR) in a
 shared-memory buffer, sends an `AnalyseFrame` request through a pipe and waits for the reply while the
 child computes it (the messages are in `server.analysis_pipe`). The child runs under SCHED_IDLE
-(`server.priority.run_only_on_idle_cpu`) and builds the models with `server.analysis.load_models`. Each
+(`server.priority.run_only_on_idle_cpu`) and builds the models with `server.models.load_models`. Each
 camera's `RemoteAnalyser` has its face-following state in the child. A child that dies (a crash in native
 code) is started again on the next frame; the frame in flight fails with `AnalysisProcessError`.
 """
@@ -32,7 +32,6 @@ import cv2
 import numpy as np
 
 from server.analyser import FrameAnalyser
-from server.analysis import load_models
 from server.analysis_pipe import (
     Analysed,
     AnalyseFrame,
@@ -44,6 +43,7 @@ from server.analysis_pipe import (
 )
 from server.config import ServerConfig
 from server.memory import use_fixed_mmap_threshold
+from server.models import load_models
 from server.priority import run_only_on_idle_cpu
 from vision.classifier import ModelFileError
 from vision.detector import DetectorFileError

@@ -82,7 +82,7 @@ def create_app(
     """The app; `pipeline_factory` is called at startup in a thread (`/healthz` is 503 until it returns).
 
     `pipeline_factory` gives the analyser source: by default it starts the analysis process, which loads
-    the models (`server.analysis.load_models`) in the child; run_server.py starts that process before
+    the models (`server.models.load_models`) in the child; run_server.py starts that process before
     serving, so that a missing model file is an exit code, and hands it in; tests pass stand-ins.
     `recorder_factory` defaults to a SessionRecorder per session when `config.record` is set.
     Installs the server's aiortc tuning (`server.rtc_tuning`) for the peer connections of this process.

@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from server.analysis import load_models
 from server.analysis_process import AnalysisProcess, AnalysisProcessError
 from server.app import STATE, create_app
 from server.config import ServerConfig
+from server.models import load_models
 from tests.media_helpers import serve_app, two_face_frame
 from vision.stream import StreamAnalyser
 

@@ -7,8 +7,8 @@ import argparse
 import pytest
 
 import predict
-from server.analysis import load_models
 from server.config import ServerConfig, parse_config
+from server.models import load_models
 from training import evaluate
 from vision.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES, build_detector
 from vision.model_options import DEFAULT_CLASSIFIER, confidence_argument, detector_spec, parse_detector_size

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from server.analyser import AnalyserSource
-from server.analysis import load_models
 from server.app import STATE, create_app
 from server.config import PROJECT_ROOT, ServerConfig
+from server.models import load_models
 from tests.media_helpers import CameraClient, FakeCameraTrack, TwoFaceFrame, serve_app, two_face_frame
 from vision.detectors import build_detector
 from vision.labels import LABEL_COLOURS_BGR
