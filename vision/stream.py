@@ -1,8 +1,8 @@
 """Analysis of one video stream: detect faces on some frames and follow them in between.
 
-The full-frame detector (res10 at 300x300) is the dominant cost of a frame. Between two full detections
-each known face's box is moved with the optical flow of corner points on the face (pyramidal
-Lucas-Kanade, checked forwards and back), about a tenth of a detection's cost. Where the flow is not
+The full-frame face detector is the dominant cost of a frame (bench/RESULTS.md). Between two full
+detections each known face's box is moved with the optical flow of corner points on the face (pyramidal
+Lucas-Kanade, checked forwards and back), a small fraction of a detection's cost. Where the flow is not
 reliable (too few points) the face is searched again in a square region around its last box, resampled
 to a small detector input (``follow="region"`` does this for every face). A followed face keeps its
 class probabilities for ``classify_every`` frames instead of being re-classified on every frame.
