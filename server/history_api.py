@@ -274,7 +274,12 @@ async def _today(request: web.Request, one_location: bool) -> web.Response:
 
     def read(store: HistoryStore) -> web.Response:
         totals = day_totals(store.quarter_counts(query))
-        head = {"tz": str(zone), "date": day.date.isoformat()}
+        head = {
+            "tz": str(zone),
+            "date": day.date.isoformat(),
+            "since": iso(day.since_ms, zone),
+            "until": iso(day.until_ms, zone),
+        }
         if one_location:
             assert location is not None
             counts = totals.get(location) or _with_rate(dict.fromkeys(LABELS, 0))

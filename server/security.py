@@ -15,9 +15,10 @@
    machine (loopback addresses) that come directly: a request with a proxy's forwarding header
    (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`) is not local whatever it says, since a reverse proxy on
    the same host connects from loopback for everyone. With an admin token, `/dashboard` does not need the
-   camera token, and the admin token (or its cookie) also opens `/static/` (the dashboard's own scripts
-   and styles): an operator given only the admin token can open the dashboard, and nothing else of the
-   cameras' (`/config`, `/offer`, `/metrics` still want the camera token).
+   camera token, and the admin token (or its cookie) also opens `/static/` and `/config` (the dashboard's
+   scripts, styles, labels and their texts): an operator given only the admin token can open the
+   dashboard, and nothing else of the cameras' (`/`, `/kiosk`, `/today`, `/offer` and `/metrics` still
+   want the camera token).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ OPEN_PATHS = frozenset({"/healthz"})
 DASHBOARD_PATH = "/dashboard"
 HTML_PATHS = frozenset({"/", "/kiosk", DASHBOARD_PATH})
 STATIC_PREFIX = "/static/"
+CONFIG_PATH = "/config"
 OFFER_PATH = "/offer"
 API_PREFIX = "/api/"
 TOKEN_COOKIE = "maskcam_auth"
@@ -108,7 +110,7 @@ def security_middlewares(
         middlewares.append(_offer_rate_limit_middleware(limiter, on_reject))
     if token:
         if admin_token:
-            operator = _OtherCredential(admin_token, ADMIN_COOKIE, _is_asset)
+            operator = _OtherCredential(admin_token, ADMIN_COOKIE, _dashboard_needs)
             middlewares.append(
                 _token_middleware(token, on_reject, TOKEN_COOKIE, _camera_guarded_beside_admin, operator)
             )
@@ -136,8 +138,9 @@ def _admin_guarded(path: str) -> bool:
     return path.startswith(API_PREFIX) or path == DASHBOARD_PATH
 
 
-def _is_asset(path: str) -> bool:
-    return path.startswith(STATIC_PREFIX)
+def _dashboard_needs(path: str) -> bool:
+    """What the dashboard reads besides `/api/*`: its files and the server's labels (`/config`)."""
+    return path.startswith(STATIC_PREFIX) or path == CONFIG_PATH
 
 
 def is_local_client(request: web.Request) -> bool:

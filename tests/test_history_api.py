@@ -224,8 +224,12 @@ async def test_the_admin_token_guards_the_api_and_the_camera_token_does_not_open
         assert (await get(http, url, headers={"Authorization": "Bearer camera-secret"}))[0] == 401
         status, body = await get(http, url, headers={"Authorization": "Bearer admin-secret"})
         assert status == 200 and len(body["passages"]) == 3
-        # The admin token opens only /api/*: the camera's routes still want the camera token.
-        assert (await get(http, f"{base}/config", headers={"Authorization": "Bearer admin-secret"}))[0] == 401
+        # The admin token opens /api/* and what the dashboard reads (its files, /config), not the cameras'
+        # routes: those still want the camera token.
+        for camera_route in ("/kiosk", "/today", "/metrics"):
+            response = await get(http, base + camera_route, headers={"Authorization": "Bearer admin-secret"})
+            assert response[0] == 401, camera_route
+        assert (await get(http, f"{base}/config", headers={"Authorization": "Bearer admin-secret"}))[0] == 200
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
             async with browser.get(f"{base}/api/live", params={"token": "admin-secret"}) as response:
                 assert response.status == 200
