@@ -193,8 +193,9 @@ async def test_dashboard_wants_the_operator_token_not_the_camera_token(
             async with browser.get(f"{base}/dashboard", params={"token": "admin-secret"}) as response:
                 assert response.status == 200 and "<html" in await response.text()
                 assert ADMIN_COOKIE in response.cookies
-            # The operator's cookie opens the dashboard's own files, /config and the API, not the cameras' routes.
-            for needed in ("/static/js/dashboard.js", "/static/vendor/uplot/uPlot.esm.js", "/api/today", "/config"):
+            # The operator's cookie opens the dashboard's files, /config and the API, not the cameras' routes.
+            needs = ("/static/js/dashboard.js", "/static/vendor/uplot/uPlot.esm.js", "/api/today", "/config")
+            for needed in needs:
                 async with browser.get(base + needed) as response:
                     assert response.status == 200, needed
             for camera_route in ("/today", "/metrics", "/", "/kiosk"):

@@ -286,7 +286,7 @@ function init() {
   ui.kioskLink.href = pageUrl('kiosk');
   ui.dashboardLink.href = pageUrl('dashboard');
   link.addEventListener('status', onLinkStatus);
-  link.addEventListener('detections', onDetections);
+  link.addEventListener('analysis', onDetections);
   link.addEventListener('remotestream', onRemoteStream);
   ui.remoteVideo.addEventListener('resize', onVideoResize);
   ui.controls.addEventListener('submit', (event) => {

@@ -1,5 +1,5 @@
 // The page's link to the mask-detection server: /config and /offer over HTTP, then one WebRTC peer
-// connection that sends the camera, receives the annotated video and the `detections` data channel, and
+// connection that sends the camera, receives the annotated video and the data channel of detections, and
 // reconnects by itself with backoff when the connection fails or the server restarts. The data channel's
 // name, like every other setting of the stream, comes from the server's /config.
 
@@ -146,7 +146,7 @@ function backoffDelay(attempt, minimumMs) {
  *
  * Events: `status` (detail: {state, error, retryInMs, attempt}) with state one of
  * `connecting`, `connected`, `waiting` (a retry is scheduled), `failed` (no retry will help), `stopped`;
- * `detections` (detail: the parsed message); `remotestream` (detail: MediaStream or null).
+ * `analysis` (detail: the parsed detections message of one analysed frame); `remotestream` (detail: MediaStream or null).
  */
 export class LiveLink extends EventTarget {
   #stream = null;
@@ -335,7 +335,7 @@ export class LiveLink extends EventTarget {
     }
     if (!Array.isArray(message.faces)) return;
     this.messagesReceived += 1;
-    this.dispatchEvent(new CustomEvent('detections', { detail: message }));
+    this.dispatchEvent(new CustomEvent('analysis', { detail: message }));
   }
 
   #lost(error) {

@@ -218,7 +218,8 @@ function chartOptions(kind, range, width) {
       people: { range: (u, min, max) => [0, Math.max(1, max ?? 1)] },
     },
     axes: [
-      { ...axis, values: (u, splits) => splits.map(tick) },
+      // Wide enough apart that dates written out in Korean do not run into each other on a phone.
+      { ...axis, space: kind === 'hour' ? 50 : 80, values: (u, splits) => splits.map(tick) },
       { ...axis, scale: 'rate', label: t('dash.rateAxis'), values: (u, splits) => splits.map((v) => `${v}%`) },
       { ...axis, scale: 'people', side: 1, label: t('dash.peopleAxis'), grid: { show: false } },
     ],

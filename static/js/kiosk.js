@@ -295,7 +295,7 @@ function watchCameraPermission() {
 function init() {
   translatePage();
   link.addEventListener('status', onLinkStatus);
-  link.addEventListener('detections', onDetections);
+  link.addEventListener('analysis', onDetections);
   link.addEventListener('remotestream', onRemoteStream);
   ui.chimeButton.addEventListener('click', toggleChime);
   ui.video.addEventListener('dblclick', () => {
