@@ -227,8 +227,8 @@ async def test_the_admin_token_guards_the_api_and_the_camera_token_does_not_open
         # The admin token opens /api/* and what the dashboard reads (its files, /config), not the cameras'
         # routes: those still want the camera token.
         for camera_route in ("/kiosk", "/today", "/metrics"):
-            response = await get(http, base + camera_route, headers={"Authorization": "Bearer admin-secret"})
-            assert response[0] == 401, camera_route
+            answer = await get(http, base + camera_route, headers={"Authorization": "Bearer admin-secret"})
+            assert answer[0] == 401, camera_route
         assert (await get(http, f"{base}/config", headers={"Authorization": "Bearer admin-secret"}))[0] == 200
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
             async with browser.get(f"{base}/api/live", params={"token": "admin-secret"}) as response:
