@@ -175,27 +175,33 @@ async def _passages_csv(request: web.Request) -> web.Response:
     return cast(web.Response, await _read(request, True, read))
 
 
-async def _summary(request: web.Request) -> web.Response:
+SummaryAnswer = Callable[[Bucket, tzinfo, list[dict[str, object]]], web.Response]
+
+
+async def _summarised(request: web.Request, answer: SummaryAnswer) -> web.Response:
+    """`/api/summary` and its CSV: the `bucket` checked, the buckets summed, `answer` makes the response."""
     bucket = request.query.get("bucket", "hour")
     if bucket not in BUCKETS:
         return _error(400, "bad_query", f'"bucket" must be one of {", ".join(BUCKETS)}')
 
     def read(store: HistoryStore, filters: _Filters) -> web.Response:
         buckets = summarise(store.quarter_counts(filters.query), cast(Bucket, bucket), filters.zone)
-        return web.json_response(
-            {"tz": str(filters.zone), "bucket": bucket, "labels": list(LABELS), "buckets": buckets}
-        )
+        return answer(cast(Bucket, bucket), filters.zone, buckets)
 
     return cast(web.Response, await _read(request, False, read))
 
 
-async def _summary_csv(request: web.Request) -> web.Response:
-    bucket = request.query.get("bucket", "hour")
-    if bucket not in BUCKETS:
-        return _error(400, "bad_query", f'"bucket" must be one of {", ".join(BUCKETS)}')
+async def _summary(request: web.Request) -> web.Response:
+    def answer(bucket: Bucket, zone: tzinfo, buckets: list[dict[str, object]]) -> web.Response:
+        return web.json_response(
+            {"tz": str(zone), "bucket": bucket, "labels": list(LABELS), "buckets": buckets}
+        )
 
-    def read(store: HistoryStore, filters: _Filters) -> web.Response:
-        buckets = summarise(store.quarter_counts(filters.query), cast(Bucket, bucket), filters.zone)
+    return await _summarised(request, answer)
+
+
+async def _summary_csv(request: web.Request) -> web.Response:
+    def answer(bucket: Bucket, zone: tzinfo, buckets: list[dict[str, object]]) -> web.Response:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=SUMMARY_CSV_FIELDS, lineterminator="\r\n")
         writer.writeheader()
@@ -207,7 +213,7 @@ async def _summary_csv(request: web.Request) -> web.Response:
             headers={"Content-Disposition": f'attachment; filename="summary-{bucket}.csv"'},
         )
 
-    return cast(web.Response, await _read(request, False, read))
+    return await _summarised(request, answer)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from server.app import create_app
 from server.config import ConfigError, ServerConfig, parse_config, parse_video_size
@@ -23,7 +22,7 @@ from server.history_api import SUMMARY_CSV_FIELDS, day_totals, today_in
 from server.history_store import HistoryStore, QuarterCount
 from server.security import ADMIN_COOKIE
 from tests.media_helpers import serve_app
-from tests.test_history_api import BASE, get
+from tests.test_history_api import BASE, get, non_loopback_address, on_every_interface
 from tests.test_history_store import HOUR_MS, record
 from tests.test_server_app import stand_in
 from vision.labels import LABELS
@@ -204,21 +203,11 @@ async def test_dashboard_wants_the_operator_token_not_the_camera_token(
 
 
 async def test_without_an_admin_token_the_dashboard_answers_this_machine_only(today_history: str) -> None:
-    from tests.test_history_api import _non_loopback_address
-
     app = create_app(replace(BASE, history=today_history), pipeline_factory=stand_in)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "0.0.0.0", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as http:
-            assert (await get(http, f"http://127.0.0.1:{port}/dashboard"))[0] == 200
-            status, body = await get(http, f"http://{_non_loopback_address()}:{port}/dashboard")
-            assert status == 403 and "--admin-token" in body
-    finally:
-        await runner.cleanup()
+    async with on_every_interface(app) as port, aiohttp.ClientSession() as http:
+        assert (await get(http, f"http://127.0.0.1:{port}/dashboard"))[0] == 200
+        status, body = await get(http, f"http://{non_loopback_address()}:{port}/dashboard")
+        assert status == 403 and "--admin-token" in body
 
 
 async def test_config_gives_the_page_its_camera_size_labels_and_channel(http: aiohttp.ClientSession) -> None:
