@@ -87,9 +87,10 @@ function api(path, query = {}) {
   return requestJson(`api/${path}`, {}, query);
 }
 
-function formatTime(iso, withDate = false) {
-  const options = { hour: '2-digit', minute: '2-digit', second: '2-digit', timeZone: today?.tz };
-  if (withDate) Object.assign(options, { year: 'numeric', month: 'short', day: 'numeric' });
+/** A time of day in the server's zone, with its seconds or (an hour's start) without. */
+function formatTime(iso, { seconds = true } = {}) {
+  const options = { hour: '2-digit', minute: '2-digit', timeZone: today?.tz };
+  if (seconds) options.second = '2-digit';
   return formatDate(new Date(iso), options);
 }
 
@@ -268,7 +269,7 @@ function chartTable(table, kind, rows) {
   const body = rows.map((row) => {
     const line = element('tr');
     const when =
-      kind === 'hour' ? formatTime(row.start).slice(0, 5) : formatDay(row.start.slice(0, 10));
+      kind === 'hour' ? formatTime(row.start, { seconds: false }) : formatDay(row.start.slice(0, 10));
     line.append(
       element('th', '', when),
       element('td', '', formatNumber(peopleOf(row.counts))),
