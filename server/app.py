@@ -27,14 +27,14 @@ from server.metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from server.registry import CapacityError, SessionRegistry
 from server.session import OfferError, RecorderFactory
 from server.worker import AnalysisWorker
-from vision.labels import LABEL_COLOURS_BGR, LABELS, SHORT_TEXT
+from vision.labels import LABEL_COLOURS_BGR, LABEL_VERDICTS, LABELS, SHORT_TEXT, is_compliant
 
 logger = logging.getLogger(__name__)
 
 PipelineFactory = Callable[[ServerConfig], AnalyserSource]
 """Builds the server's analyser source from the settings: `AnalysisProcess`, or a stand-in in tests."""
-# What the page asks the camera for; Chrome sends this much once the answer raises its bitrate floor.
-VIDEO_CONSTRAINTS = {"width": 640, "height": 480, "frameRate": 30}
+CAMERA_FRAME_RATE = 30
+"""What the page asks the camera for; Chrome sends this much once the answer raises its bitrate floor."""
 
 
 def default_recorder_factory(config: ServerConfig) -> RecorderFactory | None:
@@ -103,6 +103,7 @@ def create_app(
     add_history_routes(app)
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/kiosk", _page("kiosk.html"))
+    app.router.add_get("/dashboard", _page("dashboard.html"))
     app.router.add_post("/offer", _offer)
     app.router.add_get("/config", _config)
     app.router.add_get("/healthz", _healthz)
@@ -168,6 +169,7 @@ def _page(name: str) -> Callable[[web.Request], Any]:
 async def _config(request: web.Request) -> web.Response:
     state = request.app[STATE]
     config = state.config
+    width, height = config.video_size
     return web.json_response(
         {
             "iceServers": [server.to_json() for server in config.ice_servers],
@@ -177,7 +179,9 @@ async def _config(request: web.Request) -> web.Response:
             "labels": list(LABELS),
             "labelText": dict(SHORT_TEXT),
             "labelColours": {label: _hex_colour(LABEL_COLOURS_BGR[label]) for label in LABELS},
-            "video": VIDEO_CONSTRAINTS,
+            "verdicts": dict(LABEL_VERDICTS),
+            "compliantLabels": [label for label in LABELS if is_compliant(label)],
+            "video": {"width": width, "height": height, "frameRate": CAMERA_FRAME_RATE},
             "idleTimeoutSeconds": config.idle_timeout,
         },
         headers={"Cache-Control": "no-store"},

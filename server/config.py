@@ -6,6 +6,7 @@ A flag given on the command line wins over the environment, which wins over the 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,8 @@ class ServerConfig:
     passage_gap: float = 1.0
     passage_min_frames: int = 3
     admin_token: str | None = None
+    video_size: tuple[int, int] = (640, 480)
+    """What the page and the kiosk ask the camera for (`/config`'s `video`), width x height."""
     static_dir: Path = field(default=PROJECT_ROOT / "static")
 
     @property
@@ -119,6 +122,17 @@ def parse_detector_size(text: str) -> tuple[int, int]:
         return model_options.parse_detector_size(text)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def parse_video_size(text: str) -> tuple[int, int]:
+    """`WxH` (e.g. 1280x720), each side 16 to 4096 pixels and even (video encoders need even sizes)."""
+    match = re.fullmatch(r"\s*(\d{2,4})\s*[xX]\s*(\d{2,4})\s*", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT (e.g. 640x480)")
+    width, height = int(match[1]), int(match[2])
+    if not (16 <= width <= 4096 and 16 <= height <= 4096) or width % 2 or height % 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: each side must be an even number from 16 to 4096")
+    return width, height
 
 
 def _env_bool(name: str, value: str) -> bool:
@@ -291,6 +305,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "without it they answer only clients on this machine",
         default=None,
     )
+    add(
+        "--video-size",
+        "camera resolution the page and the kiosk ask for, WIDTHxHEIGHT (a page's ?resolution= wins)",
+        type=parse_video_size,
+        default="x".join(map(str, defaults.video_size)),
+    )
 
     for action in parser._actions:
         if action.dest == "help":
@@ -364,4 +384,5 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         passage_gap=args.passage_gap,
         passage_min_frames=args.passage_min_frames,
         admin_token=args.admin_token or None,
+        video_size=args.video_size,
     )

@@ -1,6 +1,8 @@
 """The compliance history's routes (docs/API.md has the contract): `GET /api/passages`,
-`/api/passages.csv`, `/api/summary` and `/api/live`. Access to them is decided in `server.security`
-(admin token, or loopback clients only). Database reads run in the history's own two threads
+`/api/passages.csv`, `/api/summary`, `/api/summary.csv`, `/api/today` and `/api/live` for the operator, and
+`GET /today` for a kiosk (one location's counts of today, with the camera token: every screen shows the
+server's numbers). Access to `/api/*` is decided in `server.security` (admin token, or loopback clients
+only). Database reads run in the history's own two threads
 (`server.history.ReadPool`), never on the event loop nor in its default executor.
 """
 
@@ -11,13 +13,13 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, cast
 
 from aiohttp import web
 
 from server.history import HISTORY, HistoryBusy, HistoryService
-from server.history_store import HistoryStore, PassageQuery, PassageRecord
+from server.history_store import HistoryStore, PassageQuery, PassageRecord, QuarterCount
 from server.history_time import (
     BUCKETS,
     Bucket,
@@ -28,13 +30,17 @@ from server.history_time import (
     summarise,
 )
 from server.location import parse_location
-from vision.labels import LABELS
+from vision.labels import LABELS, is_compliant
 
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 10000
 DEFAULT_LIMIT = 1000
 CSV_FIELDS = ("time", "location", "label", "confidence", "seconds", "frames", "size", "label_changed")
+SUMMARY_CSV_FIELDS = ("start", "location", *LABELS)
+NOT_FOR_TODAY = ("since", "until", "bucket", "limit")
+"""Parameters of the other routes that the today routes refuse: a kiosk that asks for another day or a
+number of rows must not silently get today's totals."""
 
 
 def add_history_routes(app: web.Application) -> None:
@@ -42,7 +48,10 @@ def add_history_routes(app: web.Application) -> None:
     app.router.add_get("/api/passages", _passages)
     app.router.add_get("/api/passages.csv", _passages_csv)
     app.router.add_get("/api/summary", _summary)
+    app.router.add_get("/api/summary.csv", _summary_csv)
+    app.router.add_get("/api/today", _today_all)
     app.router.add_get("/api/live", _live)
+    app.router.add_get("/today", _today_one)
 
 
 def _error(status: int, reason: str, message: str) -> web.Response:
@@ -112,8 +121,13 @@ async def _read(request: web.Request, rows: bool, read: Callable[[HistoryStore, 
         filters = _filters(request, service.zone)
     except _BadRequest as bad:
         return bad.response
+    return await _run(service, read, store, filters)
+
+
+async def _run(service: HistoryService, read: Callable[..., Any], *args: Any) -> Any:
+    """A read in the history's own threads; a busy or failing database is a 503, never a 500."""
     try:
-        return await service.reads.run(read, store, filters)
+        return await service.reads.run(read, *args)
     except HistoryBusy:
         return _error(503, "history_busy", "Too many history reads are waiting for the database; try again.")
     except Exception as exc:
@@ -161,18 +175,134 @@ async def _passages_csv(request: web.Request) -> web.Response:
     return cast(web.Response, await _read(request, True, read))
 
 
-async def _summary(request: web.Request) -> web.Response:
+SummaryAnswer = Callable[[Bucket, tzinfo, list[dict[str, object]]], web.Response]
+
+
+async def _summarised(request: web.Request, answer: SummaryAnswer) -> web.Response:
+    """`/api/summary` and its CSV: the `bucket` checked, the buckets summed, `answer` makes the response."""
     bucket = request.query.get("bucket", "hour")
     if bucket not in BUCKETS:
         return _error(400, "bad_query", f'"bucket" must be one of {", ".join(BUCKETS)}')
 
     def read(store: HistoryStore, filters: _Filters) -> web.Response:
         buckets = summarise(store.quarter_counts(filters.query), cast(Bucket, bucket), filters.zone)
-        return web.json_response(
-            {"tz": str(filters.zone), "bucket": bucket, "labels": list(LABELS), "buckets": buckets}
-        )
+        return answer(cast(Bucket, bucket), filters.zone, buckets)
 
     return cast(web.Response, await _read(request, False, read))
+
+
+async def _summary(request: web.Request) -> web.Response:
+    def answer(bucket: Bucket, zone: tzinfo, buckets: list[dict[str, object]]) -> web.Response:
+        return web.json_response(
+            {"tz": str(zone), "bucket": bucket, "labels": list(LABELS), "buckets": buckets}
+        )
+
+    return await _summarised(request, answer)
+
+
+async def _summary_csv(request: web.Request) -> web.Response:
+    def answer(bucket: Bucket, zone: tzinfo, buckets: list[dict[str, object]]) -> web.Response:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=SUMMARY_CSV_FIELDS, lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(buckets)
+        return web.Response(
+            text=out.getvalue(),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="summary-{bucket}.csv"'},
+        )
+
+    return await _summarised(request, answer)
+
+
+@dataclass(frozen=True)
+class _Day:
+    """Today in a zone: its date and its bounds in epoch milliseconds (23 or 25 hours on a change of
+    daylight-saving time)."""
+
+    date: date
+    since_ms: int
+    until_ms: int
+
+
+def today_in(zone: tzinfo, now: datetime | None = None) -> _Day:
+    local = (now or datetime.now(zone)).astimezone(zone)
+    start = datetime(local.year, local.month, local.day, tzinfo=zone)
+    following = start.date() + timedelta(days=1)
+    end = datetime(following.year, following.month, following.day, tzinfo=zone)
+    return _Day(start.date(), round(start.timestamp() * 1000), round(end.timestamp() * 1000))
+
+
+def day_totals(rows: list[QuarterCount]) -> dict[str, dict[str, Any]]:
+    """Per location: `people` (all passages), one count per label, and `compliance` (the share with a
+    mask worn properly, `vision.labels.is_compliant`; null with nobody)."""
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts = totals.setdefault(row.location, dict.fromkeys(LABELS, 0))
+        counts[row.label] = counts.get(row.label, 0) + row.count
+    return {location: _with_rate(counts) for location, counts in sorted(totals.items())}
+
+
+def _with_rate(counts: dict[str, int]) -> dict[str, Any]:
+    people = sum(counts.values())
+    compliant = sum(number for label, number in counts.items() if is_compliant(label))
+    return {"people": people, **counts, "compliance": round(compliant / people, 4) if people else None}
+
+
+def _today_query(request: web.Request, zone: tzinfo) -> tuple[str | None, tzinfo]:
+    """`location` and `tz`, the today routes' parameters."""
+    refused = [name for name in NOT_FOR_TODAY if name in request.query]
+    if refused:
+        raise _BadRequest(f'"{refused[0]}" does not apply here: today\'s totals take only location and tz')
+    try:
+        if "tz" in request.query:
+            zone = parse_timezone(request.query["tz"])
+        location = parse_location(request.query["location"]) if "location" in request.query else None
+    except (TimeParameterError, ValueError) as exc:
+        raise _BadRequest(str(exc)) from exc
+    return location, zone
+
+
+async def _today(request: web.Request, one_location: bool) -> web.Response:
+    service = request.app[HISTORY]
+    store = _store(service, False)
+    if isinstance(store, web.Response):
+        return store
+    try:
+        location, zone = _today_query(request, service.zone)
+    except _BadRequest as bad:
+        return bad.response
+    if one_location and location is None:
+        location = parse_location(None)
+    day = today_in(zone)
+    query = PassageQuery(since_ms=day.since_ms, until_ms=day.until_ms, location=location)
+
+    def read(store: HistoryStore) -> web.Response:
+        totals = day_totals(store.quarter_counts(query))
+        head = {
+            "tz": str(zone),
+            "date": day.date.isoformat(),
+            "since": iso(day.since_ms, zone),
+            "until": iso(day.until_ms, zone),
+        }
+        if one_location:
+            assert location is not None
+            counts = totals.get(location) or _with_rate(dict.fromkeys(LABELS, 0))
+            body: dict[str, Any] = {**head, "location": location, **counts}
+        else:
+            body = {**head, "locations": [{"location": name, **counts} for name, counts in totals.items()]}
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+    return cast(web.Response, await _run(service, read, store))
+
+
+async def _today_all(request: web.Request) -> web.Response:
+    return await _today(request, one_location=False)
+
+
+async def _today_one(request: web.Request) -> web.Response:
+    return await _today(request, one_location=True)
 
 
 async def _live(request: web.Request) -> web.Response:

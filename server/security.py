@@ -10,10 +10,15 @@
    `Authorization: Bearer`; a successful `?token=` also sets a same-site, HttpOnly cookie so that the
    page's own requests (static files, `/config`, `/offer`) pass without the page having to copy the token
    around;
-4. the history routes `/api/*`: with an admin token, that token (the same three ways, its own cookie),
-   never the camera token; without one, only clients on this machine (loopback addresses) that come
-   directly: a request with a proxy's forwarding header (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`) is
-   not local whatever it says, since a reverse proxy on the same host connects from loopback for everyone.
+4. the operator's routes, the history `/api/*` and the page `/dashboard`: with an admin token, that
+   token (the same three ways, its own cookie), never the camera token; without one, only clients on this
+   machine (loopback addresses) that come directly: a request with a proxy's forwarding header
+   (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`) is not local whatever it says, since a reverse proxy on
+   the same host connects from loopback for everyone. With an admin token, `/dashboard` does not need the
+   camera token, and the admin token (or its cookie) also opens `/static/` and `/config` (the dashboard's
+   scripts, styles, labels and their texts): an operator given only the admin token can open the
+   dashboard, and nothing else of the cameras' (`/`, `/kiosk`, `/today`, `/offer` and `/metrics` still
+   want the camera token).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import hmac
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -47,7 +53,10 @@ SECURITY_HEADERS: dict[str, str] = {
 }
 OPEN_PATHS = frozenset({"/healthz"})
 """Paths that never need the token: load balancers and container health checks probe them."""
-HTML_PATHS = frozenset({"/", "/kiosk"})
+DASHBOARD_PATH = "/dashboard"
+HTML_PATHS = frozenset({"/", "/kiosk", DASHBOARD_PATH})
+STATIC_PREFIX = "/static/"
+CONFIG_PATH = "/config"
 OFFER_PATH = "/offer"
 API_PREFIX = "/api/"
 TOKEN_COOKIE = "maskcam_auth"
@@ -63,6 +72,25 @@ _UNAUTHORIZED_PAGE = """<!doctype html>
 <body><h1>Access token required</h1>
 <p>This mask-detection server needs an access token. Open the address you were given, which ends in
 <code>?token=...</code>, or ask the operator for it.</p></body></html>
+"""
+_OPERATOR_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Operator token required</title></head>
+<body><h1>Operator token required</h1>
+<p>The dashboard shows the compliance history: it needs the operator's token (the server's
+<code>--admin-token</code>), not a camera's. Open <code>/dashboard?token=...</code> with the operator
+token, or ask whoever runs this server for it.</p>
+<p lang="ko">대시보드에는 카메라 토큰이 아닌 운영자 토큰(<code>--admin-token</code>)이 필요합니다.</p>
+</body></html>
+"""
+_LOCAL_ONLY_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Dashboard: this machine only</title></head>
+<body><h1>Dashboard: this machine only</h1>
+<p>This server has no operator token (<code>--admin-token</code>), so its dashboard and history answer
+only a browser on the server's own machine. Start the server with <code>--admin-token</code> to open
+the dashboard from elsewhere.</p>
+<p lang="ko">운영자 토큰(<code>--admin-token</code>)이 없는 서버의 대시보드는
+서버 컴퓨터에서만 열 수 있습니다.</p>
+</body></html>
 """
 
 
@@ -81,9 +109,17 @@ def security_middlewares(
         limiter = SlidingWindowLimiter(offers_per_minute, RATE_WINDOW_SECONDS, MAX_TRACKED_ADDRESSES, clock)
         middlewares.append(_offer_rate_limit_middleware(limiter, on_reject))
     if token:
-        middlewares.append(_token_middleware(token, on_reject, TOKEN_COOKIE, _camera_guarded))
+        if admin_token:
+            operator = _OtherCredential(admin_token, ADMIN_COOKIE, _dashboard_needs)
+            middlewares.append(
+                _token_middleware(token, on_reject, TOKEN_COOKIE, _camera_guarded_beside_admin, operator)
+            )
+        else:
+            middlewares.append(_token_middleware(token, on_reject, TOKEN_COOKIE, _camera_guarded))
     if admin_token:
-        middlewares.append(_token_middleware(admin_token, on_reject, ADMIN_COOKIE, _admin_guarded))
+        middlewares.append(
+            _token_middleware(admin_token, on_reject, ADMIN_COOKIE, _admin_guarded, page=_OPERATOR_PAGE)
+        )
     else:
         middlewares.append(_loopback_only_middleware(on_reject))
     return middlewares
@@ -93,8 +129,18 @@ def _camera_guarded(path: str) -> bool:
     return path not in OPEN_PATHS and not path.startswith(API_PREFIX)
 
 
+def _camera_guarded_beside_admin(path: str) -> bool:
+    """With an admin token the dashboard is the operator's alone: the camera token is not asked there."""
+    return _camera_guarded(path) and path != DASHBOARD_PATH
+
+
 def _admin_guarded(path: str) -> bool:
-    return path.startswith(API_PREFIX)
+    return path.startswith(API_PREFIX) or path == DASHBOARD_PATH
+
+
+def _dashboard_needs(path: str) -> bool:
+    """What the dashboard reads besides `/api/*`: its files and the server's labels (`/config`)."""
+    return path.startswith(STATIC_PREFIX) or path == CONFIG_PATH
 
 
 def is_local_client(request: web.Request) -> bool:
@@ -110,6 +156,14 @@ def _loopback_only_middleware(on_reject: RejectCallback | None) -> Middleware:
         if _admin_guarded(request.path) and not is_local_client(request):
             if on_reject is not None:
                 on_reject("unauthorized")
+            if request.path == DASHBOARD_PATH:
+                return web.Response(
+                    text=_LOCAL_ONLY_PAGE,
+                    status=403,
+                    content_type="text/html",
+                    charset="utf-8",
+                    headers={"Cache-Control": "no-store"},
+                )
             return web.json_response(
                 {
                     "error": "The history API answers only this machine, not through a proxy, unless "
@@ -213,30 +267,54 @@ def _offer_rate_limit_middleware(
     return offer_rate_limit
 
 
+@dataclass(frozen=True)
+class _OtherCredential:
+    """A second token (with its cookie) that a token middleware also accepts, on `paths` only."""
+
+    token: str
+    cookie: str
+    paths: Callable[[str], bool]
+
+
 def _token_middleware(
-    token: str, on_reject: RejectCallback | None, cookie: str, guarded: Callable[[str], bool]
+    token: str,
+    on_reject: RejectCallback | None,
+    cookie: str,
+    guarded: Callable[[str], bool],
+    other: _OtherCredential | None = None,
+    page: str | None = None,
 ) -> Middleware:
     """Requests to `guarded` paths need `token` (query, bearer header, or the `cookie` that a good
-    `?token=` sets)."""
+    `?token=` sets), or `other`'s on its paths. A refused page gets `page` (default: the access-token
+    page)."""
     expected = token.encode()
     cookie_value = _cookie_value(token)
+
+    def presented(request: web.Request, query_token: str | None) -> bool:
+        candidates: list[tuple[str | None, bytes]] = [
+            (query_token, expected),
+            (_bearer_token(request), expected),
+            (request.cookies.get(cookie), cookie_value.encode()),
+        ]
+        if other is not None and other.paths(request.path):
+            candidates += [
+                (query_token, other.token.encode()),
+                (_bearer_token(request), other.token.encode()),
+                (request.cookies.get(other.cookie), _cookie_value(other.token).encode()),
+            ]
+        return any(
+            given is not None and hmac.compare_digest(given.encode(), want) for given, want in candidates
+        )
 
     @web.middleware
     async def access_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not guarded(request.path):
             return await handler(request)
         query_token = request.query.get("token")
-        candidates: Iterable[tuple[str | None, bytes]] = (
-            (query_token, expected),
-            (_bearer_token(request), expected),
-            (request.cookies.get(cookie), cookie_value.encode()),
-        )
-        if not any(
-            given is not None and hmac.compare_digest(given.encode(), want) for given, want in candidates
-        ):
+        if not presented(request, query_token):
             if on_reject is not None:
                 on_reject("unauthorized")
-            return _unauthorized_response(request)
+            return _unauthorized_response(request, page or _UNAUTHORIZED_PAGE)
         response = await handler(request)
         query_ok = query_token is not None and hmac.compare_digest(query_token.encode(), expected)
         if query_ok and not response.prepared:
@@ -265,15 +343,13 @@ def _bearer_token(request: web.Request) -> str | None:
     return value.strip()
 
 
-def _unauthorized_response(request: web.Request) -> web.Response:
+def _unauthorized_response(request: web.Request, page: str) -> web.Response:
     headers = {"WWW-Authenticate": 'Bearer realm="maskcam"', "Cache-Control": "no-store"}
     wants_html = request.method in ("GET", "HEAD") and (
         request.path in HTML_PATHS or "text/html" in request.headers.get("Accept", "")
     )
     if wants_html:
-        return web.Response(
-            text=_UNAUTHORIZED_PAGE, status=401, content_type="text/html", charset="utf-8", headers=headers
-        )
+        return web.Response(text=page, status=401, content_type="text/html", charset="utf-8", headers=headers)
     return web.json_response(
         {"error": "Access token missing or wrong.", "reason": "unauthorized"}, status=401, headers=headers
     )

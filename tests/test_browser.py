@@ -238,10 +238,17 @@ def test_kiosk_thanks_a_masked_person_and_counts_them_once(
 
     page.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
     assert page.inner_text("#kiosk-headline") == "Thank you for wearing a mask"
-    expect(page.locator("#today-with_mask")).to_have_text("1", timeout=WAIT_MS)
-    page.wait_for_timeout(3000)
-    today = {key: page.inner_text(f"#today-{key}") for key in ("people", "with_mask", "without_mask")}
-    assert today == {"people": "1", "with_mask": "1", "without_mask": "0"}, today
+    # The counts are the server's passages of today at this location ("unnamed": no ?location=), not
+    # this screen's own: the woman standing there is no passage until she leaves.
+    expect(page.locator("#today")).to_have_attribute("data-source", "server", timeout=WAIT_MS)
+    assert page.is_hidden("#counts-note")
+
+    def kiosk_shows_the_servers_counts() -> bool:
+        _, body = get_json(f"{server.url}/today")
+        shown = {key: page.inner_text(f"#today-{key}") for key in ("people", "with_mask", "without_mask")}
+        return shown == {key: str(body[key]) for key in ("people", "with_mask", "without_mask")}
+
+    wait_until(kiosk_shows_the_servers_counts, WAIT_S, "the kiosk to show the server's counts of today")
     assert page.get_attribute("#chime-button", "aria-pressed") == "false"
 
     screenshot = tmp_path / "kiosk.png"
@@ -252,6 +259,33 @@ def test_kiosk_thanks_a_masked_person_and_counts_them_once(
     expect(page.locator("#chime-button")).to_have_attribute("aria-pressed", "true")
     assert page.inner_text("#chime-button") == "Chime on"
     assert page.evaluate("localStorage.getItem('maskcheck.kiosk.chime')") == "on"
+
+    # Without the server's counts the kiosk counts by itself, and says so in small type.
+    page.route("**/today*", lambda route: route.abort())
+    expect(page.locator("#counts-note")).to_contain_text("this screen only", timeout=WAIT_MS)
+    expect(page.locator("#today")).to_have_attribute("data-source", "local")
+    expect(page.locator("#today-with_mask")).to_have_text("1", timeout=WAIT_MS)
+    page.unroute("**/today*")
+    expect(page.locator("#today")).to_have_attribute("data-source", "server", timeout=WAIT_MS)
+    assert page.is_hidden("#counts-note")
+    assert problems.errors == []
+    page.close()
+
+
+def test_kiosk_speaks_korean_with_lang_ko(server: ServerProcess, masked_person: BrowserContext) -> None:
+    page = masked_person.new_page()
+    problems = PageProblems(page)
+    page.goto(server.url + "/kiosk?lang=ko")
+    page.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+    assert page.evaluate("document.documentElement.lang") == "ko"
+    assert page.inner_text("#kiosk-headline") == "마스크를 착용해 주셔서 감사합니다"
+    assert page.inner_text("#kiosk-subline") == "들어오세요."
+    pressed = page.get_attribute("#chime-button", "aria-pressed")  # the test before may have turned it on
+    assert page.inner_text("#chime-button") == ("알림음 켜짐" if pressed == "true" else "알림음 꺼짐")
+    expect(page.locator("#today-with_mask")).to_be_attached(timeout=WAIT_MS)
+    assert page.inner_text(".today-item:first-child dt") == "오늘 방문자"
+    assert page.inner_text(".today-item[data-label='with_mask'] dt") == "마스크 착용"
+    expect(page.locator("#kiosk-status")).to_contain_text("연결됨", timeout=WAIT_MS)
     assert problems.errors == []
     page.close()
 
@@ -408,7 +442,8 @@ TALLY_SCENARIO = """async () => {
     get length() { return store.size; },
   };
   let now = new Date(2026, 10, 26, 9, 0, 0);
-  const tally = new DailyTally({ storage, clock: () => now });
+  const labels = ['with_mask', 'without_mask', 'mask_worn_incorrectly'];
+  const tally = new DailyTally({ labels, storage, clock: () => now });
   const one = { with_mask: 0, without_mask: 1, mask_worn_incorrectly: 0 };
   const two = { with_mask: 1, without_mask: 1, mask_worn_incorrectly: 0 };
   const nobody = { with_mask: 0, without_mask: 0, mask_worn_incorrectly: 0 };
@@ -427,7 +462,7 @@ TALLY_SCENARIO = """async () => {
   steps.stored = JSON.parse(store.get('maskcheck.tally.2026-11-26'));
   now = new Date(2026, 10, 27, 0, 0, 1);
   steps.nextDay = tally.today;
-  steps.reloaded = new DailyTally({ storage, clock: () => new Date(2026, 10, 26, 18, 0, 0) }).today;
+  steps.reloaded = new DailyTally({ labels, storage, clock: () => new Date(2026, 10, 26, 18, 0, 0) }).today;
   return steps;
 }"""
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -224,8 +225,12 @@ async def test_the_admin_token_guards_the_api_and_the_camera_token_does_not_open
         assert (await get(http, url, headers={"Authorization": "Bearer camera-secret"}))[0] == 401
         status, body = await get(http, url, headers={"Authorization": "Bearer admin-secret"})
         assert status == 200 and len(body["passages"]) == 3
-        # The admin token opens only /api/*: the camera's routes still want the camera token.
-        assert (await get(http, f"{base}/config", headers={"Authorization": "Bearer admin-secret"}))[0] == 401
+        # The admin token opens /api/* and what the dashboard reads (its files, /config), not the cameras'
+        # routes: those still want the camera token.
+        for camera_route in ("/kiosk", "/today", "/metrics"):
+            answer = await get(http, base + camera_route, headers={"Authorization": "Bearer admin-secret"})
+            assert answer[0] == 401, camera_route
+        assert (await get(http, f"{base}/config", headers={"Authorization": "Bearer admin-secret"}))[0] == 200
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
             async with browser.get(f"{base}/api/live", params={"token": "admin-secret"}) as response:
                 assert response.status == 200
@@ -234,26 +239,31 @@ async def test_the_admin_token_guards_the_api_and_the_camera_token_does_not_open
                 assert response.status == 200, "the cookie set by ?token= opens the other routes"
 
 
-async def test_without_an_admin_token_only_this_machine_is_answered(filled: str) -> None:
-    app = create_app(replace(BASE, history=filled), pipeline_factory=stand_in)
+@contextlib.asynccontextmanager
+async def on_every_interface(app: web.Application) -> AsyncIterator[int]:
+    """Serve `app` on 0.0.0.0 (reachable through loopback and the machine's own address); yields the port."""
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "0.0.0.0", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        async with aiohttp.ClientSession() as http:
-            assert (await get(http, f"http://127.0.0.1:{port}/api/live"))[0] == 200
-            # The same server through the machine's own network address: not a loopback client.
-            address = _non_loopback_address()
-            status, body = await get(http, f"http://{address}:{port}/api/live")
-            assert status == 403 and "--admin-token" in body["error"]
-            assert (await get(http, f"http://{address}:{port}/healthz"))[0] in (200, 503)
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     finally:
         await runner.cleanup()
 
 
-def _non_loopback_address() -> str:
+async def test_without_an_admin_token_only_this_machine_is_answered(filled: str) -> None:
+    app = create_app(replace(BASE, history=filled), pipeline_factory=stand_in)
+    async with on_every_interface(app) as port, aiohttp.ClientSession() as http:
+        assert (await get(http, f"http://127.0.0.1:{port}/api/live"))[0] == 200
+        # The same server through the machine's own network address: not a loopback client.
+        address = non_loopback_address()
+        status, body = await get(http, f"http://{address}:{port}/api/live")
+        assert status == 403 and "--admin-token" in body["error"]
+        assert (await get(http, f"http://{address}:{port}/healthz"))[0] in (200, 503)
+
+
+def non_loopback_address() -> str:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:

@@ -30,6 +30,14 @@ SHORT_TEXT: dict[str, str] = {
     "mask_worn_incorrectly": "Incorrect",
 }
 
+LABEL_VERDICTS: dict[str, str] = {
+    "without_mask": "unmasked",
+    "mask_worn_incorrectly": "incorrect",
+    "with_mask": "masked",
+}
+"""What the page and the kiosk say of a scene by its most urgent face's label, the most urgent first:
+someone without a mask, then a mask below the nose, then everyone masked."""
+
 
 def canonical_label(name: str) -> str:
     """Map a dataset's class name to one of LABELS; raise ValueError for anything else."""

@@ -1,22 +1,14 @@
 // The main page: start/stop, camera and resolution choice, the annotated video, banner, counts and stats.
+// The labels, their verdicts and the camera size to ask for come from the server's /config.
 
-import { cameraAvailability, listCameras, openCamera, stopStream } from './camera.js';
-import { LiveLink, serverUrl } from './connection.js';
+import { cameraAvailability, listCameras, openCamera, parseResolution, resolutionText, stopStream } from './camera.js';
+import { fetchConfig, LiveLink, pageUrl } from './connection.js';
+import { formatNumber, formatUnit, labelName, t, translatePage } from './i18n.js';
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
-import { formatNumber, StatsSampler } from './stats.js';
-import { countFaces, LABELS, VerdictFilter, verdictFor } from './verdict.js';
+import { StatsSampler } from './stats.js';
+import { countFaces, VerdictFilter, verdictFor } from './verdict.js';
 
-const BANNER_TEXT = {
-  idle: 'Not started',
-  starting: 'Starting the camera…',
-  waiting: 'Waiting for the server…',
-  offline: 'No connection to the server',
-  none: 'No face in view',
-  masked: 'Everyone is wearing a mask',
-  unmasked: 'Someone is not wearing a mask',
-  incorrect: 'A mask is worn incorrectly',
-};
-const START_HINT = 'Then press Start.';
+const CONFIG_RETRY_MS = 5000;
 
 const byId = (id) => document.getElementById(id);
 const ui = {
@@ -34,6 +26,8 @@ const ui = {
   cameraSelect: byId('camera-select'),
   resolutionSelect: byId('resolution-select'),
   kioskLink: byId('kiosk-link'),
+  dashboardLink: byId('dashboard-link'),
+  countList: byId('counts'),
   stats: {
     videoFps: byId('stat-video-fps'),
     detections: byId('stat-detections'),
@@ -42,7 +36,7 @@ const ui = {
     sending: byId('stat-sending'),
     connection: byId('stat-connection'),
   },
-  counts: Object.fromEntries(LABELS.map((label) => [label, byId(`count-${label}`)])),
+  counts: {},
 };
 
 const link = new LiveLink();
@@ -53,6 +47,7 @@ let running = false;
 let linkStatus = { state: 'stopped' };
 let retryAt = 0;
 let lastInferenceMs = null;
+let config = null;
 
 function showMessage(text, severity) {
   if (ui.messageText.textContent !== text) ui.messageText.textContent = text;
@@ -76,21 +71,67 @@ function showCountdown() {
 function setBanner(state) {
   if (ui.banner.dataset.verdict === state) return;
   ui.banner.dataset.verdict = state;
-  ui.bannerText.textContent = BANNER_TEXT[state];
+  ui.bannerText.textContent = t(`banner.${state}`);
 }
 
 function showCounts(counts) {
-  for (const label of LABELS) ui.counts[label].textContent = String(counts[label] ?? 0);
+  for (const [label, element] of Object.entries(ui.counts)) element.textContent = formatNumber(counts[label] ?? 0);
+}
+
+/** One count per label of /config, in its order. */
+function buildCounts() {
+  ui.countList.replaceChildren();
+  ui.counts = {};
+  for (const label of config.labels) {
+    const item = document.createElement('li');
+    item.className = 'count';
+    item.dataset.label = label;
+    const value = document.createElement('span');
+    value.className = 'count-value';
+    value.id = `count-${label}`;
+    const name = document.createElement('span');
+    name.className = 'count-name';
+    name.textContent = labelName(label, config, 'count.');
+    item.append(value, name);
+    ui.countList.append(item);
+    ui.counts[label] = value;
+  }
+  showCounts({});
+}
+
+/** The resolution list holds /config's camera size, chosen unless the URL's ?resolution= says otherwise. */
+function chooseResolution() {
+  const wanted = resolutionText(parseResolution(new URLSearchParams(window.location.search).get('resolution'), config.video));
+  if (![...ui.resolutionSelect.options].some((option) => option.value === wanted)) {
+    const { width, height } = parseResolution(wanted, config.video);
+    ui.resolutionSelect.append(new Option(`${width} × ${height}`, wanted));
+  }
+  ui.resolutionSelect.value = wanted;
+}
+
+/** The settings first (the page cannot open the camera without them); retried while the server is away. */
+async function loadConfig() {
+  try {
+    config = await fetchConfig();
+  } catch (error) {
+    showMessage(t('page.configFailed', { reason: error.message }), 'error');
+    setTimeout(loadConfig, CONFIG_RETRY_MS);
+    return;
+  }
+  hideMessage();
+  buildCounts();
+  chooseResolution();
+  ui.startButton.disabled = false;
 }
 
 function clearStats() {
   for (const element of Object.values(ui.stats)) element.textContent = '–';
-  ui.stats.connection.textContent = running ? 'Connecting' : 'Idle';
+  ui.stats.connection.textContent = running ? t('page.connecting') : t('page.idle');
 }
 
 function setRunning(value) {
   running = value;
-  ui.startButton.textContent = value ? 'Stop' : 'Start';
+  ui.startButton.textContent = value ? t('page.stop') : t('page.start');
   ui.startButton.classList.toggle('is-running', value);
   ui.stageHint.hidden = value;
 }
@@ -117,13 +158,13 @@ async function refreshCameraList() {
 function watchCamera(stream) {
   for (const track of stream.getVideoTracks()) {
     track.addEventListener('ended', () => {
-      if (running && stream === cameraStream) reopenCamera('The camera stopped; trying to open it again.');
+      if (running && stream === cameraStream) reopenCamera(t('msg.cameraReopen'));
     });
   }
 }
 
 async function openChosenCamera() {
-  const stream = await openCamera(ui.cameraSelect.value, ui.resolutionSelect.value);
+  const stream = await openCamera(ui.cameraSelect.value, ui.resolutionSelect.value, config.video);
   watchCamera(stream);
   return stream;
 }
@@ -138,7 +179,7 @@ async function start() {
   } catch (error) {
     setRunning(false);
     setBanner('idle');
-    showMessage(cameraMessage(error, START_HINT), 'error');
+    showMessage(cameraMessage(error, t('page.startHint')), 'error');
     return;
   }
   if (!running) {
@@ -174,7 +215,7 @@ async function reopenCamera(notice) {
     stream = await openChosenCamera();
   } catch (error) {
     stop();
-    showMessage(cameraMessage(error, START_HINT), 'error');
+    showMessage(cameraMessage(error, t('page.startHint')), 'error');
     return;
   }
   if (!running) {
@@ -208,9 +249,9 @@ function onLinkStatus(event) {
 function onDetections(event) {
   if (!running) return;
   const message = event.detail;
-  const counts = message.counts ?? countFaces(message.faces);
+  const counts = message.counts ?? countFaces(message.faces, config.labels);
   showCounts(counts);
-  setBanner(verdicts.update(verdictFor(counts), performance.now()));
+  setBanner(verdicts.update(verdictFor(counts, config.verdicts), performance.now()));
   if (typeof message.inference_ms === 'number') lastInferenceMs = message.inference_ms;
 }
 
@@ -230,20 +271,22 @@ async function tick() {
   const figures = await sampler.sample();
   if (!figures) return;
   const { sent } = figures;
-  ui.stats.videoFps.textContent = formatNumber(figures.videoFps, 1, ' fps');
-  ui.stats.detections.textContent = formatNumber(figures.detectionsPerSecond, 1, ' /s');
-  ui.stats.roundTrip.textContent = formatNumber(figures.roundTripMs ?? figures.networkRttMs, 0, ' ms');
-  ui.stats.analysis.textContent = formatNumber(lastInferenceMs, 0, ' ms');
+  ui.stats.videoFps.textContent = formatUnit(figures.videoFps, 1, 'unit.fps');
+  ui.stats.detections.textContent = formatUnit(figures.detectionsPerSecond, 1, 'unit.perSecond');
+  ui.stats.roundTrip.textContent = formatUnit(figures.roundTripMs ?? figures.networkRttMs, 0, 'unit.ms');
+  ui.stats.analysis.textContent = formatUnit(lastInferenceMs, 0, 'unit.ms');
   const limited = sent.limitation !== 'none' ? ` (${sent.limitation})` : '';
   ui.stats.sending.textContent = sent.width
-    ? `${sent.width}×${sent.height} @ ${formatNumber(sent.fps, 0)} fps${limited}`
+    ? `${sent.width}×${sent.height} @ ${formatUnit(sent.fps, 0, 'unit.fps')}${limited}`
     : '–';
 }
 
 function init() {
-  ui.kioskLink.href = serverUrl('kiosk');
+  translatePage();
+  ui.kioskLink.href = pageUrl('kiosk');
+  ui.dashboardLink.href = pageUrl('dashboard');
   link.addEventListener('status', onLinkStatus);
-  link.addEventListener('detections', onDetections);
+  link.addEventListener('analysis', onDetections);
   link.addEventListener('remotestream', onRemoteStream);
   ui.remoteVideo.addEventListener('resize', onVideoResize);
   ui.controls.addEventListener('submit', (event) => {
@@ -267,8 +310,11 @@ function init() {
     ui.startButton.disabled = true;
     ui.cameraSelect.disabled = true;
     ui.resolutionSelect.disabled = true;
-    ui.stageHint.textContent = 'The camera is not available on this page.';
+    ui.stageHint.textContent = t('page.unavailable');
+    return;
   }
+  ui.startButton.disabled = true;
+  loadConfig();
 }
 
 init();

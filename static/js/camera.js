@@ -1,7 +1,5 @@
 // Opening the camera, and turning the browser's many ways of refusing into a few kinds the pages explain.
-
-export const DEFAULT_RESOLUTION = '640x480';
-export const FRAME_RATE = 30;
+// The size and frame rate to ask for come from the server's /config (`video`).
 
 /** A camera that cannot be opened; `kind` is insecure | unsupported | denied | none | busy | failed. */
 export class CameraError extends Error {
@@ -19,23 +17,29 @@ export function cameraAvailability() {
   return 'ok';
 }
 
-/** Parse "640x480" into numbers; anything else gives the default. */
-export function parseResolution(text) {
+/** "WIDTHxHEIGHT" from a {width, height}, as the pages' ?resolution= and their select write it. */
+export function resolutionText(video) {
+  return `${video.width}x${video.height}`;
+}
+
+/** Parse "WIDTHxHEIGHT" into numbers; anything else gives `fallback` ({width, height}). */
+export function parseResolution(text, fallback) {
   const match = /^(\d{2,4})x(\d{2,4})$/.exec(text ?? '');
-  const [width, height] = (match ? match.slice(1) : DEFAULT_RESOLUTION.split('x')).map(Number);
+  if (!match) return { width: fallback.width, height: fallback.height };
+  const [width, height] = match.slice(1).map(Number);
   return { width, height };
 }
 
 /**
  * Video constraints for a camera choice: "user" / "environment" (front / back on phones, via
- * facingMode) or a deviceId from enumerateDevices.
+ * facingMode) or a deviceId from enumerateDevices; `resolution` as "WIDTHxHEIGHT", else /config's `video`.
  */
-export function videoConstraints(choice, resolution) {
-  const { width, height } = parseResolution(resolution);
+export function videoConstraints(choice, resolution, video) {
+  const { width, height } = parseResolution(resolution, video);
   const constraints = {
     width: { ideal: width },
     height: { ideal: height },
-    frameRate: { ideal: FRAME_RATE, max: FRAME_RATE },
+    frameRate: { ideal: video.frameRate, max: video.frameRate },
   };
   if (choice === 'user' || choice === 'environment' || !choice) {
     constraints.facingMode = { ideal: choice || 'user' };
@@ -61,13 +65,13 @@ function cameraErrorFrom(error) {
   }
 }
 
-/** Open the camera (video only). Throws CameraError. */
-export async function openCamera(choice, resolution) {
+/** Open the camera (video only); `video` is /config's. Throws CameraError. */
+export async function openCamera(choice, resolution, video) {
   const availability = cameraAvailability();
   if (availability === 'insecure') throw new CameraError('insecure', 'This page is not a secure context.');
   if (availability === 'unsupported') throw new CameraError('unsupported', 'This browser has no camera API.');
   try {
-    return await navigator.mediaDevices.getUserMedia({ audio: false, video: videoConstraints(choice, resolution) });
+    return await navigator.mediaDevices.getUserMedia({ audio: false, video: videoConstraints(choice, resolution, video) });
   } catch (error) {
     throw cameraErrorFrom(error);
   }

@@ -1,8 +1,8 @@
 // The page's link to the mask-detection server: /config and /offer over HTTP, then one WebRTC peer
-// connection that sends the camera, receives the annotated video and the `detections` data channel, and
-// reconnects by itself with backoff when the connection fails or the server restarts.
+// connection that sends the camera, receives the annotated video and the data channel of detections, and
+// reconnects by itself with backoff when the connection fails or the server restarts. The data channel's
+// name, like every other setting of the stream, comes from the server's /config.
 
-const CHANNEL_LABEL = 'detections';
 const REQUEST_TIMEOUT_MS = 10000;
 const ICE_GATHERING_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 15000;
@@ -15,24 +15,35 @@ const STABLE_CONNECTION_MS = 10000;
 const pageParams = new URLSearchParams(window.location.search);
 const pageToken = pageParams.get('token');
 // ?location=NAME names this camera in the server's history (e.g. "Main entrance"); "unnamed" without it.
-const pageLocation = pageParams.get('location');
+export const pageLocation = pageParams.get('location');
+const pageLang = pageParams.get('lang');
 
-/** URL of a server route relative to this page, carrying the page's access token when it has one. */
-export function serverUrl(path) {
+/**
+ * URL of a server route relative to this page, with `params`, carrying the page's access token (and, for
+ * a page, its ?lang=) when it has one.
+ */
+export function serverUrl(path, params = {}) {
   const url = new URL(path, window.location.href);
   url.search = '';
   url.hash = '';
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
   if (pageToken) url.searchParams.set('token', pageToken);
   return url.toString();
 }
 
+/** A link to another page of this server that keeps this page's token and language. */
+export function pageUrl(path) {
+  return serverUrl(path, pageLang ? { lang: pageLang } : {});
+}
+
 /** A failure talking to the server, with a `kind` the pages turn into a message. */
 export class ServerError extends Error {
-  constructor(kind, message, { status = 0, retryAfterMs = 0, maxSessions = null } = {}) {
+  constructor(kind, message, { status = 0, retryAfterMs = 0, maxSessions = null, reason = null } = {}) {
     super(message);
     this.name = 'ServerError';
     this.kind = kind;
     this.status = status;
+    this.reason = reason;
     this.retryAfterMs = retryAfterMs;
     this.maxSessions = maxSessions;
   }
@@ -46,7 +57,7 @@ export class ServerError extends Error {
 function errorForResponse(status, body, retryAfterHeader) {
   const detail = typeof body.error === 'string' ? body.error : `HTTP ${status}`;
   const retryAfterMs = Number(retryAfterHeader) > 0 ? Number(retryAfterHeader) * 1000 : 0;
-  const options = { status, retryAfterMs, maxSessions: body.maxSessions ?? null };
+  const options = { status, retryAfterMs, maxSessions: body.maxSessions ?? null, reason: body.reason ?? null };
   if (status === 401 || status === 403) return new ServerError('unauthorized', detail, options);
   if (status === 429) return new ServerError('rate-limited', detail, options);
   if (status === 503 && body.reason === 'loading') return new ServerError('loading', detail, options);
@@ -55,10 +66,11 @@ function errorForResponse(status, body, retryAfterHeader) {
   return new ServerError('rejected', detail, options);
 }
 
-async function requestJson(path, init = {}) {
+/** GET or POST a server route; the JSON answer, or a ServerError. */
+export async function requestJson(path, init = {}, params = {}) {
   let response;
   try {
-    response = await fetch(serverUrl(path), {
+    response = await fetch(serverUrl(path, params), {
       cache: 'no-store',
       credentials: 'same-origin',
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
@@ -77,9 +89,21 @@ async function requestJson(path, init = {}) {
   return body;
 }
 
-/** The server's settings for the page: ICE servers, session limit, labels. */
-export function fetchConfig() {
-  return requestJson('config');
+/** The server's settings for the page: ICE servers, labels and verdicts, data channel, camera size. */
+export async function fetchConfig() {
+  const config = await requestJson('config');
+  const complete =
+    Array.isArray(config.labels) &&
+    config.verdicts &&
+    typeof config.dataChannelLabel === 'string' &&
+    Number.isInteger(config.video?.width);
+  if (!complete) throw new ServerError('server', 'the server sent incomplete settings (/config)');
+  return config;
+}
+
+/** Today's passages at this page's ?location= (the server's `unnamed` without one), from the history. */
+export function fetchToday() {
+  return requestJson('today', {}, pageLocation ? { location: pageLocation } : {});
 }
 
 function postOffer(description) {
@@ -122,7 +146,7 @@ function backoffDelay(attempt, minimumMs) {
  *
  * Events: `status` (detail: {state, error, retryInMs, attempt}) with state one of
  * `connecting`, `connected`, `waiting` (a retry is scheduled), `failed` (no retry will help), `stopped`;
- * `detections` (detail: the parsed message); `remotestream` (detail: MediaStream or null).
+ * `analysis` (detail: the parsed detections message of one analysed frame); `remotestream` (detail: MediaStream or null).
  */
 export class LiveLink extends EventTarget {
   #stream = null;
@@ -240,7 +264,7 @@ export class LiveLink extends EventTarget {
     this.config = config;
     const pc = new RTCPeerConnection({ iceServers: Array.isArray(config.iceServers) ? config.iceServers : [] });
     this.#pc = pc;
-    const channel = pc.createDataChannel(CHANNEL_LABEL);
+    const channel = pc.createDataChannel(config.dataChannelLabel);
     this.#channel = channel;
     channel.onmessage = (event) => {
       if (generation === this.#generation) this.#onMessage(event.data);
@@ -311,7 +335,7 @@ export class LiveLink extends EventTarget {
     }
     if (!Array.isArray(message.faces)) return;
     this.messagesReceived += 1;
-    this.dispatchEvent(new CustomEvent('detections', { detail: message }));
+    this.dispatchEvent(new CustomEvent('analysis', { detail: message }));
   }
 
   #lost(error) {

@@ -1,34 +1,30 @@
-// The kiosk: starts by itself, tells the person in front of the camera what to do, counts today's
-// visitors, and recovers from a lost camera or a restarted server without anyone touching it.
+// The kiosk: starts by itself, tells the person in front of the camera what to do, shows today's
+// visitors at its location as the server's history counts them (the same numbers as every other screen
+// there and the dashboard), and recovers from a lost camera or a restarted server without anyone touching
+// it. The banner follows the live detections at once; the counts change when a passage has ended.
 //
-// URL options: ?camera=user|environment|<deviceId>, ?resolution=640x480, ?token=... and ?location=NAME
-// (as the main page: the name of this camera in the server's history).
+// URL options: ?camera=user|environment|<deviceId>, ?resolution=WIDTHxHEIGHT (default: the server's),
+// ?token=..., ?location=NAME (as the main page: the name of this camera in the server's history) and
+// ?lang=en|ko.
 
-import { cameraAvailability, DEFAULT_RESOLUTION, openCamera, stopStream } from './camera.js';
+import { cameraAvailability, openCamera, stopStream } from './camera.js';
 import { Chime } from './chime.js';
-import { LiveLink } from './connection.js';
+import { fetchConfig, fetchToday, LiveLink } from './connection.js';
+import { formatNumber, labelName, t, translatePage } from './i18n.js';
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
-import { formatNumber, StatsSampler } from './stats.js';
+import { StatsSampler } from './stats.js';
 import { DailyTally } from './tally.js';
-import { countFaces, LABELS, VerdictFilter, verdictFor } from './verdict.js';
+import { countFaces, VerdictFilter, verdictFor } from './verdict.js';
 
 const CAMERA_RETRY_MS = 5000;
 const REFUSED_RETRY_MS = 60000;
 const CHIME_GAP_MS = 4000;
+const TODAY_POLL_MS = 5000;
 const CHIME_SETTING_KEY = 'maskcheck.kiosk.chime';
-
-const MESSAGES = {
-  starting: ['Starting…', 'Connecting to the camera and the server.'],
-  offline: ['Welcome', 'Please wear a mask inside.'],
-  none: ['Welcome', 'Please wear a mask inside.'],
-  masked: ['Thank you for wearing a mask', 'Welcome in.'],
-  unmasked: ['Please put on a mask', 'Masks are required here.'],
-  incorrect: ['Please cover your nose', 'Your mask should cover your nose and mouth.'],
-};
 
 const params = new URLSearchParams(window.location.search);
 const cameraChoice = params.get('camera') || 'user';
-const resolution = params.get('resolution') || DEFAULT_RESOLUTION;
+const resolution = params.get('resolution');
 
 const byId = (id) => document.getElementById(id);
 const ui = {
@@ -39,14 +35,18 @@ const ui = {
   status: byId('kiosk-status'),
   chimeButton: byId('chime-button'),
   soundHint: byId('sound-hint'),
-  today: Object.fromEntries(['people', ...LABELS].map((key) => [key, byId(`today-${key}`)])),
+  todayList: byId('today'),
+  countsNote: byId('counts-note'),
+  today: { people: byId('today-people') },
 };
 
 const link = new LiveLink();
 const sampler = new StatsSampler(link);
 const verdicts = new VerdictFilter({ holdMs: 400, clearMs: 1500 });
-const tally = new DailyTally();
 const chime = new Chime();
+let config = null;
+let tally = null;
+let serverToday = null;
 let cameraStream = null;
 let openingCamera = null;
 let cameraRetryTimer = null;
@@ -76,10 +76,9 @@ function showVerdict(verdict) {
   if (verdict === shownVerdict) return;
   const previous = shownVerdict;
   shownVerdict = verdict;
-  const [headline, subline] = MESSAGES[verdict];
   ui.message.dataset.verdict = verdict;
-  ui.headline.textContent = headline;
-  ui.subline.textContent = subline;
+  ui.headline.textContent = t(`kiosk.${verdict}.head`);
+  ui.subline.textContent = t(`kiosk.${verdict}.sub`);
   if (verdict === 'unmasked' && previous !== 'unmasked') ringChime();
 }
 
@@ -88,9 +87,51 @@ function showStatus(text, severity = 'info') {
   ui.status.dataset.severity = severity;
 }
 
+/** The server's counts of today at this location; this screen's own only while they cannot be had. */
 function showToday() {
-  const today = tally.today;
-  for (const [key, element] of Object.entries(ui.today)) element.textContent = String(today[key]);
+  const today = serverToday ?? tally?.today ?? {};
+  for (const [key, element] of Object.entries(ui.today)) element.textContent = formatNumber(today[key] ?? 0);
+  ui.todayList.dataset.source = serverToday ? 'server' : 'local';
+}
+
+async function refreshToday() {
+  try {
+    serverToday = await fetchToday();
+    ui.countsNote.hidden = true;
+  } catch (error) {
+    serverToday = null;
+    ui.countsNote.textContent = t(error.reason === 'history_off' ? 'kiosk.countsNoHistory' : 'kiosk.countsLocal');
+    ui.countsNote.hidden = false;
+  }
+  showToday();
+}
+
+/** One count per class label of /config, after the people. */
+function buildToday() {
+  for (const item of [...ui.todayList.querySelectorAll('[data-label]')]) item.remove();
+  ui.today = { people: ui.today.people };
+  for (const label of config.labels) {
+    const item = document.createElement('div');
+    item.className = 'today-item';
+    item.dataset.label = label;
+    const name = document.createElement('dt');
+    name.textContent = labelName(label, config, 'kiosk.today.');
+    const value = document.createElement('dd');
+    value.id = `today-${label}`;
+    item.append(name, value);
+    ui.todayList.append(item);
+    ui.today[label] = value;
+  }
+  showToday();
+}
+
+/** The server's settings, once: the labels and the camera size are needed before anything else. */
+async function ensureConfig() {
+  if (config) return config;
+  config = await fetchConfig();
+  tally = new DailyTally({ labels: config.labels });
+  buildToday();
+  return config;
 }
 
 function ringChime() {
@@ -100,7 +141,7 @@ function ringChime() {
 }
 
 function showChimeSetting() {
-  ui.chimeButton.textContent = chimeEnabled ? 'Chime on' : 'Chime off';
+  ui.chimeButton.textContent = chimeEnabled ? t('kiosk.chimeOn') : t('kiosk.chimeOff');
   ui.chimeButton.setAttribute('aria-pressed', String(chimeEnabled));
   ui.soundHint.hidden = !chimeEnabled || chime.unlocked;
 }
@@ -146,12 +187,21 @@ function acquireCamera() {
 
 async function openAndConnect() {
   try {
-    cameraStream = await openCamera(cameraChoice, resolution);
+    await ensureConfig();
+  } catch (error) {
+    showVerdict('offline');
+    const { text, severity } = linkMessage({ state: 'waiting', error });
+    showStatus(text, severity);
+    scheduleCameraRetry(CAMERA_RETRY_MS);
+    return;
+  }
+  try {
+    cameraStream = await openCamera(cameraChoice, resolution, config.video);
   } catch (error) {
     cameraStream = null;
     showVerdict('offline');
     const recoverable = error.kind !== 'insecure' && error.kind !== 'unsupported';
-    showStatus(cameraMessage(error, recoverable ? 'Trying again by itself.' : ''), 'error');
+    showStatus(cameraMessage(error, recoverable ? t('kiosk.retrying') : ''), 'error');
     if (recoverable) scheduleCameraRetry(CAMERA_RETRY_MS);
     return;
   }
@@ -167,7 +217,7 @@ function onCameraLost() {
   ui.video.srcObject = null;
   verdicts.reset();
   showVerdict('offline');
-  showStatus('The camera was lost. Trying again by itself.', 'error');
+  showStatus(t('kiosk.cameraLost'), 'error');
   scheduleCameraRetry(1000);
 }
 
@@ -199,10 +249,10 @@ function onRemoteStream(event) {
 }
 
 function onDetections(event) {
-  const counts = event.detail.counts ?? countFaces(event.detail.faces);
+  const counts = event.detail.counts ?? countFaces(event.detail.faces, config.labels);
   const now = performance.now();
-  showVerdict(verdicts.update(verdictFor(counts), now));
-  if (tally.observe(counts, now)) showToday();
+  showVerdict(verdicts.update(verdictFor(counts, config.verdicts), now));
+  if (tally.observe(counts, now) && !serverToday) showToday();
 }
 
 async function tick() {
@@ -214,8 +264,10 @@ async function tick() {
   const figures = await sampler.sample();
   if (figures) {
     showStatus(
-      `Connected · ${formatNumber(figures.videoFps, 0)} fps · ` +
-        `${formatNumber(figures.detectionsPerSecond, 0)} checks/s`,
+      t('kiosk.connectedStats', {
+        fps: formatNumber(figures.videoFps, 0),
+        checks: formatNumber(figures.detectionsPerSecond, 0),
+      }),
     );
   }
 }
@@ -241,8 +293,9 @@ function watchCameraPermission() {
 }
 
 function init() {
+  translatePage();
   link.addEventListener('status', onLinkStatus);
-  link.addEventListener('detections', onDetections);
+  link.addEventListener('analysis', onDetections);
   link.addEventListener('remotestream', onRemoteStream);
   ui.chimeButton.addEventListener('click', toggleChime);
   ui.video.addEventListener('dblclick', () => {
@@ -256,7 +309,8 @@ function init() {
   document.addEventListener('visibilitychange', keepScreenOn);
   watchCameraPermission();
   showToday();
-  setInterval(showToday, 60000);
+  refreshToday();
+  setInterval(refreshToday, TODAY_POLL_MS);
   setInterval(tick, 1000);
 
   showChimeSetting();

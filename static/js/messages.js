@@ -1,34 +1,34 @@
-// Plain-language explanations of what went wrong, shared by the main page and the kiosk.
+// Plain-language explanations of what went wrong, shared by the main page and the kiosk, in the page's
+// language (texts.js).
+
+import { formatNumber, t } from './i18n.js';
 
 function seconds(ms) {
-  return `${Math.max(1, Math.ceil(ms / 1000))} s`;
+  return t('unit.seconds', { value: formatNumber(Math.max(1, Math.ceil(ms / 1000))) });
 }
 
 /** What to tell the user about a CameraError; `retryHint` says how they get going again. */
 export function cameraMessage(error, retryHint) {
+  const hint = retryHint ?? '';
   switch (error.kind) {
     case 'insecure':
-      return (
-        `The camera only works on a secure page, and ${window.location.origin} is not one. ` +
-        'Start the server with --https and open the https:// address, or open http://localhost on the ' +
-        'computer that runs the server.'
-      );
+      return t('msg.insecure', { origin: window.location.origin });
     case 'unsupported':
-      return 'This browser cannot use a camera. Use a current Chrome, Edge, Firefox or Safari.';
+      return t('msg.unsupported');
     case 'denied':
-      return `Camera access was blocked. Allow the camera for this site (the camera icon in the address bar). ${retryHint}`;
+      return t('msg.denied', { hint }).trim();
     case 'none':
-      return `No camera was found. Connect a camera. ${retryHint}`;
+      return t('msg.noCamera', { hint }).trim();
     case 'busy':
-      return `The camera is in use by another application or not working. Close the other application. ${retryHint}`;
+      return t('msg.busy', { hint }).trim();
     default:
-      return `${error.message} ${retryHint}`;
+      return t('msg.cameraFailed', { reason: error.message, hint }).trim();
   }
 }
 
 /** "Next try in 3 s", for the countdown shown beside a link message while a retry is scheduled. */
 export function retryCountdown(remainingMs) {
-  return `Next try in ${seconds(remainingMs)}.`;
+  return t('msg.nextTry', { seconds: seconds(remainingMs) });
 }
 
 /**
@@ -37,34 +37,30 @@ export function retryCountdown(remainingMs) {
  */
 export function linkMessage(status) {
   const { state, error } = status;
-  if (state === 'connecting') return { text: 'Connecting to the server…', severity: 'info' };
-  if (state === 'connected') return { text: 'Connected', severity: 'info' };
-  if (state === 'stopped') return { text: 'Stopped', severity: 'info' };
+  if (state === 'connecting') return { text: t('msg.connecting'), severity: 'info' };
+  if (state === 'connected') return { text: t('msg.connected'), severity: 'info' };
+  if (state === 'stopped') return { text: t('msg.stopped'), severity: 'info' };
   if (state === 'failed') {
-    if (error.kind === 'unauthorized') {
-      return {
-        text:
-          'Access denied: this server needs an access token. Open the full link you were given ' +
-          '(it ends in ?token=…) or ask the operator.',
-        severity: 'error',
-      };
-    }
-    return { text: `The server refused the connection: ${error.message}`, severity: 'error' };
+    if (error.kind === 'unauthorized') return { text: t('msg.unauthorized'), severity: 'error' };
+    return { text: t('msg.refused', { reason: error.message }), severity: 'error' };
   }
   switch (error.kind) {
     case 'unreachable':
-      return { text: 'Cannot reach the server. Is it running? Retrying by itself.', severity: 'error' };
-    case 'capacity': {
-      const limit = error.maxSessions ? `all ${error.maxSessions} sessions are` : 'every session is';
-      return { text: `The server is at capacity: ${limit} in use. Retrying by itself.`, severity: 'warning' };
-    }
+      return { text: t('msg.unreachable'), severity: 'error' };
+    case 'capacity':
+      return {
+        text: error.maxSessions
+          ? t('msg.capacity', { count: formatNumber(error.maxSessions) })
+          : t('msg.capacityUnknown'),
+        severity: 'warning',
+      };
     case 'rate-limited':
-      return { text: 'Too many connection attempts from this device. Retrying by itself.', severity: 'warning' };
+      return { text: t('msg.rateLimited'), severity: 'warning' };
     case 'loading':
-      return { text: 'The server is still loading its models. Retrying by itself.', severity: 'info' };
+      return { text: t('msg.loading'), severity: 'info' };
     case 'lost':
-      return { text: `Connection lost: ${error.message} Reconnecting by itself.`, severity: 'warning' };
+      return { text: t('msg.lost', { reason: error.message }), severity: 'warning' };
     default:
-      return { text: `The server had a problem (${error.message}). Retrying by itself.`, severity: 'error' };
+      return { text: t('msg.serverProblem', { reason: error.message }), severity: 'error' };
   }
 }

@@ -64,9 +64,3 @@ export class StatsSampler {
     };
   }
 }
-
-/** "12 ms", "29.8", or a dash when unknown. */
-export function formatNumber(value, digits = 0, unit = '') {
-  if (value === null || value === undefined || !Number.isFinite(value)) return '–';
-  return `${value.toFixed(digits)}${unit}`;
-}

@@ -1,5 +1,6 @@
-// Today's counts for the kiosk, kept in localStorage per local date so that a reload or a restart of the
-// kiosk's browser does not lose them.
+// The kiosk's own count of today, kept in localStorage per local date so that a reload or a restart of the
+// kiosk's browser does not lose it. The kiosk shows the server's counts (its history's passages); this one
+// only while the server cannot be reached.
 //
 // People are counted per visit, not per frame: a visit lasts while faces are in view (gaps shorter than
 // `gapMs` are the detector blinking). Within a visit, a number of faces counts once it has been seen in
@@ -7,15 +8,8 @@
 // one person standing in front of the camera for a minute counts once; a second person joining counts one
 // more. A person who puts their mask on during a visit counts once in each column they were seen in.
 
-import { LABELS } from './verdict.js';
-
 const KEY_PREFIX = 'maskcheck.tally.';
 const KEEP_DAYS = 31;
-const KEYS = ['people', ...LABELS];
-
-function emptyCounts() {
-  return Object.fromEntries(KEYS.map((key) => [key, 0]));
-}
 
 /** Local calendar date as YYYY-MM-DD. */
 export function localDate(date) {
@@ -24,13 +18,18 @@ export function localDate(date) {
 }
 
 export class DailyTally {
-  #visitCounted = emptyCounts();
+  #visitCounted = null;
   #recent = [];
   #lastFaceAt = -Infinity;
   #date = null;
-  #totals = emptyCounts();
+  #totals = null;
 
-  constructor({ storage = window.localStorage, clock = () => new Date(), gapMs = 2000, confirmMessages = 3 } = {}) {
+  /** `labels`: the class labels of the server's /config. */
+  constructor({ labels, storage = window.localStorage, clock = () => new Date(), gapMs = 2000, confirmMessages = 3 }) {
+    this.labels = labels;
+    this.keys = ['people', ...labels];
+    this.#visitCounted = this.#empty();
+    this.#totals = this.#empty();
     this.storage = storage;
     this.clock = clock;
     this.gapMs = gapMs;
@@ -38,7 +37,11 @@ export class DailyTally {
     this.#load();
   }
 
-  /** Today's totals: {date, people, with_mask, without_mask, mask_worn_incorrectly}. */
+  #empty() {
+    return Object.fromEntries(this.keys.map((key) => [key, 0]));
+  }
+
+  /** Today's totals: {date, people, and one count per label}. */
   get today() {
     this.#rollOver();
     return { date: this.#date, ...this.#totals };
@@ -47,10 +50,10 @@ export class DailyTally {
   /** Feed one message's face counts at `nowMs`; returns true when a total changed. */
   observe(counts, nowMs) {
     this.#rollOver();
-    const frame = { ...counts, people: LABELS.reduce((sum, label) => sum + (counts[label] ?? 0), 0) };
+    const frame = { ...counts, people: this.labels.reduce((sum, label) => sum + (counts[label] ?? 0), 0) };
     if (frame.people > 0) {
       if (nowMs - this.#lastFaceAt > this.gapMs) {
-        this.#visitCounted = emptyCounts();
+        this.#visitCounted = this.#empty();
         this.#recent = [];
       }
       this.#lastFaceAt = nowMs;
@@ -59,7 +62,7 @@ export class DailyTally {
     if (this.#recent.length > this.confirmMessages) this.#recent.shift();
     if (this.#recent.length < this.confirmMessages) return false;
     let changed = false;
-    for (const key of KEYS) {
+    for (const key of this.keys) {
       const confirmed = Math.min(...this.#recent.map((entry) => entry[key] ?? 0));
       if (confirmed > this.#visitCounted[key]) {
         this.#totals[key] += confirmed - this.#visitCounted[key];
@@ -77,15 +80,15 @@ export class DailyTally {
 
   #load() {
     this.#date = localDate(this.clock());
-    this.#totals = emptyCounts();
+    this.#totals = this.#empty();
     try {
       const saved = JSON.parse(this.storage.getItem(KEY_PREFIX + this.#date) ?? '{}');
-      for (const key of KEYS) {
+      for (const key of this.keys) {
         if (Number.isInteger(saved[key]) && saved[key] >= 0) this.#totals[key] = saved[key];
       }
       this.#forgetOldDays();
     } catch {
-      this.#totals = emptyCounts();
+      this.#totals = this.#empty();
     }
   }
 

@@ -1,11 +1,10 @@
 // From one detections message to what the pages say: counts per label, one verdict for the scene, and a
-// filter that keeps the verdict from flickering when a single frame misses or misreads a face.
+// filter that keeps the verdict from flickering when a single frame misses or misreads a face. Which
+// labels exist, and which verdict each one means, come from the server's /config (`labels`, `verdicts`).
 
-export const LABELS = ['with_mask', 'without_mask', 'mask_worn_incorrectly'];
-
-/** Faces of each label in one message. */
-export function countFaces(faces) {
-  const counts = { with_mask: 0, without_mask: 0, mask_worn_incorrectly: 0 };
+/** Faces of each of `labels` in one message. */
+export function countFaces(faces, labels) {
+  const counts = Object.fromEntries(labels.map((label) => [label, 0]));
   for (const face of faces ?? []) {
     if (face && Object.hasOwn(counts, face.label)) counts[face.label] += 1;
   }
@@ -13,13 +12,13 @@ export function countFaces(faces) {
 }
 
 /**
- * The scene in one word, the most urgent first: `unmasked` (someone without a mask), `incorrect` (a mask
- * below the nose), `masked` (everyone masked), `none` (no face in view).
+ * The scene in one word: the verdict of the most urgent label with a face in view (`verdicts` maps each
+ * label to its verdict, the most urgent first, as /config sends it), or `none` with no face in view.
  */
-export function verdictFor(counts) {
-  if (counts.without_mask > 0) return 'unmasked';
-  if (counts.mask_worn_incorrectly > 0) return 'incorrect';
-  if (counts.with_mask > 0) return 'masked';
+export function verdictFor(counts, verdicts) {
+  for (const [label, verdict] of Object.entries(verdicts)) {
+    if ((counts[label] ?? 0) > 0) return verdict;
+  }
   return 'none';
 }
 

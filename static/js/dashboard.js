@@ -1,0 +1,497 @@
+// The operator's dashboard: today per location, the cameras connected now, compliance by hour (today) and
+// by day (the chosen range), and the passages of the last minutes; all from the history API (/api/*).
+//
+// Live updates by polling every POLL_MS, not server-sent events: a passage reaches the history only once
+// it has ended, each poll is a few small indexed reads in the server's bounded history threads, and a
+// poll needs no connection held open per dashboard (nor a push path from the history writer), passes any
+// proxy, and picks up again by itself after a restart of the server or a lost network.
+//
+// URL options: ?location=NAME, ?from=YYYY-MM-DD, ?to=YYYY-MM-DD, ?lang=en|ko, ?token=... (the operator's).
+
+import { fetchConfig, requestJson, serverUrl } from './connection.js';
+import { formatDate, formatNumber, formatPercent, formatUnit, labelName, LANG, t, translatePage } from './i18n.js';
+import uPlot from '../vendor/uplot/uPlot.esm.js';
+
+const POLL_MS = 5000;
+const RECENT_MINUTES = 10;
+const RECENT_LIMIT = 200;
+const RANGE_DAYS = 30;
+const DAY_MS = 86_400_000;
+
+const byId = (id) => document.getElementById(id);
+const ui = {
+  updated: byId('updated'),
+  filters: byId('filters'),
+  location: byId('location'),
+  from: byId('from'),
+  to: byId('to'),
+  csvSummary: byId('csv-summary'),
+  csvPassages: byId('csv-passages'),
+  notice: byId('notice'),
+  todayHeading: byId('today-heading'),
+  todayCards: byId('today-cards'),
+  todayEmpty: byId('today-empty'),
+  cameras: byId('cameras'),
+  camerasEmpty: byId('cameras-empty'),
+  dayHeading: byId('day-heading'),
+  recentHeading: byId('recent-heading'),
+  recentNote: byId('recent-note'),
+  recentBody: document.querySelector('#recent tbody'),
+  recentTable: byId('recent'),
+  recentEmpty: byId('recent-empty'),
+};
+
+const params = new URLSearchParams(window.location.search);
+const knownLocations = new Set();
+const charts = {};
+let config = null;
+let today = null;
+let filters = { location: params.get('location') ?? '', from: params.get('from'), to: params.get('to') };
+let polling = null;
+
+/** `YYYY-MM-DD` plus `days`, in calendar days (no time zone involved). */
+function addDays(isoDate, days) {
+  const [year, month, day] = isoDate.split('-').map(Number);
+  return new Date(Date.UTC(year, month - 1, day) + days * DAY_MS).toISOString().slice(0, 10);
+}
+
+function isDate(text) {
+  return typeof text === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(text) && !Number.isNaN(Date.parse(text));
+}
+
+/** The start of a date in the server's zone, as epoch seconds (its offset taken from today's). */
+function dayStartSeconds(isoDate) {
+  const offset = today.since.slice(-6);
+  return Date.parse(`${isoDate}T00:00:00${offset}`) / 1000;
+}
+
+function locationQuery() {
+  return filters.location ? { location: filters.location } : {};
+}
+
+function showNotice(key, values) {
+  ui.notice.textContent = t(key, values);
+  ui.notice.hidden = false;
+}
+
+/** What a failed API read means for the operator; `null` for a failure that is not the history's. */
+function noticeFor(error) {
+  if (error.status === 401 || error.status === 403) return 'dash.forbidden';
+  if (error.reason === 'history_off') return 'dash.historyOff';
+  if (error.reason === 'history_busy') return 'dash.busy';
+  if (error.reason === 'history_unavailable' || error.kind === 'unreachable') return 'dash.unreachable';
+  return null;
+}
+
+function api(path, query = {}) {
+  return requestJson(`api/${path}`, {}, query);
+}
+
+/** A time of day in the server's zone, with its seconds or (an hour's start) without. */
+function formatTime(iso, { seconds = true } = {}) {
+  const options = { hour: '2-digit', minute: '2-digit', timeZone: today?.tz };
+  if (seconds) options.second = '2-digit';
+  return formatDate(new Date(iso), options);
+}
+
+function formatDay(isoDate) {
+  return formatDate(new Date(`${isoDate}T12:00:00Z`), {
+    year: 'numeric',
+    month: 'short',
+    day: 'numeric',
+    timeZone: 'UTC',
+  });
+}
+
+function element(tag, className, text) {
+  const made = document.createElement(tag);
+  if (className) made.className = className;
+  if (text !== undefined) made.textContent = text;
+  return made;
+}
+
+function peopleOf(counts) {
+  return config.labels.reduce((sum, label) => sum + (counts[label] ?? 0), 0);
+}
+
+/** The share of a bucket's or a day's people with a compliant label (/config's `compliantLabels`). */
+function complianceOf(counts) {
+  const people = peopleOf(counts);
+  if (people === 0) return null;
+  return config.compliantLabels.reduce((sum, label) => sum + (counts[label] ?? 0), 0) / people;
+}
+
+// ---- Today ------------------------------------------------------------------------------------------
+
+function todayCard(entry) {
+  const card = element('article', 'card');
+  card.dataset.location = entry.location;
+  card.append(element('h3', '', entry.location));
+  const rate = element('p', 'rate', formatPercent(entry.compliance));
+  rate.dataset.role = 'compliance';
+  card.append(rate, element('p', 'rate-label', t('dash.compliance')));
+  const figures = element('dl', 'figures');
+  const add = (key, name, value) => {
+    const item = element('div');
+    if (key !== 'people') item.dataset.label = key;
+    item.dataset.key = key;
+    item.append(element('dt', '', name), element('dd', '', formatNumber(value)));
+    figures.append(item);
+  };
+  add('people', t('dash.people'), entry.people);
+  for (const label of config.labels) add(label, labelName(label, config), entry[label] ?? 0);
+  card.append(figures);
+  return card;
+}
+
+function showToday() {
+  ui.todayHeading.textContent = t('dash.today', { date: formatDay(today.date) });
+  const shown = today.locations.filter((entry) => !filters.location || entry.location === filters.location);
+  ui.todayCards.replaceChildren(...shown.map(todayCard));
+  ui.todayEmpty.textContent = t('dash.noPassages');
+  ui.todayEmpty.hidden = shown.length > 0;
+}
+
+// ---- Cameras now ------------------------------------------------------------------------------------
+
+function showCameras(live) {
+  const cameras = live.cameras.filter((camera) => !filters.location || camera.location === filters.location);
+  ui.cameras.replaceChildren(
+    ...cameras.map((camera) => {
+      const item = element('li');
+      item.dataset.location = camera.location;
+      const name = element('span', '', camera.location);
+      const verdict = element(
+        'span',
+        'verdict',
+        camera.verdict ? labelName(camera.verdict, config) : t('dash.verdict.none'),
+      );
+      if (camera.verdict) verdict.dataset.label = camera.verdict;
+      const detail = element(
+        'span',
+        'muted',
+        `${t('dash.cameraFaces', { count: formatNumber(camera.faces) })} · ` +
+          t('dash.cameraSince', { time: formatTime(camera.since) }),
+      );
+      item.append(name, verdict, detail);
+      return item;
+    }),
+  );
+  ui.camerasEmpty.hidden = cameras.length > 0;
+}
+
+// ---- Charts -----------------------------------------------------------------------------------------
+
+/** Buckets of one location, or of all of them summed, oldest first: [{start, counts}]. */
+function combine(buckets) {
+  const byStart = new Map();
+  for (const bucket of buckets) {
+    if (filters.location && bucket.location !== filters.location) continue;
+    const key = Date.parse(bucket.start);
+    const entry = byStart.get(key) ?? { start: bucket.start, at: key, counts: {} };
+    for (const label of config.labels) entry.counts[label] = (entry.counts[label] ?? 0) + (bucket[label] ?? 0);
+    byStart.set(key, entry);
+  }
+  return [...byStart.values()].sort((a, b) => a.at - b.at);
+}
+
+function themeColour(name) {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+}
+
+function chartOptions(kind, range, width) {
+  const text = themeColour('--text-muted');
+  const grid = themeColour('--grid');
+  const accent = themeColour('--accent');
+  const good = themeColour('--with-mask');
+  const tick = (seconds) =>
+    kind === 'hour'
+      ? formatDate(new Date(seconds * 1000), { hour: 'numeric', timeZone: today.tz })
+      : formatDate(new Date(seconds * 1000), { month: 'short', day: 'numeric', timeZone: today.tz });
+  const axis = { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
+  return {
+    width,
+    height: 220,
+    tzDate: (seconds) => uPlot.tzDate(new Date(seconds * 1000), today.tz),
+    scales: {
+      x: { time: true, range: () => range },
+      rate: { range: () => [0, 100] },
+      people: { range: (u, min, max) => [0, Math.max(1, max ?? 1)] },
+    },
+    axes: [
+      // Wide enough apart that dates written out in Korean do not run into each other on a phone.
+      { ...axis, space: kind === 'hour' ? 50 : 80, values: (u, splits) => splits.map(tick) },
+      { ...axis, scale: 'rate', label: t('dash.rateAxis'), values: (u, splits) => splits.map((v) => `${v}%`) },
+      { ...axis, scale: 'people', side: 1, label: t('dash.peopleAxis'), grid: { show: false } },
+    ],
+    series: [
+      {
+        label: kind === 'hour' ? t('dash.hour') : t('dash.day'),
+        value: (u, seconds) => (seconds == null ? '–' : tick(seconds)),
+      },
+      {
+        label: t('dash.peopleAxis'),
+        scale: 'people',
+        stroke: accent,
+        fill: `${accent}55`,
+        paths: uPlot.paths.bars({ size: [0.6, 48] }),
+        points: { show: false },
+        value: (u, v) => formatNumber(v),
+      },
+      {
+        label: t('dash.rateAxis'),
+        scale: 'rate',
+        stroke: good,
+        width: 2,
+        // Points only: a line would invent a rate for the hours or days without anyone in between.
+        paths: () => null,
+        points: { show: true, size: 9, fill: good },
+        value: (u, v) => (v == null ? '–' : `${formatNumber(v, 0)}%`),
+      },
+    ],
+    legend: { show: true },
+    cursor: { drag: { x: false, y: false } },
+  };
+}
+
+function chartTable(table, kind, rows) {
+  const head = element('tr');
+  for (const name of [kind === 'hour' ? t('dash.hour') : t('dash.day'), t('dash.people'), t('dash.compliance')]) {
+    const cell = element('th', '', name);
+    cell.scope = 'col';
+    head.append(cell);
+  }
+  for (const label of config.labels) {
+    const cell = element('th', '', labelName(label, config));
+    cell.scope = 'col';
+    head.append(cell);
+  }
+  const body = rows.map((row) => {
+    const line = element('tr');
+    const when =
+      kind === 'hour' ? formatTime(row.start, { seconds: false }) : formatDay(row.start.slice(0, 10));
+    line.append(
+      element('th', '', when),
+      element('td', '', formatNumber(peopleOf(row.counts))),
+      element('td', '', formatPercent(complianceOf(row.counts))),
+      ...config.labels.map((label) => element('td', '', formatNumber(row.counts[label]))),
+    );
+    return line;
+  });
+  table.replaceChildren(element('thead'), element('tbody'));
+  table.tHead.append(head);
+  table.tBodies[0].append(...body);
+}
+
+/** One chart (`hour` or `day`) of `rows` over `range` [from, to] in epoch seconds, and its text. */
+function drawChart(kind, rows, range, caption) {
+  const figure = byId(`chart-${kind}`);
+  const canvas = figure.querySelector('.chart-canvas');
+  const data = [
+    rows.map((row) => row.at / 1000),
+    rows.map((row) => peopleOf(row.counts)),
+    rows.map((row) => {
+      const share = complianceOf(row.counts);
+      return share === null ? null : Math.round(share * 1000) / 10;
+    }),
+  ];
+  const key = JSON.stringify([data, range, LANG]);
+  figure.dataset.points = String(rows.length);
+  figure.querySelector('.chart-caption').textContent = caption;
+  chartTable(byId(`table-${kind}`), kind, rows);
+  const existing = charts[kind];
+  if (existing?.key === key) return;
+  existing?.plot.destroy();
+  const width = Math.max(240, canvas.clientWidth || figure.clientWidth);
+  charts[kind] = { key, plot: new uPlot(chartOptions(kind, range, width), data, canvas), rows, range, caption };
+}
+
+function resizeCharts() {
+  for (const [kind, chart] of Object.entries(charts)) {
+    const canvas = byId(`chart-${kind}`).querySelector('.chart-canvas');
+    chart.plot.setSize({ width: Math.max(240, canvas.clientWidth), height: 220 });
+  }
+}
+
+function redrawCharts() {
+  for (const [kind, chart] of Object.entries(charts)) {
+    chart.key = null;
+    drawChart(kind, chart.rows, chart.range, chart.caption);
+  }
+}
+
+function totalCaption(rows, from, to) {
+  const counts = {};
+  for (const row of rows) for (const label of config.labels) counts[label] = (counts[label] ?? 0) + row.counts[label];
+  return t('dash.rangeTotal', {
+    from: formatDay(from),
+    to: formatDay(to),
+    people: formatNumber(peopleOf(counts)),
+    rate: formatPercent(complianceOf(counts)),
+  });
+}
+
+// ---- Passages of the last minutes -------------------------------------------------------------------
+
+function showRecent(result) {
+  ui.recentHeading.textContent = t('dash.recent', { minutes: formatNumber(RECENT_MINUTES) });
+  ui.recentNote.textContent = t('dash.recentNote', { seconds: formatNumber(POLL_MS / 1000) });
+  if (result.privacy) {
+    ui.recentTable.hidden = true;
+    ui.recentEmpty.textContent = t('dash.privacy');
+    ui.recentEmpty.hidden = false;
+    ui.csvPassages.hidden = true;
+    return;
+  }
+  ui.csvPassages.hidden = false;
+  const rows = result.passages.map((passage) => {
+    const line = element('tr');
+    const verdict = element('td', 'verdict', labelName(passage.label, config));
+    verdict.dataset.label = passage.label;
+    line.append(
+      element('td', '', formatTime(passage.time)),
+      element('td', '', passage.location),
+      verdict,
+      element('td', '', formatUnit(passage.seconds, 1, 'unit.seconds')),
+    );
+    return line;
+  });
+  ui.recentBody.replaceChildren(...rows);
+  ui.recentTable.hidden = rows.length === 0;
+  ui.recentEmpty.textContent = t('dash.noRecent', { minutes: formatNumber(RECENT_MINUTES) });
+  ui.recentEmpty.hidden = rows.length > 0;
+}
+
+// ---- Filters, links and the poll --------------------------------------------------------------------
+
+function rangeQuery() {
+  return { since: filters.from, until: addDays(filters.to, 1), ...locationQuery() };
+}
+
+function showLocations() {
+  const chosen = filters.location;
+  if (chosen) knownLocations.add(chosen);
+  const options = [...knownLocations].sort((a, b) => a.localeCompare(b, LANG));
+  const current = [...ui.location.options].slice(1).map((option) => option.value);
+  if (JSON.stringify(current) !== JSON.stringify(options)) {
+    for (const option of [...ui.location.options].slice(1)) option.remove();
+    for (const name of options) ui.location.append(new Option(name, name));
+  }
+  ui.location.value = chosen;
+}
+
+function showLinks() {
+  ui.csvSummary.href = serverUrl('api/summary.csv', { bucket: 'day', ...rangeQuery() });
+  ui.csvPassages.href = serverUrl('api/passages.csv', { ...rangeQuery(), limit: '10000' });
+}
+
+function readFilters() {
+  const from = ui.from.value;
+  const to = ui.to.value;
+  if (!isDate(from) || !isDate(to) || to < from) {
+    showNotice('dash.badRange', { reason: `${from || '?'} – ${to || '?'}` });
+    return false;
+  }
+  filters = { location: ui.location.value, from, to };
+  const url = new URL(window.location.href);
+  for (const [name, value] of Object.entries({ location: filters.location, from, to })) {
+    if (value) url.searchParams.set(name, value);
+    else url.searchParams.delete(name);
+  }
+  window.history.replaceState(null, '', url);
+  return true;
+}
+
+async function refresh() {
+  let problem = null;
+  const note = (error) => {
+    problem ??= noticeFor(error);
+    if (!noticeFor(error)) throw error;
+  };
+  try {
+    today = await api('today');
+  } catch (error) {
+    note(error);
+  }
+  try {
+    showCameras(await api('live'));
+  } catch (error) {
+    note(error);
+  }
+  if (today) {
+    for (const entry of today.locations) knownLocations.add(entry.location);
+    if (!isDate(filters.to)) filters.to = today.date;
+    if (!isDate(filters.from)) filters.from = addDays(filters.to, -(RANGE_DAYS - 1));
+    ui.from.value = filters.from;
+    ui.to.value = filters.to;
+    showToday();
+    showLinks();
+    ui.dayHeading.textContent = t('dash.byDay', { from: formatDay(filters.from), to: formatDay(filters.to) });
+    try {
+      const [hours, days] = await Promise.all([
+        api('summary', { bucket: 'hour', since: today.date, until: addDays(today.date, 1), ...locationQuery() }),
+        api('summary', { bucket: 'day', ...rangeQuery() }),
+      ]);
+      for (const bucket of days.buckets) knownLocations.add(bucket.location);
+      const hourRows = combine(hours.buckets);
+      drawChart('hour', hourRows, [dayStartSeconds(today.date), dayStartSeconds(addDays(today.date, 1))],
+        totalCaption(hourRows, today.date, today.date));
+      const dayRows = combine(days.buckets);
+      drawChart('day', dayRows, [dayStartSeconds(filters.from), dayStartSeconds(addDays(filters.to, 1))],
+        totalCaption(dayRows, filters.from, filters.to));
+    } catch (error) {
+      note(error);
+    }
+    const since = new Date(Date.now() - RECENT_MINUTES * 60_000).toISOString();
+    try {
+      const recent = await api('passages', { since, limit: String(RECENT_LIMIT), ...locationQuery() });
+      showRecent({ passages: recent.passages });
+    } catch (error) {
+      if (error.reason === 'counts_only') showRecent({ privacy: true });
+      else note(error);
+    }
+  }
+  showLocations();
+  document.body.dataset.state = problem ? problem.replace('dash.', '') : 'ok';
+  if (problem) showNotice(problem);
+  else ui.notice.hidden = true;
+  for (const hidden of document.querySelectorAll('.panel[data-needs-history]')) hidden.hidden = problem === 'dash.historyOff';
+  ui.updated.textContent = t('dash.updated', { time: formatDate(new Date(), { timeStyle: 'medium' }) });
+}
+
+function schedule() {
+  clearTimeout(polling);
+  polling = setTimeout(async () => {
+    await poll();
+  }, POLL_MS);
+}
+
+async function poll() {
+  try {
+    config ??= await fetchConfig();
+    await refresh();
+  } catch (error) {
+    showNotice(noticeFor(error) ?? 'dash.unreachable');
+    console.warn('dashboard: refresh failed', error);
+  }
+  schedule();
+}
+
+async function init() {
+  translatePage();
+  for (const link of [byId('lang-en'), byId('lang-ko')]) {
+    const url = new URL(window.location.href);
+    url.searchParams.set('lang', link.hreflang);
+    link.href = url.toString();
+    if (link.hreflang === LANG) link.setAttribute('aria-current', 'true');
+  }
+  ui.filters.addEventListener('submit', (event) => {
+    event.preventDefault();
+    if (readFilters()) poll();
+  });
+  window.addEventListener('resize', resizeCharts);
+  window.matchMedia?.('(prefers-color-scheme: dark)').addEventListener?.('change', redrawCharts);
+  await poll();
+}
+
+init();
