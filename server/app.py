@@ -25,6 +25,7 @@ from server.location import parse_location
 from server.messages import DATA_CHANNEL_LABEL
 from server.metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from server.registry import CapacityError, SessionRegistry
+from server.security import CREDENTIAL, OPERATOR_ONLY
 from server.session import OfferError, RecorderFactory
 from server.worker import AnalysisWorker
 from vision.labels import LABEL_COLOURS_BGR, LABEL_VERDICTS, LABELS, SHORT_TEXT, is_compliant
@@ -172,7 +173,11 @@ async def _config(request: web.Request) -> web.Response:
     width, height = config.video_size
     return web.json_response(
         {
-            "iceServers": [server.to_json() for server in config.ice_servers],
+            # The TURN credentials are the cameras'; the operator's token alone (the dashboard) does not
+            # get them.
+            "iceServers": []
+            if request.get(CREDENTIAL) == OPERATOR_ONLY
+            else [server.to_json() for server in config.ice_servers],
             "maxSessions": config.max_sessions,
             "activeSessions": len(state.registry),
             "dataChannelLabel": DATA_CHANNEL_LABEL,

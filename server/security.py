@@ -60,6 +60,10 @@ CONFIG_PATH = "/config"
 OFFER_PATH = "/offer"
 API_PREFIX = "/api/"
 TOKEN_COOKIE = "maskcam_auth"
+CREDENTIAL = web.RequestKey("credential", str)
+"""Request key: set to `OPERATOR_ONLY` when only the operator's token let the request past the camera
+token (the dashboard reading `/static/` or `/config`)."""
+OPERATOR_ONLY = "operator"
 ADMIN_COOKIE = "maskcam_admin"
 LOOPBACK_ADDRESSES = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
@@ -115,6 +119,8 @@ def security_middlewares(
                 _token_middleware(token, on_reject, TOKEN_COOKIE, _camera_guarded_beside_admin, operator)
             )
         else:
+            # No operator token: the dashboard is a page like the others (the camera token), and on top of
+            # that, like `/api/*`, this machine's only (the loopback rule below).
             middlewares.append(_token_middleware(token, on_reject, TOKEN_COOKIE, _camera_guarded))
     if admin_token:
         middlewares.append(
@@ -285,36 +291,53 @@ def _token_middleware(
     page: str | None = None,
 ) -> Middleware:
     """Requests to `guarded` paths need `token` (query, bearer header, or the `cookie` that a good
-    `?token=` sets), or `other`'s on its paths. A refused page gets `page` (default: the access-token
-    page)."""
+    `?token=` sets), or `other`'s on its paths. A refused
+    page gets `page` (default: the access-token page). The request records which credential let it in
+    (`CREDENTIAL`): `/config` keeps the TURN credentials from a caller holding only the operator's."""
     expected = token.encode()
     cookie_value = _cookie_value(token)
 
-    def presented(request: web.Request, query_token: str | None) -> bool:
-        candidates: list[tuple[str | None, bytes]] = [
-            (query_token, expected),
-            (_bearer_token(request), expected),
-            (request.cookies.get(cookie), cookie_value.encode()),
-        ]
-        if other is not None and other.paths(request.path):
-            candidates += [
-                (query_token, other.token.encode()),
-                (_bearer_token(request), other.token.encode()),
-                (request.cookies.get(other.cookie), _cookie_value(other.token).encode()),
-            ]
+    def matches(candidates: list[tuple[str | None, bytes]]) -> bool:
         return any(
             given is not None and hmac.compare_digest(given.encode(), want) for given, want in candidates
         )
+
+    def presented(request: web.Request, query_token: str | None) -> str | None:
+        """Which credential the request holds: "token", "other", or None."""
+        if matches(
+            [
+                (query_token, expected),
+                (_bearer_token(request), expected),
+                (request.cookies.get(cookie), cookie_value.encode()),
+            ]
+        ):
+            return "token"
+        if (
+            other is not None
+            and other.paths(request.path)
+            and matches(
+                [
+                    (query_token, other.token.encode()),
+                    (_bearer_token(request), other.token.encode()),
+                    (request.cookies.get(other.cookie), _cookie_value(other.token).encode()),
+                ]
+            )
+        ):
+            return "other"
+        return None
 
     @web.middleware
     async def access_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not guarded(request.path):
             return await handler(request)
         query_token = request.query.get("token")
-        if not presented(request, query_token):
+        credential = presented(request, query_token)
+        if credential is None:
             if on_reject is not None:
                 on_reject("unauthorized")
             return _unauthorized_response(request, page or _UNAUTHORIZED_PAGE)
+        if credential == "other":
+            request[CREDENTIAL] = OPERATOR_ONLY
         response = await handler(request)
         query_ok = query_token is not None and hmac.compare_digest(query_token.encode(), expected)
         if query_ok and not response.prepared:

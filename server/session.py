@@ -134,6 +134,10 @@ class PeerSession:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
 
     def _on_track(self, track: MediaStreamTrack) -> None:
+        if self.closed:
+            # A track that arrives after the session closed (e.g. during shutdown's negotiation): the
+            # peer connection is closing, and a slot opened now would never be closed.
+            return
         if track.kind == "video" and self.video is None:
             transceiver = next((t for t in self.pc.getTransceivers() if t.receiver.track is track), None)
             if transceiver is not None:
@@ -237,10 +241,12 @@ class PeerSession:
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
         try:
+            # The analysis slot first, before any await: a close cancelled at shutdown must not leave
+            # the camera's mailbox and analyser behind (frames submitted after this are ignored).
+            self._worker.close(self.id)
             if self.video is not None:
                 self.video.stop()
                 await self.video.wait_closed()
-            self._worker.close(self.id)
             await self._blackhole.stop()
             for task in list(self._tasks):
                 task.cancel()

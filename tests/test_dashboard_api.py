@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from server.app import create_app
-from server.config import ConfigError, ServerConfig, parse_config, parse_video_size
+from server.config import ConfigError, IceServer, ServerConfig, parse_config, parse_video_size
 from server.history_api import SUMMARY_CSV_FIELDS, day_totals, today_in
 from server.history_store import HistoryStore, QuarterCount
 from server.security import ADMIN_COOKIE
@@ -200,6 +200,38 @@ async def test_dashboard_wants_the_operator_token_not_the_camera_token(
             for camera_route in ("/today", "/metrics", "/", "/kiosk"):
                 async with browser.get(base + camera_route) as response:
                     assert response.status == 401, camera_route
+
+
+async def test_the_operator_token_alone_does_not_get_the_cameras_turn_credentials(
+    http: aiohttp.ClientSession, today_history: str
+) -> None:
+    turn = IceServer("turn:turn.example:3478", username="cam", credential="turn-secret")
+    config = replace(
+        BASE, history=today_history, token="camera-secret", admin_token="admin-secret", ice_servers=(turn,)
+    )
+    app = create_app(config, pipeline_factory=stand_in)
+    async with serve_app(app) as base:
+        status, body = await get(http, f"{base}/config", headers={"Authorization": "Bearer admin-secret"})
+        assert status == 200 and body["iceServers"] == [] and body["labels"] == list(LABELS)
+        status, body = await get(http, f"{base}/config", headers={"Authorization": "Bearer camera-secret"})
+        assert status == 200 and body["iceServers"] == [turn.to_json()]
+
+
+async def test_with_a_camera_token_and_no_admin_token_the_dashboard_wants_both(today_history: str) -> None:
+    """No operator token: the dashboard is a page like the others (the camera token) and, like `/api/*`,
+    answers this machine only; from elsewhere the camera token does not open it."""
+    config = replace(BASE, history=today_history, token="camera-secret")
+    app = create_app(config, pipeline_factory=stand_in)
+    async with on_every_interface(app) as port, aiohttp.ClientSession() as http:
+        local = f"http://127.0.0.1:{port}"
+        for path in ("/dashboard", "/static/js/dashboard.js", "/config"):
+            assert (await get(http, local + path))[0] == 401, path
+            assert (await get(http, local + path, params={"token": "camera-secret"}))[0] == 200, path
+        assert (await get(http, local + "/api/today"))[0] == 200, "the history API: this machine's"
+        remote = f"http://{non_loopback_address()}:{port}"
+        status, body = await get(http, remote + "/dashboard", params={"token": "camera-secret"})
+        assert status == 403 and "--admin-token" in body
+        assert (await get(http, remote + "/api/today", params={"token": "camera-secret"}))[0] == 403
 
 
 async def test_without_an_admin_token_the_dashboard_answers_this_machine_only(today_history: str) -> None:

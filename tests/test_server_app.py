@@ -17,6 +17,7 @@ from server.analyser import AnalyserSource
 from server.app import STATE, create_app
 from server.config import IceServer, ServerConfig
 from server.session import Recorder, rtc_configuration
+from server.track import AnnotatedVideoTrack
 from server.worker import AnalysisSlot, AnalysisWorker, ResultHandler
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 from vision.pipeline import Detection
@@ -299,3 +300,32 @@ async def test_the_session_opens_and_closes_its_analysis_slot_once(
         assert worker is not None and worker.sessions == []
     assert CountingWorker.opened == [answer["session"]]
     assert CountingWorker.closed == [answer["session"]], "closed once, by the session"
+
+
+async def test_the_slot_is_closed_even_when_stopping_the_video_fails(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot is closed before the session's first await: a failure (or a cancellation at shutdown)
+    further on leaves no mailbox and analyser behind."""
+
+    def broken_stop(self: AnnotatedVideoTrack) -> None:
+        raise RuntimeError("stop failed")
+
+    app = create_app(CONFIG, pipeline_factory=stand_in)
+    async with serve_app(app) as base_url:
+        client = CameraClient(FakeCameraTrack([blank_frame()]))
+        worker = app[STATE].worker
+        try:
+            answer = await client.connect(http, base_url)
+            await client.wait_for(lambda: len(client.messages) >= 3, 10.0, "detections")
+            assert worker is not None and worker.sessions == [answer["session"]]
+            session = app[STATE].registry.get(answer["session"])
+            assert session is not None
+            with monkeypatch.context() as patched:
+                patched.setattr(AnnotatedVideoTrack, "stop", broken_stop)
+                with pytest.raises(RuntimeError, match="stop failed"):
+                    await session.close("hangup")
+            assert worker.sessions == []
+            assert len(app[STATE].registry) == 0
+        finally:
+            await client.close()
