@@ -162,8 +162,7 @@ function useLocalTally(labels) {
   try {
     tally = new DailyTally({ labels });
   } catch {
-    tally = null;
-    return;
+    tally = null; // no storage here (disabled): the rows stay, with the server's counts only
   }
   buildToday(labels);
 }
