@@ -260,16 +260,59 @@ def test_kiosk_thanks_a_masked_person_and_counts_them_once(
     assert page.inner_text("#chime-button") == "Chime on"
     assert page.evaluate("localStorage.getItem('maskcheck.kiosk.chime')") == "on"
 
-    # Without the server's counts the kiosk counts by itself, and says so in small type.
+    # A failed poll of /today (the history busy, then no answer at all) keeps the server's last counts,
+    # marked stale in small type: the numbers do not jump to this screen's own count and back.
+    served = kiosk_counts(page)
+    busy = json.dumps({"error": "busy", "reason": "history_busy"})
+    page.route(
+        "**/today*", lambda route: route.fulfill(status=503, body=busy, content_type="application/json")
+    )
+    expect(page.locator("#counts-note")).to_contain_text("server's counts as of", timeout=WAIT_MS)
+    expect(page.locator("#today")).to_have_attribute("data-stale", "true")
+    assert page.get_attribute("#today", "data-source") == "server" and kiosk_counts(page) == served
+    page.unroute("**/today*")
     page.route("**/today*", lambda route: route.abort())
+    time.sleep(6)  # more than one poll
+    assert page.get_attribute("#today", "data-source") == "server" and kiosk_counts(page) == served
+    assert page.is_visible("#counts-note")
+    page.unroute("**/today*")
+    expect(page.locator("#today")).to_have_attribute("data-stale", "false", timeout=WAIT_MS)
+    assert page.is_hidden("#counts-note")
+    assert problems.errors == []
+    page.close()
+
+    # A kiosk restarted while the server is down (no /config, no /today) shows this screen's own count of
+    # today from localStorage, the label rows it last had, and says so in small type.
+    stored = page_storage_counts(masked_person)
+    assert stored["with_mask"] >= 1
+    page = masked_person.new_page()
+    problems = PageProblems(page)
+    for route in ("**/today*", "**/config*", "**/offer*"):
+        page.route(route, lambda route: route.abort())
+    page.goto(server.url + "/kiosk")
     expect(page.locator("#counts-note")).to_contain_text("this screen only", timeout=WAIT_MS)
     expect(page.locator("#today")).to_have_attribute("data-source", "local")
-    expect(page.locator("#today-with_mask")).to_have_text("1", timeout=WAIT_MS)
-    page.unroute("**/today*")
+    expect(page.locator("#today-with_mask")).to_have_text(str(stored["with_mask"]))
+    assert page.inner_text("#today-people") == str(stored["people"])
+    for route in ("**/today*", "**/config*", "**/offer*"):
+        page.unroute(route)
     expect(page.locator("#today")).to_have_attribute("data-source", "server", timeout=WAIT_MS)
     assert page.is_hidden("#counts-note")
     assert problems.errors == []
     page.close()
+
+
+def kiosk_counts(page: Page) -> dict[str, str]:
+    return {key: page.inner_text(f"#today-{key}") for key in ("people", "with_mask", "without_mask")}
+
+
+def page_storage_counts(context: BrowserContext) -> dict[str, int]:
+    """The kiosk's own count of today in the context's localStorage (tally.js)."""
+    (origin,) = context.storage_state()["origins"]
+    (saved,) = [
+        entry["value"] for entry in origin["localStorage"] if entry["name"].startswith("maskcheck.tally.")
+    ]
+    return dict(json.loads(saved))
 
 
 def test_kiosk_speaks_korean_with_lang_ko(server: ServerProcess, masked_person: BrowserContext) -> None:

@@ -8,6 +8,7 @@ Screenshots go to pytest's tmp_path; with UPDATE_SCREENSHOTS=1 they are also cop
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
 import re
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
 from tests.browser_helpers import (
     CHROMIUM,
@@ -334,6 +335,66 @@ def test_dashboard_in_privacy_mode_and_with_the_database_away(plain_browser: Bro
         assert card_figures(page, ENTRANCE)["people"] == "2"
         page.unroute("**/api/summary*")
         expect(page.locator("#notice")).to_be_hidden(timeout=WAIT_MS)
+        assert problems.errors == []
+    finally:
+        server.stop()
+
+
+def test_dashboard_says_a_bad_filter_in_words_and_follows_the_date(
+    plain_browser: Browser, tmp_path: Path
+) -> None:
+    """Headings in the page's language before the first answer; a reversed range in the URL and a location
+    the server refuses (400 bad_query) said as what they are, the rest of the page working and refreshing;
+    the default range follows the server's date past midnight."""
+    server = ServerProcess(extra_args=["--history", str(tmp_path / "history.sqlite3")]).start(
+        tmp_path / "server.log"
+    )
+    try:
+        page = plain_browser.new_context(viewport=LANDSCAPE).new_page()
+        problems = PageProblems(page)
+        page.route("**/api/today*", lambda route: route.abort())
+        page.goto(f"{server.url}/dashboard?lang=ko")
+        expect(page.locator("#notice")).to_be_visible(timeout=WAIT_MS)
+        assert page.inner_text("#today-heading") == "오늘"
+        assert page.inner_text("#day-heading") == "날짜별"
+        assert page.inner_text("#recent-heading") == "최근 통행"
+        assert "{" not in page.inner_text("body")
+        page.unroute("**/api/today*")
+
+        date = api(server, "/api/today")["date"]
+        page.goto(f"{server.url}/dashboard?from=2026-12-10&to=2026-12-01")
+        expect(page.locator("#notice")).to_contain_text("date range is not valid", timeout=WAIT_MS)
+        assert page.get_attribute("body", "data-state") == "badRange"
+        expect(page.locator("#to")).to_have_value(date)
+        expect(page.locator("#today-heading")).to_contain_text("Today, ")
+        assert page.is_visible("#cameras-empty")
+
+        page.goto(f"{server.url}/dashboard?location=%3Cbad%3E")
+        expect(page.locator("#notice")).to_contain_text("refused this filter", timeout=WAIT_MS)
+        assert page.get_attribute("body", "data-state") == "badQuery"
+        assert "location" in page.inner_text("#notice")  # the server's reason, as a detail
+        expect(page.locator("#today-heading")).to_contain_text("Today, ")
+        updated = page.inner_text("#updated")
+        wait_until(lambda: page.inner_text("#updated") != updated, WAIT_S, "the next refresh")
+        assert page.get_attribute("body", "data-state") == "badQuery"
+        page.select_option("#location", "")
+        page.click("#filters button[type='submit']")
+        expect(page.locator("body")).to_have_attribute("data-state", "ok", timeout=WAIT_MS)
+        assert page.is_hidden("#notice")
+        assert page.is_visible("#csv-limit") and "10,000" in page.inner_text("#csv-limit")
+
+        # Past midnight (the server's next date): the default range moves on by itself.
+        year, month, day = map(int, date.split("-"))
+        following = (datetime.date(year, month, day) + datetime.timedelta(days=1)).isoformat()
+        first = (datetime.date(year, month, day) + datetime.timedelta(days=1 - 29)).isoformat()
+
+        def next_day(route: Route) -> None:
+            response = route.fetch()
+            route.fulfill(response=response, json={**response.json(), "date": following})
+
+        page.route("**/api/today*", next_day)
+        expect(page.locator("#to")).to_have_value(following, timeout=WAIT_MS)
+        expect(page.locator("#from")).to_have_value(first)
         assert problems.errors == []
     finally:
         server.stop()

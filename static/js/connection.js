@@ -1,7 +1,10 @@
 // The page's link to the mask-detection server: /config and /offer over HTTP, then one WebRTC peer
 // connection that sends the camera, receives the annotated video and the data channel of detections, and
 // reconnects by itself with backoff when the connection fails or the server restarts. The data channel's
-// name, like every other setting of the stream, comes from the server's /config.
+// name, like every other setting of the stream, comes from the server's /config. The messages of its errors
+// are in the page's language (texts.js); a detail the server sent stays as it is, inside them.
+
+import { t } from './i18n.js';
 
 const REQUEST_TIMEOUT_MS = 10000;
 const ICE_GATHERING_TIMEOUT_MS = 2000;
@@ -77,7 +80,7 @@ export async function requestJson(path, init = {}, params = {}) {
       ...init,
     });
   } catch (error) {
-    throw new ServerError('unreachable', `The server cannot be reached (${error.message}).`);
+    throw new ServerError('unreachable', t('msg.cannotReach', { detail: error.message }));
   }
   let body = {};
   try {
@@ -97,7 +100,7 @@ export async function fetchConfig() {
     config.verdicts &&
     typeof config.dataChannelLabel === 'string' &&
     Number.isInteger(config.video?.width);
-  if (!complete) throw new ServerError('server', 'the server sent incomplete settings (/config)');
+  if (!complete) throw new ServerError('server', t('msg.badSettings'));
   return config;
 }
 
@@ -269,7 +272,7 @@ export class LiveLink extends EventTarget {
     channel.onmessage = (event) => {
       if (generation === this.#generation) this.#onMessage(event.data);
     };
-    channel.onclose = () => this.#lost(new ServerError('lost', 'The server closed the connection.'));
+    channel.onclose = () => this.#lost(new ServerError('lost', t('msg.closed')));
     pc.addTransceiver(this.#stream.getVideoTracks()[0], { direction: 'sendrecv', streams: [this.#stream] });
     pc.ontrack = (event) => {
       const remote = event.streams[0] ?? new MediaStream([event.track]);
@@ -285,7 +288,7 @@ export class LiveLink extends EventTarget {
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
     this.#later(() => {
       if (pc.connectionState !== 'connected') {
-        this.#lost(new ServerError('lost', 'The video connection could not be set up.'));
+        this.#lost(new ServerError('lost', t('msg.setupFailed')));
       }
     }, CONNECT_TIMEOUT_MS);
   }
@@ -299,11 +302,11 @@ export class LiveLink extends EventTarget {
       this.#setState('connected');
       this.#every(() => this.#watch(), PING_INTERVAL_MS);
     } else if (state === 'failed' || state === 'closed') {
-      this.#lost(new ServerError('lost', 'The connection to the server was lost.'));
+      this.#lost(new ServerError('lost', t('msg.connectionLost')));
     } else if (state === 'disconnected') {
       this.#later(() => {
         if (generation === this.#generation && pc.connectionState !== 'connected') {
-          this.#lost(new ServerError('lost', 'The connection to the server was lost.'));
+          this.#lost(new ServerError('lost', t('msg.connectionLost')));
         }
       }, DISCONNECTED_GRACE_MS);
     }
@@ -312,7 +315,7 @@ export class LiveLink extends EventTarget {
   /** Once a second: measure the round trip, and notice a server that went silent (killed, restarted). */
   #watch() {
     if (performance.now() - this.#lastMessageAt > SILENCE_LIMIT_MS) {
-      this.#lost(new ServerError('lost', 'The server stopped answering.'));
+      this.#lost(new ServerError('lost', t('msg.silent')));
       return;
     }
     if (this.#channel?.readyState === 'open') {

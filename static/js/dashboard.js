@@ -17,6 +17,7 @@ const RECENT_MINUTES = 10;
 const RECENT_LIMIT = 200;
 const RANGE_DAYS = 30;
 const DAY_MS = 86_400_000;
+const CSV_LIMIT = 10_000; // the newest passages a passages CSV holds (as texts.js's dash.csvLimit says)
 
 const byId = (id) => document.getElementById(id);
 const ui = {
@@ -27,6 +28,7 @@ const ui = {
   to: byId('to'),
   csvSummary: byId('csv-summary'),
   csvPassages: byId('csv-passages'),
+  csvLimit: byId('csv-limit'),
   notice: byId('notice'),
   todayHeading: byId('today-heading'),
   todayCards: byId('today-cards'),
@@ -47,7 +49,22 @@ const charts = {};
 let config = null;
 let today = null;
 let filters = { location: params.get('location') ?? '', from: params.get('from'), to: params.get('to') };
+// A range from the URL that is no range (reversed, or not dates): said once, the default range used.
+let filterProblem = urlRangeProblem();
+// Whether the range is the default one (the last RANGE_DAYS days up to today): it follows today's date,
+// so that a dashboard left open past midnight shows the new day.
+let defaultRange = !isDate(filters.from) && !isDate(filters.to);
 let polling = null;
+
+function urlRangeProblem() {
+  const { from, to } = filters;
+  const given = from !== null || to !== null;
+  const bad = (from !== null && !isDate(from)) || (to !== null && !isDate(to)) || (isDate(from) && isDate(to) && to < from);
+  if (!given || !bad) return null;
+  filters.from = null;
+  filters.to = null;
+  return { key: 'dash.badRange', values: { reason: `${from || '?'} – ${to || '?'}` } };
+}
 
 /** `YYYY-MM-DD` plus `days`, in calendar days (no time zone involved). */
 function addDays(isoDate, days) {
@@ -55,21 +72,48 @@ function addDays(isoDate, days) {
   return new Date(Date.UTC(year, month - 1, day) + days * DAY_MS).toISOString().slice(0, 10);
 }
 
+/** A real calendar date `YYYY-MM-DD` (not 2026-02-30). */
 function isDate(text) {
-  return typeof text === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(text) && !Number.isNaN(Date.parse(text));
+  if (typeof text !== 'string' || !/^\d{4}-\d{2}-\d{2}$/.test(text)) return false;
+  const parsed = Date.parse(`${text}T00:00:00Z`);
+  return !Number.isNaN(parsed) && new Date(parsed).toISOString().slice(0, 10) === text;
 }
 
-/** The start of a date in the server's zone, as epoch seconds (its offset taken from today's). */
+/** The offset of the server's zone from UTC at `epochMs`, in ms (from Intl: each day its own offset). */
+function zoneOffsetMs(epochMs) {
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone: today.tz,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+  }).formatToParts(new Date(epochMs));
+  const part = (type) => Number(parts.find((entry) => entry.type === type).value);
+  const asUtc = Date.UTC(part('year'), part('month') - 1, part('day'), part('hour'), part('minute'), part('second'));
+  return asUtc - Math.floor(epochMs / 1000) * 1000;
+}
+
+/** The start of a date in the server's zone, as epoch seconds, with that date's own UTC offset (DST). */
 function dayStartSeconds(isoDate) {
-  const offset = today.since.slice(-6);
-  return Date.parse(`${isoDate}T00:00:00${offset}`) / 1000;
+  const midnightUtc = Date.parse(`${isoDate}T00:00:00Z`);
+  let guess = midnightUtc;
+  try {
+    // Twice: the offset at the first guess may be the other side of a change of offset.
+    for (let i = 0; i < 2; i += 1) guess = midnightUtc - zoneOffsetMs(guess);
+  } catch {
+    guess = Date.parse(`${isoDate}T00:00:00${today.since.slice(-6)}`);
+  }
+  return guess / 1000;
 }
 
 function locationQuery() {
   return filters.location ? { location: filters.location } : {};
 }
 
-function showNotice(key, values) {
+function showNotice(key, values = {}) {
   ui.notice.textContent = t(key, values);
   ui.notice.hidden = false;
 }
@@ -80,6 +124,7 @@ function noticeFor(error) {
   if (error.reason === 'history_off') return 'dash.historyOff';
   if (error.reason === 'history_busy') return 'dash.busy';
   if (error.reason === 'history_unavailable' || error.kind === 'unreachable') return 'dash.unreachable';
+  if (error.reason === 'bad_query') return 'dash.badQuery';
   return null;
 }
 
@@ -341,9 +386,11 @@ function showRecent(result) {
     ui.recentEmpty.textContent = t('dash.privacy');
     ui.recentEmpty.hidden = false;
     ui.csvPassages.hidden = true;
+    ui.csvLimit.hidden = true;
     return;
   }
   ui.csvPassages.hidden = false;
+  ui.csvLimit.hidden = false;
   const rows = result.passages.map((passage) => {
     const line = element('tr');
     const verdict = element('td', 'verdict', labelName(passage.label, config));
@@ -382,7 +429,7 @@ function showLocations() {
 
 function showLinks() {
   ui.csvSummary.href = serverUrl('api/summary.csv', { bucket: 'day', ...rangeQuery() });
-  ui.csvPassages.href = serverUrl('api/passages.csv', { ...rangeQuery(), limit: '10000' });
+  ui.csvPassages.href = serverUrl('api/passages.csv', { ...rangeQuery(), limit: String(CSV_LIMIT) });
 }
 
 function readFilters() {
@@ -392,7 +439,10 @@ function readFilters() {
     showNotice('dash.badRange', { reason: `${from || '?'} – ${to || '?'}` });
     return false;
   }
+  // Showing the default range again keeps it the default (it goes on following today's date).
+  defaultRange = today !== null && to === today.date && from === addDays(today.date, -(RANGE_DAYS - 1));
   filters = { location: ui.location.value, from, to };
+  filterProblem = null;
   const url = new URL(window.location.href);
   for (const [name, value] of Object.entries({ location: filters.location, from, to })) {
     if (value) url.searchParams.set(name, value);
@@ -405,8 +455,9 @@ function readFilters() {
 async function refresh() {
   let problem = null;
   const note = (error) => {
-    problem ??= noticeFor(error);
-    if (!noticeFor(error)) throw error;
+    const key = noticeFor(error);
+    if (!key) throw error;
+    problem ??= { key, values: { reason: error.message } };
   };
   try {
     today = await api('today');
@@ -420,7 +471,8 @@ async function refresh() {
   }
   if (today) {
     for (const entry of today.locations) knownLocations.add(entry.location);
-    if (!isDate(filters.to)) filters.to = today.date;
+    if (defaultRange) filters.from = null;
+    if (defaultRange || !isDate(filters.to)) filters.to = today.date;
     if (!isDate(filters.from)) filters.from = addDays(filters.to, -(RANGE_DAYS - 1));
     ui.from.value = filters.from;
     ui.to.value = filters.to;
@@ -452,10 +504,13 @@ async function refresh() {
     }
   }
   showLocations();
-  document.body.dataset.state = problem ? problem.replace('dash.', '') : 'ok';
-  if (problem) showNotice(problem);
+  problem ??= filterProblem;
+  document.body.dataset.state = problem ? problem.key.replace('dash.', '') : 'ok';
+  if (problem) showNotice(problem.key, problem.values);
   else ui.notice.hidden = true;
-  for (const hidden of document.querySelectorAll('.panel[data-needs-history]')) hidden.hidden = problem === 'dash.historyOff';
+  for (const hidden of document.querySelectorAll('.panel[data-needs-history]')) {
+    hidden.hidden = problem?.key === 'dash.historyOff';
+  }
   ui.updated.textContent = t('dash.updated', { time: formatDate(new Date(), { timeStyle: 'medium' }) });
 }
 
@@ -471,7 +526,7 @@ async function poll() {
     config ??= await fetchConfig();
     await refresh();
   } catch (error) {
-    showNotice(noticeFor(error) ?? 'dash.unreachable');
+    showNotice(noticeFor(error) ?? 'dash.unreachable', { reason: error.message });
     console.warn('dashboard: refresh failed', error);
   }
   schedule();

@@ -10,10 +10,10 @@
 import { cameraAvailability, openCamera, stopStream } from './camera.js';
 import { Chime } from './chime.js';
 import { fetchConfig, fetchToday, LiveLink } from './connection.js';
-import { formatNumber, labelName, t, translatePage } from './i18n.js';
+import { formatDate, formatNumber, labelName, t, translatePage } from './i18n.js';
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
 import { StatsSampler } from './stats.js';
-import { DailyTally } from './tally.js';
+import { DailyTally, localDate } from './tally.js';
 import { countFaces, VerdictFilter, verdictFor } from './verdict.js';
 
 const CAMERA_RETRY_MS = 5000;
@@ -21,6 +21,7 @@ const REFUSED_RETRY_MS = 60000;
 const CHIME_GAP_MS = 4000;
 const TODAY_POLL_MS = 5000;
 const CHIME_SETTING_KEY = 'maskcheck.kiosk.chime';
+const LABELS_KEY = 'maskcheck.kiosk.labels';
 
 const params = new URLSearchParams(window.location.search);
 const cameraChoice = params.get('camera') || 'user';
@@ -46,7 +47,10 @@ const verdicts = new VerdictFilter({ holdMs: 400, clearMs: 1500 });
 const chime = new Chime();
 let config = null;
 let tally = null;
+// The server's last answer of /today ({counts, day: this screen's date then, at}), kept through failed
+// polls (shown as stale) so that one slow or refused poll does not swap in this screen's own count.
 let serverToday = null;
+let todayFailed = false;
 let cameraStream = null;
 let openingCamera = null;
 let cameraRetryTimer = null;
@@ -87,30 +91,57 @@ function showStatus(text, severity = 'info') {
   ui.status.dataset.severity = severity;
 }
 
-/** The server's counts of today at this location; this screen's own only while they cannot be had. */
+/** The server's last answer, while it is of this screen's today. */
+function currentServerToday() {
+  if (serverToday && serverToday.day !== localDate(new Date())) serverToday = null;
+  return serverToday;
+}
+
+/** The server's counts of today at this location; this screen's own only while none has come today. */
 function showToday() {
-  const today = serverToday ?? tally?.today ?? {};
+  const server = currentServerToday();
+  const today = server?.counts ?? tally?.today ?? {};
   for (const [key, element] of Object.entries(ui.today)) element.textContent = formatNumber(today[key] ?? 0);
-  ui.todayList.dataset.source = serverToday ? 'server' : 'local';
+  ui.todayList.dataset.source = server ? 'server' : 'local';
+  ui.todayList.dataset.stale = String(Boolean(server) && todayFailed);
+}
+
+function showCountsNote(key, values) {
+  ui.countsNote.textContent = t(key, values);
+  ui.countsNote.dataset.note = key;
+  ui.countsNote.hidden = false;
 }
 
 async function refreshToday() {
   try {
-    serverToday = await fetchToday();
+    const counts = await fetchToday();
+    serverToday = { counts, day: localDate(new Date()), at: new Date() };
+    todayFailed = false;
     ui.countsNote.hidden = true;
   } catch (error) {
-    serverToday = null;
-    ui.countsNote.textContent = t(error.reason === 'history_off' ? 'kiosk.countsNoHistory' : 'kiosk.countsLocal');
-    ui.countsNote.hidden = false;
+    todayFailed = true;
+    // A server without history has no counts to come back to: this screen's own are the ones to show.
+    if (error.reason === 'history_off') serverToday = null;
+    if (currentServerToday()) {
+      showCountsNote('kiosk.countsStale', { time: formatDate(serverToday.at, { timeStyle: 'short' }) });
+    } else {
+      showCountsNote(error.reason === 'history_off' ? 'kiosk.countsNoHistory' : 'kiosk.countsLocal');
+    }
   }
   showToday();
 }
 
-/** One count per class label of /config, after the people. */
-function buildToday() {
+/** Poll /today again once the last poll has ended: polls never overlap, so no old answer wins. */
+async function pollToday() {
+  await refreshToday();
+  setTimeout(pollToday, TODAY_POLL_MS);
+}
+
+/** One count per class label, after the people. */
+function buildToday(labels) {
   for (const item of [...ui.todayList.querySelectorAll('[data-label]')]) item.remove();
   ui.today = { people: ui.today.people };
-  for (const label of config.labels) {
+  for (const label of labels) {
     const item = document.createElement('div');
     item.className = 'today-item';
     item.dataset.label = label;
@@ -125,12 +156,36 @@ function buildToday() {
   showToday();
 }
 
+/** This screen's count of today (localStorage) with the labels it last had from /config: shown even
+ * when the kiosk starts while the server is down. */
+function useLocalTally(labels) {
+  try {
+    tally = new DailyTally({ labels });
+  } catch {
+    tally = null; // no storage here (disabled): the rows stay, with the server's counts only
+  }
+  buildToday(labels);
+}
+
+function savedLabels() {
+  try {
+    const labels = JSON.parse(window.localStorage.getItem(LABELS_KEY) ?? 'null');
+    return Array.isArray(labels) && labels.every((label) => typeof label === 'string') ? labels : [];
+  } catch {
+    return [];
+  }
+}
+
 /** The server's settings, once: the labels and the camera size are needed before anything else. */
 async function ensureConfig() {
   if (config) return config;
   config = await fetchConfig();
-  tally = new DailyTally({ labels: config.labels });
-  buildToday();
+  try {
+    window.localStorage.setItem(LABELS_KEY, JSON.stringify(config.labels));
+  } catch {
+    // Without storage a restart during an outage shows only the people counted.
+  }
+  useLocalTally(config.labels);
   return config;
 }
 
@@ -252,7 +307,7 @@ function onDetections(event) {
   const counts = event.detail.counts ?? countFaces(event.detail.faces, config.labels);
   const now = performance.now();
   showVerdict(verdicts.update(verdictFor(counts, config.verdicts), now));
-  if (tally.observe(counts, now) && !serverToday) showToday();
+  if (tally?.observe(counts, now) && !currentServerToday()) showToday();
 }
 
 async function tick() {
@@ -308,9 +363,8 @@ function init() {
   window.addEventListener('pagehide', () => link.stop());
   document.addEventListener('visibilitychange', keepScreenOn);
   watchCameraPermission();
-  showToday();
-  refreshToday();
-  setInterval(refreshToday, TODAY_POLL_MS);
+  useLocalTally(savedLabels());
+  pollToday();
   setInterval(tick, 1000);
 
   showChimeSetting();

@@ -76,6 +76,7 @@ export const TEXTS = {
     "kiosk.connectedStats": "Connected · {fps} fps · {checks} checks/s",
     "kiosk.countsLocal": "Counted on this screen only: the server's counts cannot be reached.",
     "kiosk.countsNoHistory": "Counted on this screen only: the server keeps no history.",
+    "kiosk.countsStale": "The server's counts as of {time}: the server cannot be reached now.",
     "msg.insecure": "The camera only works on a secure page, and {origin} is not one. Start the server with --https and open the https:// address, or open http://localhost on the computer that runs the server.",
     "msg.unsupported": "This browser cannot use a camera. Use a current Chrome, Edge, Firefox or Safari.",
     "msg.denied": "Camera access was blocked. Allow the camera for this site (the camera icon in the address bar). {hint}",
@@ -96,6 +97,12 @@ export const TEXTS = {
     "msg.loading": "The server is still loading its models. Retrying by itself.",
     "msg.lost": "Connection lost: {reason} Reconnecting by itself.",
     "msg.serverProblem": "The server had a problem ({reason}). Retrying by itself.",
+    "msg.cannotReach": "The server cannot be reached ({detail}).",
+    "msg.badSettings": "the server sent incomplete settings (/config)",
+    "msg.closed": "The server closed the connection.",
+    "msg.setupFailed": "The video connection could not be set up.",
+    "msg.connectionLost": "The connection to the server was lost.",
+    "msg.silent": "The server stopped answering.",
     "dash.title": "Mask compliance – dashboard",
     "dash.heading": "Mask compliance",
     "dash.filters": "Filters",
@@ -138,7 +145,12 @@ export const TEXTS = {
     "dash.badRange": "The date range is not valid: {reason}",
     "dash.rateAxis": "With a mask (%)",
     "dash.peopleAxis": "People",
-    "dash.language": "Language"
+    "dash.language": "Language",
+    "dash.todayHeading": "Today",
+    "dash.byDayHeading": "By day",
+    "dash.recentHeading": "Recent passages",
+    "dash.csvLimit": "The passages CSV holds at most the newest 10,000 passages of the range.",
+    "dash.badQuery": "The server refused this filter ({reason}). Change the location or the dates and press Show."
   },
   "ko": {
     "page.title": "마스크 확인",
@@ -213,6 +225,7 @@ export const TEXTS = {
     "kiosk.connectedStats": "연결됨 · {fps}fps · 초당 {checks}회 검사",
     "kiosk.countsLocal": "이 화면에서만 센 숫자입니다: 서버의 집계에 연결할 수 없습니다.",
     "kiosk.countsNoHistory": "이 화면에서만 센 숫자입니다: 서버가 기록을 보관하지 않습니다.",
+    "kiosk.countsStale": "{time} 기준 서버 집계입니다: 지금은 서버에 연결할 수 없습니다.",
     "msg.insecure": "카메라는 보안 페이지에서만 작동하며, {origin}은(는) 보안 페이지가 아닙니다. 서버를 --https로 시작해 https:// 주소를 열거나, 서버가 실행 중인 컴퓨터에서 http://localhost를 여세요.",
     "msg.unsupported": "이 브라우저는 카메라를 사용할 수 없습니다. 최신 Chrome, Edge, Firefox 또는 Safari를 사용하세요.",
     "msg.denied": "카메라 접근이 차단되었습니다. 이 사이트에서 카메라를 허용하세요 (주소 표시줄의 카메라 아이콘). {hint}",
@@ -233,6 +246,12 @@ export const TEXTS = {
     "msg.loading": "서버가 아직 모델을 불러오는 중입니다. 자동으로 다시 시도합니다.",
     "msg.lost": "연결이 끊겼습니다: {reason} 자동으로 다시 연결합니다.",
     "msg.serverProblem": "서버에 문제가 있습니다 ({reason}). 자동으로 다시 시도합니다.",
+    "msg.cannotReach": "서버에 연결할 수 없습니다 ({detail}).",
+    "msg.badSettings": "서버가 불완전한 설정을 보냈습니다 (/config)",
+    "msg.closed": "서버가 연결을 닫았습니다.",
+    "msg.setupFailed": "영상 연결을 설정할 수 없습니다.",
+    "msg.connectionLost": "서버와의 연결이 끊겼습니다.",
+    "msg.silent": "서버가 응답하지 않습니다.",
     "dash.title": "마스크 착용 현황 – 대시보드",
     "dash.heading": "마스크 착용 현황",
     "dash.filters": "필터",
@@ -275,6 +294,11 @@ export const TEXTS = {
     "dash.badRange": "날짜 범위가 올바르지 않습니다: {reason}",
     "dash.rateAxis": "마스크 착용 (%)",
     "dash.peopleAxis": "인원",
-    "dash.language": "언어"
+    "dash.language": "언어",
+    "dash.todayHeading": "오늘",
+    "dash.byDayHeading": "날짜별",
+    "dash.recentHeading": "최근 통행",
+    "dash.csvLimit": "통행 CSV에는 범위의 통행 중 최신 10,000건까지만 들어갑니다.",
+    "dash.badQuery": "서버가 이 필터를 받아들이지 않았습니다 ({reason}). 장소나 날짜를 바꾼 뒤 보기를 누르세요."
   }
 };
