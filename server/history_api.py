@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from server.answer_cache import RecentAnswers
 from server.history import HISTORY, HistoryBusy, HistoryService
 from server.history_store import HistoryStore, PassageQuery, PassageRecord, QuarterCount
 from server.history_time import (
@@ -43,8 +44,14 @@ NOT_FOR_TODAY = ("since", "until", "bucket", "limit")
 number of rows must not silently get today's totals."""
 
 
+TODAY_ANSWER_S = 2.0
+"""How long an answer of the today routes is reused (docs/API.md): far below a kiosk's poll interval."""
+TODAY_ANSWERS: web.AppKey[RecentAnswers[Any]] = web.AppKey("today_answers", RecentAnswers)
+
+
 def add_history_routes(app: web.Application) -> None:
     """The `/api/*` routes; the app needs `server.history.setup_history` too."""
+    app[TODAY_ANSWERS] = RecentAnswers(TODAY_ANSWER_S, keep=lambda answer: isinstance(answer, dict))
     app.router.add_get("/api/passages", _passages)
     app.router.add_get("/api/passages.csv", _passages_csv)
     app.router.add_get("/api/summary", _summary)
@@ -278,7 +285,7 @@ async def _today(request: web.Request, one_location: bool) -> web.Response:
     day = today_in(zone)
     query = PassageQuery(since_ms=day.since_ms, until_ms=day.until_ms, location=location)
 
-    def read(store: HistoryStore) -> web.Response:
+    def read(store: HistoryStore) -> dict[str, Any]:
         totals = day_totals(store.quarter_counts(query))
         head = {
             "tz": str(zone),
@@ -292,9 +299,14 @@ async def _today(request: web.Request, one_location: bool) -> web.Response:
             body: dict[str, Any] = {**head, "location": location, **counts}
         else:
             body = {**head, "locations": [{"location": name, **counts} for name, counts in totals.items()]}
-        return web.json_response(body, headers={"Cache-Control": "no-store"})
+        return body
 
-    return cast(web.Response, await _run(service, read, store))
+    # Every kiosk of an entrance asks the same question every few seconds: one read answers them all.
+    key = (one_location, location, str(zone), day.date)
+    answer = await request.app[TODAY_ANSWERS].get(key, lambda: _run(service, read, store))
+    if isinstance(answer, web.Response):
+        return answer
+    return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
 
 async def _today_all(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import io
 import time
@@ -18,7 +19,7 @@ import pytest
 
 from server.app import create_app
 from server.config import ConfigError, IceServer, ServerConfig, parse_config, parse_video_size
-from server.history_api import SUMMARY_CSV_FIELDS, day_totals, today_in
+from server.history_api import SUMMARY_CSV_FIELDS, TODAY_ANSWERS, day_totals, today_in
 from server.history_store import HistoryStore, QuarterCount
 from server.security import ADMIN_COOKIE
 from tests.media_helpers import serve_app
@@ -98,6 +99,25 @@ async def test_today_per_location_for_the_operator_and_for_one_kiosk(
         assert status == 200 and body["location"] == "unnamed" and body["people"] == 0
         status, body = await get(http, f"{base}/api/today", params={"location": "Side door"})
         assert [entry["location"] for entry in body["locations"]] == ["Side door"]
+
+
+async def test_many_kiosks_asking_at_once_cost_one_read(
+    http: aiohttp.ClientSession, today_history: str
+) -> None:
+    app = create_app(replace(BASE, history=today_history), pipeline_factory=stand_in)
+    async with serve_app(app) as base:
+        answers = app[TODAY_ANSWERS]
+        url = f"{base}/today"
+        replies = await asyncio.gather(
+            *(get(http, url, params={"location": "Main entrance"}) for _ in range(20))
+        )
+        assert all(status == 200 and body["people"] == 3 for status, body in replies)
+        assert answers.computed == 1
+        # Another location (or the operator's view of all) is another read; a repeat soon after is none.
+        await get(http, url, params={"location": "Side door"})
+        await get(http, f"{base}/api/today")
+        await get(http, url, params={"location": "Main entrance"})
+        assert answers.computed == 3
 
 
 async def test_today_refuses_bad_parameters(http: aiohttp.ClientSession, today_history: str) -> None:
