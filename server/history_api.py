@@ -45,7 +45,8 @@ number of rows must not silently get today's totals."""
 
 
 TODAY_ANSWER_S = 2.0
-"""How long an answer of the today routes is reused (docs/API.md): far below a kiosk's poll interval."""
+"""How long an answer of the today routes is reused while this server writes no new passage (docs/API.md):
+far below a kiosk's poll interval."""
 TODAY_ANSWERS: web.AppKey[RecentAnswers[Any]] = web.AppKey("today_answers", RecentAnswers)
 
 
@@ -302,7 +303,11 @@ async def _today(request: web.Request, one_location: bool) -> web.Response:
         return body
 
     # Every kiosk of an entrance asks the same question every few seconds: one read answers them all.
-    key = (one_location, location, str(zone), day.date)
+    # The number of passages this server has written is part of the question, so a new passage is
+    # counted at once (another server on the same database is seen within TODAY_ANSWER_S).
+    writer = service.writer
+    assert writer is not None, "_store answered 409 without a writer"
+    key = (one_location, location, str(zone), day.date, writer.written)
     answer = await request.app[TODAY_ANSWERS].get(key, lambda: _run(service, read, store))
     if isinstance(answer, web.Response):
         return answer

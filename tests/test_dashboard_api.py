@@ -19,6 +19,7 @@ import pytest
 
 from server.app import create_app
 from server.config import ConfigError, IceServer, ServerConfig, parse_config, parse_video_size
+from server.history import HISTORY
 from server.history_api import SUMMARY_CSV_FIELDS, TODAY_ANSWERS, day_totals, today_in
 from server.history_store import HistoryStore, QuarterCount
 from server.security import ADMIN_COOKIE
@@ -118,6 +119,13 @@ async def test_many_kiosks_asking_at_once_cost_one_read(
         await get(http, f"{base}/api/today")
         await get(http, url, params={"location": "Main entrance"})
         assert answers.computed == 3
+        # A passage written by this server is counted at once, not after the answer's 2 s.
+        writer = app[HISTORY].writer
+        assert writer is not None
+        assert writer.submit(record(_now_ms(), "Main entrance", "with_mask"))
+        assert await asyncio.to_thread(writer.flush, 10.0)
+        status, body = await get(http, url, params={"location": "Main entrance"})
+        assert status == 200 and body["people"] == 4 and answers.computed == 4
 
 
 async def test_today_refuses_bad_parameters(http: aiohttp.ClientSession, today_history: str) -> None:
