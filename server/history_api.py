@@ -12,7 +12,7 @@ import csv
 import io
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, cast
 
@@ -156,28 +156,44 @@ def _passage_json(record: PassageRecord, zone: tzinfo) -> dict[str, Any]:
     }
 
 
-def _rows(store: HistoryStore, filters: _Filters) -> list[dict[str, Any]]:
-    return [_passage_json(record, filters.zone) for record in store.passages(filters.query)]
+TRUNCATED_HEADER = "X-Maskcam-Truncated"
+"""`true` when more passages matched than `limit` let through (the newest were kept), else `false`."""
+
+
+def _rows(store: HistoryStore, filters: _Filters) -> tuple[list[dict[str, Any]], bool]:
+    """The passages of the query, newest first, and whether more matched than its limit (one row more is
+    read to know)."""
+    limit = filters.query.limit
+    records = store.passages(replace(filters.query, limit=limit + 1))
+    return [_passage_json(record, filters.zone) for record in records[:limit]], len(records) > limit
 
 
 async def _passages(request: web.Request) -> web.Response:
     def read(store: HistoryStore, filters: _Filters) -> web.Response:
-        return web.json_response({"tz": str(filters.zone), "passages": _rows(store, filters)})
+        rows, truncated = _rows(store, filters)
+        return web.json_response(
+            {"tz": str(filters.zone), "passages": rows, "truncated": truncated},
+            headers={TRUNCATED_HEADER: str(truncated).lower()},
+        )
 
     return cast(web.Response, await _read(request, True, read))
 
 
 async def _passages_csv(request: web.Request) -> web.Response:
     def read(store: HistoryStore, filters: _Filters) -> web.Response:
+        rows, truncated = _rows(store, filters)
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\r\n")
         writer.writeheader()
-        writer.writerows(_rows(store, filters))
+        writer.writerows(rows)
         return web.Response(
             text=out.getvalue(),
             content_type="text/csv",
             charset="utf-8",
-            headers={"Content-Disposition": 'attachment; filename="passages.csv"'},
+            headers={
+                "Content-Disposition": 'attachment; filename="passages.csv"',
+                TRUNCATED_HEADER: str(truncated).lower(),
+            },
         )
 
     return cast(web.Response, await _read(request, True, read))

@@ -122,9 +122,17 @@ async def test_filters_csv_and_summary(http: aiohttp.ClientSession, filled: str)
             "with_mask",
         ]
         assert body["passages"][-1]["time"] == "2026-05-28T20:30:00.000+00:00"
+        assert body["truncated"] is False
         params = {"location": "Main entrance", "since": "2026-05-28T21:00:00Z", "limit": "5"}
         status, body = await get(http, f"{base}/api/passages", params=params)
         assert [p["label"] for p in body["passages"]] == ["without_mask"]
+        # A limit that cuts the answer says so, in the JSON and in a header of both routes.
+        status, body = await get(http, f"{base}/api/passages", params={"limit": "2"})
+        assert len(body["passages"]) == 2 and body["truncated"] is True
+        for route, limit, cut in (("/api/passages.csv", "2", "true"), ("/api/passages.csv", "3", "false")):
+            async with http.get(f"{base}{route}", params={"limit": limit}) as response:
+                assert response.headers["X-Maskcam-Truncated"] == cut, limit
+                assert len(list(csv.DictReader(io.StringIO(await response.text())))) == min(3, int(limit))
         status, text = await get(http, f"{base}/api/passages.csv", params={"tz": "Europe/Paris"})
         rows = list(csv.DictReader(io.StringIO(text)))
         assert status == 200 and len(rows) == 3

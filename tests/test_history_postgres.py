@@ -137,5 +137,8 @@ async def test_a_database_down_at_start_neither_stops_the_server_nor_the_video(
             metrics = await response.text()
         # The writer holds one batch and the queue two; the rest were dropped and counted.
         assert f"maskcam_passages_dropped_total {float(writer.dropped)}" in metrics and writer.dropped >= 1
-        async with http.get(f"{base}/api/passages") as response:
-            assert response.status == 503 and (await response.json())["reason"] == "history_unavailable"
+        # Every read route says so, the dashboard's and the kiosk's too, and no answer is kept for later.
+        for route in ("/api/passages", "/api/today", "/today", "/api/summary.csv", "/api/today"):
+            async with http.get(f"{base}{route}") as response:
+                assert response.status == 503, route
+                assert (await response.json())["reason"] == "history_unavailable", route
