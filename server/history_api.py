@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, cast
@@ -179,22 +179,29 @@ async def _passages(request: web.Request) -> web.Response:
     return cast(web.Response, await _read(request, True, read))
 
 
+def _csv_response(
+    fields: Sequence[str],
+    rows: Iterable[Mapping[str, Any]],
+    filename: str,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """A download for a spreadsheet: CRLF lines, a header row, `filename` offered to save as."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', **(headers or {})},
+    )
+
+
 async def _passages_csv(request: web.Request) -> web.Response:
     def read(store: HistoryStore, filters: _Filters) -> web.Response:
         rows, truncated = _rows(store, filters)
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\r\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return web.Response(
-            text=out.getvalue(),
-            content_type="text/csv",
-            charset="utf-8",
-            headers={
-                "Content-Disposition": 'attachment; filename="passages.csv"',
-                TRUNCATED_HEADER: str(truncated).lower(),
-            },
-        )
+        return _csv_response(CSV_FIELDS, rows, "passages.csv", {TRUNCATED_HEADER: str(truncated).lower()})
 
     return cast(web.Response, await _read(request, True, read))
 
@@ -226,16 +233,7 @@ async def _summary(request: web.Request) -> web.Response:
 
 async def _summary_csv(request: web.Request) -> web.Response:
     def answer(bucket: Bucket, zone: tzinfo, buckets: list[dict[str, object]]) -> web.Response:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=SUMMARY_CSV_FIELDS, lineterminator="\r\n")
-        writer.writeheader()
-        writer.writerows(buckets)
-        return web.Response(
-            text=out.getvalue(),
-            content_type="text/csv",
-            charset="utf-8",
-            headers={"Content-Disposition": f'attachment; filename="summary-{bucket}.csv"'},
-        )
+        return _csv_response(SUMMARY_CSV_FIELDS, buckets, f"summary-{bucket}.csv")
 
     return await _summarised(request, answer)
 
