@@ -30,6 +30,9 @@ DEFAULT_MODEL = REPO_ROOT / "models" / "mask_classifier.onnx"
 UNMASKED_PHOTO = "maksssksksss343.jpg"
 MASKED_PHOTO = "maksssksksss446.jpg"
 
+# The screenshots' camera: a public-domain portrait that is not from ../shared/data (tests/assets/README.md).
+DEMO_PHOTO = REPO_ROOT / "tests" / "assets" / "astronaut.jpg"
+
 CHROMIUM_FLAGS: tuple[str, ...] = (
     "--headless=new",
     "--no-sandbox",
@@ -94,6 +97,42 @@ def read_photo(photo_name: str) -> np.ndarray:
     return image
 
 
+def read_demo_photo() -> np.ndarray:
+    image = cv2.imread(str(DEMO_PHOTO))
+    if image is None:
+        raise FileNotFoundError(DEMO_PHOTO)
+    return image
+
+
+# A surgical mask over nose and mouth of DEMO_PHOTO (its face box, as YuNet finds it, is about
+# (180, 81, 273, 182)): fixed pixel coordinates of that one photo. ``top`` moves it down the face; at
+# about 130 the nose is uncovered.
+_MASK_OUTLINE = ((184, 6), (226, -4), (268, 6), (274, 40), (258, 68), (226, 80), (194, 68), (180, 40))
+_MASK_FABRIC_BGR = (235, 205, 150)
+_MASK_PLEAT_BGR = (200, 170, 120)
+_MASK_LOOP_BGR = (230, 230, 230)
+
+
+def with_drawn_mask(image: np.ndarray, top: int = 112) -> np.ndarray:
+    """DEMO_PHOTO with a light-blue surgical mask drawn on (pleats, ear loops), its upper edge at ``top``."""
+    out = image.copy()
+    outline = np.array([(x, top + dy) for x, dy in _MASK_OUTLINE], dtype=np.int32)
+    cv2.fillPoly(out, [outline], _MASK_FABRIC_BGR, lineType=cv2.LINE_AA)
+    for dy in (20, 38, 56):
+        cv2.line(out, (188, top + dy), (268, top + dy), _MASK_PLEAT_BGR, 2, cv2.LINE_AA)
+    cv2.line(out, (181, top + 12), (172, top - 4), _MASK_LOOP_BGR, 2, cv2.LINE_AA)
+    cv2.line(out, (271, top + 12), (280, top - 4), _MASK_LOOP_BGR, 2, cv2.LINE_AA)
+    return out
+
+
+def demo_portrait(masked: bool) -> np.ndarray:
+    """Head and shoulders of DEMO_PHOTO (320x320 about the face), bare-faced or with the drawn mask."""
+    photo = read_demo_photo()
+    if masked:
+        photo = with_drawn_mask(photo)
+    return photo[10:330, 66:386]
+
+
 def side_by_side(left: np.ndarray, right: np.ndarray, width: int = 640, height: int = 480) -> np.ndarray:
     """Two photos, each letterboxed into one half of a width x height frame: two people in one shot."""
     half = width // 2
@@ -102,7 +141,11 @@ def side_by_side(left: np.ndarray, right: np.ndarray, width: int = 640, height: 
 
 def face_video(photo_names: Sequence[str], path: Path, seconds: float = 2.0) -> Path:
     """A 640x480, 30 fps fake-camera file of one scene photo (or two side by side) from ../shared/data."""
-    photos = [read_photo(name) for name in photo_names]
+    return photos_video([read_photo(name) for name in photo_names], path, seconds)
+
+
+def photos_video(photos: Sequence[np.ndarray], path: Path, seconds: float = 2.0) -> Path:
+    """A 640x480, 30 fps fake-camera file of one photo (or two side by side)."""
     if len(photos) == 1:
         # A face that fills the whole frame is not what a camera at a door sees, and the detector
         # finds a second, false face in this one's shoulder: keep a border around the photo.

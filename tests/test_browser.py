@@ -1,8 +1,10 @@
 """The page and the kiosk in Debian's Chromium, driven by Playwright, against the real server.
 
 Chromium's fake camera plays a .y4m made here from real photos in ../shared/data (an unmasked and a masked
-person side by side for the main page; the masked person alone for the kiosk). Screenshots go to pytest's
-tmp_path; with UPDATE_SCREENSHOTS=1 they are also copied to docs/.
+person side by side for the main page; the masked person alone for the kiosk); those tests skip without
+the data. The screenshots in docs/ show none of that data: their test's camera plays a public-domain
+portrait from tests/assets/, bare-faced and with a drawn mask, and copies them to docs/ with
+UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -25,19 +27,24 @@ from tests.browser_helpers import (
     UNMASKED_PHOTO,
     ServerProcess,
     chromium_args,
+    demo_portrait,
     face_video,
     get_json,
     missing_prerequisites,
+    photos_video,
     save_copy_when_asked,
     visitors_video,
 )
 
-SKIP_REASON = missing_prerequisites()
+SKIP_REASON = missing_prerequisites(photos=())
+DATA_REASON = missing_prerequisites()
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
 ]
+needs_data = pytest.mark.skipif(DATA_REASON is not None, reason=DATA_REASON or "")
+"""For the tests whose camera shows photos of ../shared/data."""
 
 LANDSCAPE: ViewportSize = {"width": 1280, "height": 800}
 PORTRAIT: ViewportSize = {"width": 390, "height": 844}
@@ -108,7 +115,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def launch(playwright: Playwright, folder: Path, photos: list[str]) -> BrowserContext:
-    video = face_video(photos, folder / "camera.y4m")
+    if DATA_REASON is not None:
+        pytest.skip(DATA_REASON)
+    return launch_with_camera(playwright, folder, face_video(photos, folder / "camera.y4m"))
+
+
+def launch_with_camera(playwright: Playwright, folder: Path, video: Path) -> BrowserContext:
     return playwright.chromium.launch_persistent_context(
         str(folder / "profile"),
         executable_path=str(CHROMIUM),
@@ -138,6 +150,32 @@ def masked_person(
     context.close()
 
 
+@pytest.fixture(scope="module")
+def demo_two_people(
+    playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrowserContext]:
+    """Chromium whose camera sees the demo portrait twice: bare-faced (left) and with a drawn mask (right)."""
+    folder = tmp_path_factory.mktemp("demo-two")
+    video = photos_video([demo_portrait(masked=False), demo_portrait(masked=True)], folder / "camera.y4m")
+    context = launch_with_camera(playwright, folder, video)
+    context.add_init_script(CAPTURE_PEER_CONNECTIONS)
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def demo_masked_person(
+    playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrowserContext]:
+    """Chromium whose camera sees the demo portrait with a drawn mask."""
+    folder = tmp_path_factory.mktemp("demo-masked")
+    context = launch_with_camera(
+        playwright, folder, photos_video([demo_portrait(masked=True)], folder / "camera.y4m")
+    )
+    yield context
+    context.close()
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -147,6 +185,28 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def wait_for_full_video(page: Page) -> None:
+    """Chrome starts low against aiortc; the answer's bitrate floor must bring it to the full 640x480 at
+    about 30 fps (the fake camera's rate), and the annotated video comes back at that size."""
+
+    def sends_full_video() -> bool:
+        sent = page.evaluate(OUTBOUND_VIDEO)
+        return bool(sent) and sent[0] == 640 and sent[1] == 480 and sent[2] >= 24
+
+    wait_until(sends_full_video, WAIT_S, "Chrome to send 640x480 at >= 24 fps")
+    wait_until(
+        lambda: (
+            page.evaluate(
+                "[document.querySelector('#remote-video').videoWidth, "
+                "document.querySelector('#remote-video').videoHeight]"
+            )
+            == [640, 480]
+        ),
+        WAIT_S,
+        "the annotated video to come back at 640x480",
+    )
+
+
 def active_sessions(server: ServerProcess) -> int:
     status, body = get_json(f"{server.url}/healthz")
     assert status == 200, f"/healthz answered {status}"
@@ -154,7 +214,7 @@ def active_sessions(server: ServerProcess) -> int:
 
 
 def test_page_plays_annotated_video_and_shows_labels(
-    server: ServerProcess, two_people: BrowserContext, tmp_path: Path
+    server: ServerProcess, two_people: BrowserContext
 ) -> None:
     page = two_people.new_page()
     problems = PageProblems(page)
@@ -182,44 +242,13 @@ def test_page_plays_annotated_video_and_shows_labels(
     )
     assert video_size[0] > 0 and video_size[1] > 0
 
-    # Chrome starts low against aiortc; the answer's bitrate floor must bring it to the full 640x480 at
-    # about 30 fps (the fake camera's rate), and the annotated video comes back at that size.
-    def sends_full_video() -> bool:
-        sent = page.evaluate(OUTBOUND_VIDEO)
-        return bool(sent) and sent[0] == 640 and sent[1] == 480 and sent[2] >= 24
-
-    wait_until(
-        sends_full_video,
-        WAIT_S,
-        "Chrome to send 640x480 at >= 24 fps",
-    )
-    wait_until(
-        lambda: (
-            page.evaluate(
-                "[document.querySelector('#remote-video').videoWidth, "
-                "document.querySelector('#remote-video').videoHeight]"
-            )
-            == [640, 480]
-        ),
-        WAIT_S,
-        "the annotated video to come back at 640x480",
-    )
+    wait_for_full_video(page)
 
     expect(page.locator("#stat-detections")).to_have_text(re.compile(r"^\d+\.\d /s$"))
     assert page.inner_text("#stat-video-fps").endswith("fps")
     assert page.inner_text("#stat-connection") == "Connected"
     assert page.is_hidden("#message")
     assert active_sessions(server) == 1
-
-    page.wait_for_timeout(1000)
-    screenshot = tmp_path / "page.png"
-    page.screenshot(path=str(screenshot))
-    save_copy_when_asked(screenshot, REPO_ROOT / "docs" / "screenshot.png")
-    page.set_viewport_size(PORTRAIT)
-    page.wait_for_timeout(1000)
-    portrait = tmp_path / "page-portrait.png"
-    page.screenshot(path=str(portrait), full_page=True)
-    save_copy_when_asked(portrait, REPO_ROOT / "docs" / "screenshot-portrait.png")
 
     page.click("#start-button")
     assert page.get_attribute("#banner", "data-verdict") == "idle"
@@ -230,7 +259,7 @@ def test_page_plays_annotated_video_and_shows_labels(
 
 
 def test_kiosk_thanks_a_masked_person_and_counts_them_once(
-    server: ServerProcess, masked_person: BrowserContext, tmp_path: Path
+    server: ServerProcess, masked_person: BrowserContext
 ) -> None:
     page = masked_person.new_page()
     problems = PageProblems(page)
@@ -250,10 +279,6 @@ def test_kiosk_thanks_a_masked_person_and_counts_them_once(
 
     wait_until(kiosk_shows_the_servers_counts, WAIT_S, "the kiosk to show the server's counts of today")
     assert page.get_attribute("#chime-button", "aria-pressed") == "false"
-
-    screenshot = tmp_path / "kiosk.png"
-    page.screenshot(path=str(screenshot))
-    save_copy_when_asked(screenshot, REPO_ROOT / "docs" / "kiosk.png")
 
     page.click("#chime-button")
     expect(page.locator("#chime-button")).to_have_attribute("aria-pressed", "true")
@@ -300,6 +325,47 @@ def test_kiosk_thanks_a_masked_person_and_counts_them_once(
     assert page.is_hidden("#counts-note")
     assert problems.errors == []
     page.close()
+
+
+def test_screenshots_of_the_page_and_the_kiosk(
+    server: ServerProcess, demo_two_people: BrowserContext, demo_masked_person: BrowserContext, tmp_path: Path
+) -> None:
+    """The screenshots of docs/ (with UPDATE_SCREENSHOTS=1), from the demo portrait: the page labels the
+    bare face and the masked one, and the kiosk thanks the masked person."""
+    page = demo_two_people.new_page()
+    problems = PageProblems(page)
+    page.goto(server.url + "/")
+    page.click("#start-button")
+    page.wait_for_selector("#banner[data-verdict='unmasked']", timeout=WAIT_MS)
+    expect(page.locator("#count-with_mask")).to_have_text("1", timeout=WAIT_MS)
+    expect(page.locator("#count-without_mask")).to_have_text("1", timeout=WAIT_MS)
+    assert page.inner_text("#count-mask_worn_incorrectly") == "0"
+    wait_for_full_video(page)
+    page.wait_for_timeout(1000)
+    landscape = tmp_path / "screenshot.png"
+    page.screenshot(path=str(landscape))
+    save_copy_when_asked(landscape, REPO_ROOT / "docs" / "screenshot.png")
+    page.set_viewport_size(PORTRAIT)
+    page.wait_for_timeout(1000)
+    portrait = tmp_path / "screenshot-portrait.png"
+    page.screenshot(path=str(portrait), full_page=True)
+    save_copy_when_asked(portrait, REPO_ROOT / "docs" / "screenshot-portrait.png")
+    page.click("#start-button")
+    assert problems.errors == []
+    page.close()
+
+    kiosk = demo_masked_person.new_page()
+    problems = PageProblems(kiosk)
+    kiosk.goto(server.url + "/kiosk")
+    kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+    assert kiosk.inner_text("#kiosk-headline") == "Thank you for wearing a mask"
+    expect(kiosk.locator("#today")).to_have_attribute("data-source", "server", timeout=WAIT_MS)
+    kiosk.wait_for_timeout(1000)
+    shot = tmp_path / "kiosk.png"
+    kiosk.screenshot(path=str(shot))
+    save_copy_when_asked(shot, REPO_ROOT / "docs" / "kiosk.png")
+    assert problems.errors == []
+    kiosk.close()
 
 
 def kiosk_counts(page: Page) -> dict[str, str]:
@@ -560,6 +626,7 @@ def test_banner_ignores_single_frame_glitches(server: ServerProcess, two_people:
 VISIT_S, EMPTY_S = 3.0, 2.0
 
 
+@needs_data
 def test_kiosk_location_names_one_passage_per_visitor(
     playwright: Playwright, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -21,7 +21,7 @@ from training.data import (
     face_image_box,
     scene_crops,
 )
-from training.train import class_sample_weights, main, warmup_cosine
+from training.train import DEFAULT_CACHE, class_sample_weights, default_cache, main, warmup_cosine
 from vision.classifier import MaskClassifier
 from vision.crops import crop_face, crop_square
 from vision.labels import LABELS
@@ -100,6 +100,23 @@ def test_centre_of_a_stored_crop_is_the_inference_crop() -> None:
     assert np.abs(from_cache - at_inference).mean() < 3.0
 
 
+def test_a_larger_input_is_trained_on_crops_cut_at_its_own_size() -> None:
+    assert CropGeometry.for_input(128) == CropGeometry()
+    assert default_cache(CropGeometry.for_input(128)) == DEFAULT_CACHE
+    geometry = CropGeometry.for_input(160)
+    assert geometry.stored_size == 200 and geometry.nominal_side == 160
+    assert default_cache(geometry) == DEFAULT_CACHE.with_name("crops_200.npz")
+    image = textured_image(480, 640, seed=3)
+    box = (200.0, 150.0, 330.0, 310.0)
+    stored = crop_square(image, context_region(box, geometry), geometry.stored_size)
+    from_cache = centre_crop(stored, 160, geometry.context).astype(np.float32)
+    at_inference = crop_face(image, box, 160, geometry.margin).astype(np.float32)
+    assert from_cache.shape == at_inference.shape == (160, 160, 3)
+    assert np.abs(from_cache - at_inference).mean() < 3.0
+    with pytest.raises(ValueError, match="too small"):
+        CropGeometry.for_input(8)
+
+
 def test_face_image_box_makes_the_whole_image_the_margin_crop() -> None:
     image = np.zeros((100, 80, 3), dtype=np.uint8)
     x0, y0, x1, y1 = context_region(face_image_box(image, 0.15), CropGeometry(context=1.0))
@@ -173,7 +190,8 @@ def test_splits_never_mix() -> None:
 @pytest.mark.slow
 def test_smoke_training_resumes_and_exports_matching_onnx(tmp_path: Path) -> None:
     cache_path = tmp_path / "cache.npz"
-    build_crop_cache(DATA, CropGeometry(), limit_per_split=6).save(cache_path)
+    # Cut for the 64-px input of this run: a cache of another geometry would be cut again in full.
+    build_crop_cache(DATA, CropGeometry.for_input(64), limit_per_split=6).save(cache_path)
     out, state = tmp_path / "model", tmp_path / "state.pt"
     common = ["--cache", str(cache_path), "--out", str(out), "--state", str(state), "--device", "cpu"]
     common += ["--workers", "0", "--batch-size", "8", "--input-size", "64", "--epochs", "2", "--threads", "2"]

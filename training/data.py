@@ -47,6 +47,14 @@ class CropGeometry:
         """Side, in stored pixels, of the region the classifier sees at inference."""
         return self.stored_size / self.context
 
+    @classmethod
+    def for_input(cls, input_size: int) -> CropGeometry:
+        """The geometry whose centre region is ``input_size`` stored pixels, so that a classifier of that
+        input is trained on crops at its own resolution, never on a smaller region scaled up."""
+        if input_size < 16:
+            raise ValueError(f"classifier input of {input_size} px is too small")
+        return cls(stored_size=round(input_size * cls.context))
+
 
 @dataclass(frozen=True)
 class CropRecord:

@@ -38,6 +38,16 @@ from vision.networks import ARCHITECTURES, build_network
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "crops.npz"
+
+
+def default_cache(geometry: CropGeometry) -> Path:
+    """One cache file per stored crop side, so that training at another input size never overwrites
+    (and never silently recuts) the cache of the default size."""
+    if geometry.stored_size == CropGeometry().stored_size:
+        return DEFAULT_CACHE
+    return DEFAULT_CACHE.with_name(f"crops_{geometry.stored_size}.npz")
+
+
 MODEL_NAME = "mask_classifier"
 DEFAULT_WEIGHT_DECAY = {"adamw": 0.01, "adam": 0.0}
 
@@ -55,7 +65,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--data", type=Path, default=DEFAULT_DATA, help="data folder holding faces/ and scenes/"
     )
     parser.add_argument(
-        "--cache", type=Path, default=DEFAULT_CACHE, help="crop cache (.npz), cut from --data when missing"
+        "--cache",
+        type=Path,
+        default=None,
+        help=f"crop cache (.npz), cut from --data when missing (default: {DEFAULT_CACHE} for --input-size "
+        "128, crops_<stored side>.npz beside it for another input size)",
     )
     parser.add_argument("--arch", choices=ARCHITECTURES, default="mobilenet_v2")
     parser.add_argument("--optimizer", choices=("adamw", "adam"), default="adamw")
@@ -267,7 +281,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    cache = load_or_build_cache(args.cache, args.data, CropGeometry())
+    geometry = CropGeometry.for_input(args.input_size)
+    cache = load_or_build_cache(args.cache or default_cache(geometry), args.data, geometry)
     context = cache.geometry.context
 
     train_indices = cache.indices("train")
