@@ -176,6 +176,44 @@ def test_annotated_boxes_mode_classifies_every_face(tmp_path: Path, colour_class
     assert cv2.imread(str(tmp_path / "cm.png")) is not None
 
 
+def test_annotated_boxes_can_leave_out_small_faces_and_the_flip(
+    tmp_path: Path, colour_classifier: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--min-side and --no-flip measure the crops as training's own figures do (faces >= 8 px, one pass)."""
+    folder = write_scene_dataset(tmp_path, {"a.jpg": "test"})
+    out = tmp_path / "report.json"
+    args = [
+        "--scenes",
+        str(folder),
+        "--boxes",
+        "annotated",
+        "--json",
+        str(out),
+        "--classifier",
+        str(colour_classifier),
+    ]
+    # Short sides of the four faces: 50, 30, 50 and 15 px.
+    for min_side, kept in ((0, 4), (20, 3), (40, 2)):
+        assert main([*args, "--min-side", str(min_side)]) == 0
+        report = json.loads(out.read_text())
+        assert report["faces"] == report["classified"] == kept
+        assert report["settings"]["flip_average"] is True
+    assert main([*args, "--no-flip"]) == 0
+    assert json.loads(out.read_text())["settings"]["flip_average"] is False
+    capsys.readouterr()
+    detected = [
+        "--scenes",
+        str(folder),
+        "--json",
+        str(tmp_path / "d.json"),
+        "--classifier",
+        str(colour_classifier),
+    ]
+    assert main([*detected, "--min-side", "8"]) == 2
+    assert "--boxes annotated only" in capsys.readouterr().err
+    assert not (tmp_path / "d.json").exists()
+
+
 def test_faces_mode_with_contact_sheet(tmp_path: Path, colour_classifier: Path) -> None:
     faces = tmp_path / "faces"
     rows = ["path,label,split,group"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import sys
 import time
@@ -92,6 +93,13 @@ def annotated_faces(classifier: MaskClassifier) -> Predictor:
         return [(label, box, score) for box, (label, score) in zip(boxes, verdicts, strict=True)]
 
     return predict
+
+
+def without_small_faces(annotation: SceneAnnotation, min_side: float) -> SceneAnnotation:
+    """The annotation without the faces whose short side is under ``min_side`` pixels."""
+    return dataclasses.replace(
+        annotation, faces=tuple(face for face in annotation.faces if face.short_side >= min_side)
+    )
 
 
 def evaluate_scenes(
@@ -340,17 +348,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="verdicts on unmatched detections for verified_precision (default: "
         "models/eval/judged_DETECTOR.json, used when it names the same detector, size and threshold)",
     )
+    parser.add_argument(
+        "--min-side",
+        type=float,
+        default=0.0,
+        help="with --boxes annotated: leave out annotated faces whose short side is under this many pixels "
+        "(training's own val and test figures leave out faces under 8 px; default 0: every face)",
+    )
+    parser.add_argument(
+        "--no-flip",
+        action="store_true",
+        help="classify each crop once, without its mirror image (as training's own figures are measured; "
+        "the server and every default figure average both)",
+    )
     parser.add_argument("--confusion-png", type=Path, help="also save the confusion matrix as an image")
     parser.add_argument("--errors-png", type=Path, help="also save a contact sheet of misclassified crops")
     return parser
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    classifier = MaskClassifier(args.classifier)
+    if args.min_side > 0 and (args.scenes is None or args.boxes != "annotated"):
+        raise EvaluationError("--min-side applies to --scenes with --boxes annotated only")
+    classifier = MaskClassifier(args.classifier, flip_average=not args.no_flip)
     settings: dict[str, Any] = {
         "classifier": _relative(args.classifier.resolve(), REPO_ROOT),
         "backend": classifier.backend,
         "split": args.split,
+        "flip_average": classifier.flip_average,
     }
     if args.faces is not None:
         root = args.faces
@@ -367,6 +391,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise EvaluationError(str(exc)) from exc
         judgements = None
         if args.boxes == "annotated":
+            if args.min_side > 0:
+                settings["min_side"] = args.min_side
+                pairs = [(path, without_small_faces(annotation, args.min_side)) for path, annotation in pairs]
             predictor = annotated_faces(classifier)
         else:
             spec = detector_spec(args)
