@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -237,6 +238,15 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=5)
+
+    def analysis_child(self) -> psutil.Process:
+        """The server's analysis process (multiprocessing's spawned child, not its resource tracker)."""
+        assert self.process is not None
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            command = " ".join(child.cmdline())
+            if "spawn_main" in command and "resource_tracker" not in command:
+                return child
+        raise LookupError("the server has no analysis process")
 
     def log_tail(self, chars: int = 3000) -> str:
         if self.log_path is None or not self.log_path.exists():

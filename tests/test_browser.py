@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, ViewportSize, expect, sync_playwright
 
@@ -366,6 +367,51 @@ def test_screenshots_of_the_page_and_the_kiosk(
     save_copy_when_asked(shot, REPO_ROOT / "docs" / "kiosk.png")
     assert problems.errors == []
     kiosk.close()
+
+
+def test_pages_stop_showing_a_verdict_while_the_analysis_is_silent(
+    playwright: Playwright, tmp_path: Path
+) -> None:
+    """The analysis process stopped for real (SIGSTOP: as a hung or starved one): video still flows, but
+    no analysed frame comes, so the kiosk stops thanking the person in front of it and the page clears
+    its banner and counts; both come back once the analysis answers again (SIGCONT)."""
+    own_server = ServerProcess().start(tmp_path / "server.log")
+    video = photos_video([demo_portrait(masked=True)], tmp_path / "camera.y4m")
+    context = launch_with_camera(playwright, tmp_path, video)
+    child: psutil.Process | None = None
+    try:
+        kiosk = context.new_page()
+        problems = PageProblems(kiosk)
+        kiosk.goto(own_server.url + "/kiosk")
+        page = context.new_page()
+        page.goto(own_server.url + "/")
+        page.click("#start-button")
+        kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
+
+        child = own_server.analysis_child()
+        child.suspend()
+        stopped_at = time.monotonic()
+        kiosk.wait_for_selector("#kiosk-message[data-verdict='paused']", timeout=WAIT_MS)
+        assert time.monotonic() - stopped_at >= 4.0, "paused before the analysis had been silent for 5 s"
+        assert kiosk.inner_text("#kiosk-headline") == "Welcome"
+        expect(kiosk.locator("#kiosk-status")).to_contain_text("checking paused")
+        page.wait_for_selector("#banner[data-verdict='paused']", timeout=WAIT_MS)
+        assert page.inner_text("#count-with_mask") == "0"
+        assert page.evaluate("document.querySelector('#remote-video').videoWidth") > 0
+
+        child.resume()
+        child = None
+        kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
+        expect(page.locator("#count-with_mask")).to_have_text("1", timeout=WAIT_MS)
+        expect(kiosk.locator("#kiosk-status")).not_to_contain_text("paused", timeout=WAIT_MS)
+        assert problems.errors == []
+    finally:
+        if child is not None:
+            child.resume()
+        context.close()
+        own_server.stop()
 
 
 def kiosk_counts(page: Page) -> dict[str, str]:

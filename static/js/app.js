@@ -6,7 +6,7 @@ import { fetchConfig, LiveLink, pageUrl } from './connection.js';
 import { formatNumber, formatUnit, labelName, t, translatePage } from './i18n.js';
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
 import { StatsSampler } from './stats.js';
-import { countFaces, VerdictFilter, verdictFor } from './verdict.js';
+import { AnalysisWatch, countFaces, VerdictFilter, verdictFor } from './verdict.js';
 
 const CONFIG_RETRY_MS = 5000;
 
@@ -42,6 +42,7 @@ const ui = {
 const link = new LiveLink();
 const sampler = new StatsSampler(link);
 const verdicts = new VerdictFilter();
+const analysisWatch = new AnalysisWatch();
 let cameraStream = null;
 let running = false;
 let linkStatus = { state: 'stopped' };
@@ -199,6 +200,7 @@ function stop() {
   showLocalPreview(null);
   ui.remoteVideo.srcObject = null;
   setRunning(false);
+  analysisWatch.stop();
   verdicts.reset();
   setBanner('idle');
   showCounts({});
@@ -234,11 +236,14 @@ function onLinkStatus(event) {
   const { text, severity } = linkMessage(linkStatus);
   ui.stats.connection.textContent = text;
   if (linkStatus.state === 'connected') {
+    analysisWatch.heard(performance.now());
     hideMessage();
     setBanner('none');
   } else if (linkStatus.state === 'connecting') {
+    analysisWatch.stop();
     setBanner('waiting');
   } else if (linkStatus.state === 'waiting' || linkStatus.state === 'failed') {
+    analysisWatch.stop();
     verdicts.reset();
     showCounts({});
     setBanner('offline');
@@ -249,6 +254,7 @@ function onLinkStatus(event) {
 function onDetections(event) {
   if (!running) return;
   const message = event.detail;
+  analysisWatch.heard(performance.now());
   const counts = message.counts ?? countFaces(message.faces, config.labels);
   showCounts(counts);
   setBanner(verdicts.update(verdictFor(counts, config.verdicts), performance.now()));
@@ -268,6 +274,12 @@ function onVideoResize() {
 async function tick() {
   if (!running) return;
   showCountdown();
+  if (linkStatus.state === 'connected' && analysisWatch.silentFor(performance.now()) !== null) {
+    // No analysed frame for a while: the last verdict and counts are no longer what the camera sees.
+    verdicts.reset();
+    showCounts({});
+    setBanner('paused');
+  }
   const figures = await sampler.sample();
   if (!figures) return;
   const { sent } = figures;

@@ -14,7 +14,7 @@ import { formatDate, formatNumber, labelName, t, translatePage } from './i18n.js
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
 import { StatsSampler } from './stats.js';
 import { DailyTally, localDate } from './tally.js';
-import { countFaces, VerdictFilter, verdictFor } from './verdict.js';
+import { AnalysisWatch, countFaces, VerdictFilter, verdictFor } from './verdict.js';
 
 const CAMERA_RETRY_MS = 5000;
 const REFUSED_RETRY_MS = 60000;
@@ -44,6 +44,7 @@ const ui = {
 const link = new LiveLink();
 const sampler = new StatsSampler(link);
 const verdicts = new VerdictFilter({ holdMs: 400, clearMs: 1500 });
+const analysisWatch = new AnalysisWatch();
 const chime = new Chime();
 let config = null;
 let tally = null;
@@ -283,8 +284,10 @@ function onLinkStatus(event) {
   const { text, severity } = linkMessage(linkStatus);
   showStatus(text, severity);
   if (linkStatus.state === 'connected') {
+    analysisWatch.heard(performance.now());
     showVerdict('none');
   } else if (linkStatus.state !== 'connecting') {
+    analysisWatch.stop();
     verdicts.reset();
     showVerdict('offline');
     ui.video.srcObject = cameraStream;
@@ -306,6 +309,7 @@ function onRemoteStream(event) {
 function onDetections(event) {
   const counts = event.detail.counts ?? countFaces(event.detail.faces, config.labels);
   const now = performance.now();
+  analysisWatch.heard(now);
   showVerdict(verdicts.update(verdictFor(counts, config.verdicts), now));
   if (tally?.observe(counts, now) && !currentServerToday()) showToday();
 }
@@ -315,6 +319,14 @@ async function tick() {
   if (linkStatus.state === 'waiting') {
     const { text, severity } = linkMessage(linkStatus);
     showStatus(`${text} ${retryCountdown(retryAt - performance.now())}`, severity);
+  }
+  const silentSeconds = linkStatus.state === 'connected' ? analysisWatch.silentFor(performance.now()) : null;
+  if (silentSeconds !== null) {
+    // The analysis has gone quiet: greet nobody with the last person's verdict until it answers again.
+    verdicts.reset();
+    showVerdict('paused');
+    showStatus(t('kiosk.analysisPaused', { seconds: formatNumber(silentSeconds, 0) }), 'warning');
+    return;
   }
   const figures = await sampler.sample();
   if (figures) {

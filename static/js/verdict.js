@@ -61,3 +61,36 @@ export class VerdictFilter {
     this.candidate = null;
   }
 }
+
+/**
+ * How long a connected page waits for the next analysed frame before it stops showing the last verdict.
+ * The server sends a message for every analysed frame, faces or none, so silence means the analysis has
+ * stalled or fails (a busy machine, a hung or restarting analysis process): the banner must not keep
+ * greeting the next person with the previous person's verdict. Several times the gap between two
+ * messages of a loaded server (bench/RESULTS.md), and short next to a visit at a door.
+ */
+export const ANALYSIS_SILENCE_MS = 5000;
+
+/** Tells when the analysis has been silent for `silenceMs` since the connection or its last message. */
+export class AnalysisWatch {
+  constructor({ silenceMs = ANALYSIS_SILENCE_MS } = {}) {
+    this.silenceMs = silenceMs;
+    this.since = null;
+  }
+
+  /** The connection is up (or a message arrived) at `nowMs`: silence counts from here. */
+  heard(nowMs) {
+    this.since = nowMs;
+  }
+
+  /** Not connected: nothing is expected, so nothing is silent. */
+  stop() {
+    this.since = null;
+  }
+
+  /** Whole seconds without a message at `nowMs`, when that is `silenceMs` or more; else null. */
+  silentFor(nowMs) {
+    if (this.since === null || nowMs - this.since < this.silenceMs) return null;
+    return Math.floor((nowMs - this.since) / 1000);
+  }
+}
