@@ -11,7 +11,10 @@ shared-memory buffer, sends an `AnalyseFrame` request through a pipe and waits f
 child computes it (the messages are in `server.analysis_pipe`). The child runs under SCHED_IDLE
 (`server.priority.run_only_on_idle_cpu`) and builds the models with `server.models.load_models`. Each
 camera's `RemoteAnalyser` has its face-following state in the child. A child that dies (a crash in native
-code) is started again on the next frame; the frame in flight fails with `AnalysisProcessError`.
+code) is started again on the next frame; the frame in flight fails with `AnalysisProcessError`. So is a
+child that does not answer a frame within `FRAME_TIMEOUT_S` (a deadlock in native code, or a machine so
+busy that the idle-only child gets no CPU): without it one hung child would stop the analysis of every
+camera for good while their video kept flowing.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ MIN_FRAME_BUFFER = 1280 * 720 * 3
 
 RESTART_BACKOFF_S = 10.0
 """After a failed restart, frames fail at once (no new attempt) for this many seconds."""
+
+FRAME_TIMEOUT_S = 30.0
+"""A frame not answered within this many seconds ends the child, which is started again. Far above any
+frame's analysis time (bench/RESULTS.md), so only a hung or starved child reaches it."""
 
 START_TIMEOUT_S = 120.0
 """Loading the models takes a few seconds; a child that says nothing for this long is given up."""
@@ -109,6 +116,10 @@ def _serve(config: ServerConfig, connection: Connection) -> None:
         buffer.close()
 
 
+class _NoReply(Exception):
+    """The child took a frame and did not answer in time."""
+
+
 class _Child:
     """One running child process and the server's end of its pipe."""
 
@@ -137,9 +148,12 @@ class _Child:
     def alive(self) -> bool:
         return bool(self.process.is_alive())
 
-    def exchange(self, request: AnalyseFrame) -> FrameReply:
-        """Send one request and wait for its reply; EOFError or OSError when the pipe broke."""
+    def exchange(self, request: AnalyseFrame, timeout_s: float) -> FrameReply:
+        """Send one request and wait for its reply; EOFError or OSError when the pipe broke,
+        `_NoReply` when no reply came within ``timeout_s``."""
         self.connection.send(request)
+        if not self.connection.poll(timeout_s):
+            raise _NoReply(f"no reply to a frame within {timeout_s:g} s")
         reply: FrameReply = self.connection.recv()
         return reply
 
@@ -159,8 +173,9 @@ class AnalysisProcess:
     pipeline on one frame with no face following.
     """
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, frame_timeout_s: float = FRAME_TIMEOUT_S) -> None:
         self._config = config
+        self._frame_timeout_s = frame_timeout_s
         self._lock = threading.Lock()
         """Held for a whole request: one frame in the pipe at a time, and restarts never overlap it."""
         self._stream_ids = itertools.count()
@@ -198,12 +213,15 @@ class AnalysisProcess:
             np.ndarray(image.shape, dtype=np.uint8, buffer=buffer.buf)[...] = image
             request = AnalyseFrame(stream_id, image.shape, buffer.name, self._take_forgotten())
             try:
-                reply = child.exchange(request)
+                reply = child.exchange(request, self._frame_timeout_s)
             except (EOFError, OSError) as exc:
                 self._restart(f"the pipe failed: {exc}")
                 raise AnalysisProcessError(
                     "the analysis process died during a frame; it was restarted"
                 ) from exc
+            except _NoReply as exc:
+                self._restart(f"{exc}: hung, or starved of CPU")
+                raise AnalysisProcessError(f"the analysis process gave {exc}; it was restarted") from exc
         if isinstance(reply, AnalysisFailed):
             raise AnalysisProcessError(f"analysis failed in the analysis process: {reply.reason}")
         return list(reply.detections)

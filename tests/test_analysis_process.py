@@ -97,6 +97,29 @@ def test_killed_child_is_replaced_and_the_server_goes_on(analysis_process: Analy
     assert [d.to_json() for d in after] == [d.to_json() for d in before]
 
 
+def test_a_child_that_stops_answering_is_replaced_after_the_frame_timeout() -> None:
+    """A stopped child (SIGSTOP: as a deadlocked or starved one) holds the frame past the timeout: that
+    frame fails with a clear error, the child is killed and started again, and the next frame is served."""
+    process = AnalysisProcess(CONFIG, frame_timeout_s=5.0)
+    try:
+        scene = two_face_frame()
+        before = process.analyse(scene.image)
+        old_pid = process.pid
+        assert old_pid is not None
+        os.kill(old_pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(AnalysisProcessError, match="no reply to a frame within 5 s"):
+            process.analyse(scene.image)
+        assert time.monotonic() - started >= 5.0
+        assert process.restarts == 1 and process.pid not in (None, old_pid)
+        assert process.available
+        assert [d.to_json() for d in process.analyse(scene.image)] == [d.to_json() for d in before]
+        with pytest.raises(ProcessLookupError):
+            os.kill(old_pid, 0)
+    finally:
+        process.close()
+
+
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nothing.onnx"
     with pytest.raises(AnalysisProcessError, match=f"classifier model not found: {missing}"):
