@@ -12,9 +12,11 @@ child computes it (the messages are in `server.analysis_pipe`). The child runs u
 (`server.priority.run_only_on_idle_cpu`) and builds the models with `server.models.load_models`. Each
 camera's `RemoteAnalyser` has its face-following state in the child. A child that dies (a crash in native
 code) is started again on the next frame; the frame in flight fails with `AnalysisProcessError`. So is a
-child that does not answer a frame within `FRAME_TIMEOUT_S` (a deadlock in native code, or a machine so
-busy that the idle-only child gets no CPU): without it one hung child would stop the analysis of every
-camera for good while their video kept flowing.
+child that holds a frame for `FRAME_TIMEOUT_S` without answering and without being runnable (stopped, or
+asleep in a deadlock in native code): without that, one hung child would stop the analysis of every
+camera for good while their video kept flowing. A child that is runnable is left to finish: it is
+computing, or waiting for a core on a machine kept busy by other work (it runs only on idle CPU), and a
+new child would be no faster, only without the cameras' face-following state.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import psutil
 
 from server.analyser import FrameAnalyser
 from server.analysis_pipe import (
@@ -61,8 +64,8 @@ RESTART_BACKOFF_S = 10.0
 """After a failed restart, frames fail at once (no new attempt) for this many seconds."""
 
 FRAME_TIMEOUT_S = 30.0
-"""A frame not answered within this many seconds ends the child, which is started again. Far above any
-frame's analysis time (bench/RESULTS.md), so only a hung or starved child reaches it."""
+"""After this many seconds without a reply to a frame the child is looked at: started again when it is not
+runnable (hung), else waited for another period. Far above any frame's analysis time (bench/RESULTS.md)."""
 
 START_TIMEOUT_S = 120.0
 """Loading the models takes a few seconds; a child that says nothing for this long is given up."""
@@ -148,12 +151,28 @@ class _Child:
     def alive(self) -> bool:
         return bool(self.process.is_alive())
 
+    @property
+    def runnable(self) -> bool:
+        """Whether the child is running or waiting for a core (Linux state R), not stopped or asleep."""
+        try:
+            return bool(psutil.Process(self.process.pid).status() == psutil.STATUS_RUNNING)
+        except psutil.Error:
+            return False
+
     def exchange(self, request: AnalyseFrame, timeout_s: float) -> FrameReply:
-        """Send one request and wait for its reply; EOFError or OSError when the pipe broke,
-        `_NoReply` when no reply came within ``timeout_s``."""
+        """Send one request and wait for its reply; EOFError or OSError when the pipe broke, `_NoReply`
+        when ``timeout_s`` passed without a reply and the child is not runnable (see the module doc)."""
         self.connection.send(request)
-        if not self.connection.poll(timeout_s):
-            raise _NoReply(f"no reply to a frame within {timeout_s:g} s")
+        waited = 0.0
+        while not self.connection.poll(timeout_s):
+            waited += timeout_s
+            if not self.runnable:
+                raise _NoReply(f"no reply to a frame within {waited:g} s and the process is not running")
+            logger.warning(
+                "the analysis process has been on one frame for %g s and is still running: the machine "
+                "leaves it little idle CPU",
+                waited,
+            )
         reply: FrameReply = self.connection.recv()
         return reply
 
@@ -175,7 +194,7 @@ class AnalysisProcess:
 
     def __init__(self, config: ServerConfig, frame_timeout_s: float = FRAME_TIMEOUT_S) -> None:
         self._config = config
-        self._frame_timeout_s = frame_timeout_s
+        self.frame_timeout_s = frame_timeout_s
         self._lock = threading.Lock()
         """Held for a whole request: one frame in the pipe at a time, and restarts never overlap it."""
         self._stream_ids = itertools.count()
@@ -213,14 +232,14 @@ class AnalysisProcess:
             np.ndarray(image.shape, dtype=np.uint8, buffer=buffer.buf)[...] = image
             request = AnalyseFrame(stream_id, image.shape, buffer.name, self._take_forgotten())
             try:
-                reply = child.exchange(request, self._frame_timeout_s)
+                reply = child.exchange(request, self.frame_timeout_s)
             except (EOFError, OSError) as exc:
                 self._restart(f"the pipe failed: {exc}")
                 raise AnalysisProcessError(
                     "the analysis process died during a frame; it was restarted"
                 ) from exc
             except _NoReply as exc:
-                self._restart(f"{exc}: hung, or starved of CPU")
+                self._restart(f"{exc}: hung")
                 raise AnalysisProcessError(f"the analysis process gave {exc}; it was restarted") from exc
         if isinstance(reply, AnalysisFailed):
             raise AnalysisProcessError(f"analysis failed in the analysis process: {reply.reason}")

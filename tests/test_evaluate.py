@@ -211,6 +211,8 @@ def test_annotated_boxes_can_leave_out_small_faces_and_the_flip(
     ]
     assert main([*detected, "--min-side", "8"]) == 2
     assert "--boxes annotated only" in capsys.readouterr().err
+    assert main([*args, "--min-side", "-1"]) == 2
+    assert "--min-side must be 0 or more" in capsys.readouterr().err
     assert not (tmp_path / "d.json").exists()
 
 

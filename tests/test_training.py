@@ -190,11 +190,16 @@ def test_splits_never_mix() -> None:
 @pytest.mark.slow
 def test_smoke_training_resumes_and_exports_matching_onnx(tmp_path: Path) -> None:
     cache_path = tmp_path / "cache.npz"
-    # Cut for the 64-px input of this run: a cache of another geometry would be cut again in full.
+    # Cut for the 64-px input of this run: a cache of another input size is refused, not overwritten.
     build_crop_cache(DATA, CropGeometry.for_input(64), limit_per_split=6).save(cache_path)
     out, state = tmp_path / "model", tmp_path / "state.pt"
     common = ["--cache", str(cache_path), "--out", str(out), "--state", str(state), "--device", "cpu"]
     common += ["--workers", "0", "--batch-size", "8", "--input-size", "64", "--epochs", "2", "--threads", "2"]
+    cut_for = cache_path.stat().st_mtime_ns
+    other_size = [arg if arg != "64" else "96" for arg in common]
+    with pytest.raises(SystemExit, match="cut for another input size than --input-size 96"):
+        main([*other_size, "--max-steps", "1"])
+    assert cache_path.stat().st_mtime_ns == cut_for
     main([*common, "--max-steps", "2"])
     first = json.loads((out / "training_metrics.json").read_text())
     assert first["epochs_run"] == 1 and first["stop_reason"] == "max_steps"

@@ -367,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.min_side < 0:
+        raise EvaluationError(f"--min-side must be 0 or more, not {args.min_side:g}")
     if args.min_side > 0 and (args.scenes is None or args.boxes != "annotated"):
         raise EvaluationError("--min-side applies to --scenes with --boxes annotated only")
     classifier = MaskClassifier(args.classifier, flip_average=not args.no_flip)

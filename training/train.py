@@ -282,6 +282,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     geometry = CropGeometry.for_input(args.input_size)
+    if args.cache is not None and args.cache.is_file() and CropCache.load(args.cache).geometry != geometry:
+        # Cutting it again would overwrite a cache made for another input size.
+        raise SystemExit(
+            f"{args.cache} was cut for another input size than --input-size {args.input_size}; "
+            "name another --cache, or leave it out for the default of this size"
+        )
     cache = load_or_build_cache(args.cache or default_cache(geometry), args.data, geometry)
     context = cache.geometry.context
 
