@@ -253,6 +253,10 @@ function chartOptions(kind, range, width) {
     kind === 'hour'
       ? formatDate(new Date(seconds * 1000), { hour: 'numeric', timeZone: today.tz })
       : formatDate(new Date(seconds * 1000), { month: 'short', day: 'numeric', timeZone: today.tz });
+  // On a phone the written-out dates of the day axis ("11월 12일") run into each other: numbers there.
+  const compactDay = (seconds) =>
+    formatDate(new Date(seconds * 1000), { month: 'numeric', day: 'numeric', timeZone: today.tz });
+  const axisTick = (u) => (kind === 'day' && u.width < 480 ? compactDay : tick);
   const axis = { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
   return {
     width,
@@ -265,7 +269,7 @@ function chartOptions(kind, range, width) {
     },
     axes: [
       // Wide enough apart that dates written out in Korean do not run into each other on a phone.
-      { ...axis, space: kind === 'hour' ? 50 : 80, values: (u, splits) => splits.map(tick) },
+      { ...axis, space: kind === 'hour' ? 50 : 80, values: (u, splits) => splits.map(axisTick(u)) },
       { ...axis, scale: 'rate', label: t('dash.rateAxis'), values: (u, splits) => splits.map((v) => `${v}%`) },
       { ...axis, scale: 'people', side: 1, label: t('dash.peopleAxis'), grid: { show: false } },
     ],
