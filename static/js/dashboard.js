@@ -13,6 +13,8 @@ import { formatDate, formatNumber, formatPercent, formatUnit, labelName, LANG, t
 import uPlot from '../vendor/uplot/uPlot.esm.js';
 
 const POLL_MS = 5000;
+/** Charts narrower than this many CSS pixels (a phone) write the day axis's dates as numbers. */
+const COMPACT_AXIS_WIDTH = 500;
 const RECENT_MINUTES = 10;
 const RECENT_LIMIT = 200;
 const RANGE_DAYS = 30;
@@ -256,7 +258,7 @@ function chartOptions(kind, range, width) {
   // On a phone the written-out dates of the day axis ("11월 12일") run into each other: numbers there.
   const compactDay = (seconds) =>
     formatDate(new Date(seconds * 1000), { month: 'numeric', day: 'numeric', timeZone: today.tz });
-  const axisTick = (u) => (kind === 'day' && u.width < 480 ? compactDay : tick);
+  const axisTick = (u) => (kind === 'day' && u.width < COMPACT_AXIS_WIDTH ? compactDay : tick);
   const axis = { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
   return {
     width,
