@@ -197,7 +197,7 @@ def test_smoke_training_resumes_and_exports_matching_onnx(tmp_path: Path) -> Non
     common += ["--workers", "0", "--batch-size", "8", "--input-size", "64", "--epochs", "2", "--threads", "2"]
     cut_for = cache_path.stat().st_mtime_ns
     other_size = [arg if arg != "64" else "96" for arg in common]
-    with pytest.raises(SystemExit, match="cut for another input size than --input-size 96"):
+    with pytest.raises(SystemExit, match=r"another input size.*--input-size 96"):
         main([*other_size, "--max-steps", "1"])
     assert cache_path.stat().st_mtime_ns == cut_for
     main([*common, "--max-steps", "2"])

@@ -245,12 +245,24 @@ def _all_records(data_dir: Path, geometry: CropGeometry, limit_per_split: int | 
         yield from scene_crops(data_dir / "scenes" / dataset, geometry, limit_per_split)
 
 
-def load_or_build_cache(cache_path: Path, data_dir: Path, geometry: CropGeometry) -> CropCache:
-    """The cache at ``cache_path`` if it was cut with ``geometry``, else a fresh one from ``data_dir``."""
+class CacheGeometryError(ValueError):
+    """A cache file was cut with another geometry and may not be replaced."""
+
+
+def load_or_build_cache(
+    cache_path: Path, data_dir: Path, geometry: CropGeometry, replace_other: bool = True
+) -> CropCache:
+    """The cache at ``cache_path`` if it was cut with ``geometry``, else a fresh one from ``data_dir``
+    saved there. A file cut with another geometry is replaced only with ``replace_other``; otherwise
+    `CacheGeometryError` (a file the user named may be the cache of another input size)."""
     if cache_path.is_file():
         cache = CropCache.load(cache_path)
         if cache.geometry == geometry:
             return cache
+        if not replace_other:
+            raise CacheGeometryError(
+                f"{cache_path} was cut with {cache.geometry}, not {geometry}: another input size?"
+            )
     if not (data_dir / "faces" / "splits.csv").is_file():
         raise FileNotFoundError(f"no crop cache at {cache_path} and no data at {data_dir} to build one")
     from tqdm import tqdm

@@ -28,7 +28,14 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from training.augment import augment_crop, centre_crop
-from training.data import SOURCES, CropCache, CropDataset, CropGeometry, load_or_build_cache
+from training.data import (
+    SOURCES,
+    CacheGeometryError,
+    CropCache,
+    CropDataset,
+    CropGeometry,
+    load_or_build_cache,
+)
 from training.export import export_onnx, save_checkpoint
 from training.metrics import classification_report
 from vision.classifier import ClassifierInfo
@@ -38,18 +45,16 @@ from vision.networks import ARCHITECTURES, build_network
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "crops.npz"
+MODEL_NAME = "mask_classifier"
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.01, "adam": 0.0}
 
 
 def default_cache(geometry: CropGeometry) -> Path:
-    """One cache file per stored crop side, so that training at another input size never overwrites
-    (and never silently recuts) the cache of the default size."""
+    """One cache file per stored crop side, so that training at another input size never overwrites the
+    cache of the default size."""
     if geometry.stored_size == CropGeometry().stored_size:
         return DEFAULT_CACHE
     return DEFAULT_CACHE.with_name(f"crops_{geometry.stored_size}.npz")
-
-
-MODEL_NAME = "mask_classifier"
-DEFAULT_WEIGHT_DECAY = {"adamw": 0.01, "adam": 0.0}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -282,13 +287,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     geometry = CropGeometry.for_input(args.input_size)
-    if args.cache is not None and args.cache.is_file() and CropCache.load(args.cache).geometry != geometry:
-        # Cutting it again would overwrite a cache made for another input size.
-        raise SystemExit(
-            f"{args.cache} was cut for another input size than --input-size {args.input_size}; "
-            "name another --cache, or leave it out for the default of this size"
+    try:
+        # A cache named with --cache is never cut again over: it may be another input size's.
+        cache = load_or_build_cache(
+            args.cache or default_cache(geometry), args.data, geometry, replace_other=args.cache is None
         )
-    cache = load_or_build_cache(args.cache or default_cache(geometry), args.data, geometry)
+    except CacheGeometryError as exc:
+        raise SystemExit(
+            f"{exc} Name another --cache for --input-size {args.input_size}, or leave it out for the "
+            "default cache of this size."
+        ) from exc
     context = cache.geometry.context
 
     train_indices = cache.indices("train")
