@@ -140,11 +140,6 @@ def side_by_side(left: np.ndarray, right: np.ndarray, width: int = 640, height: 
     return np.hstack([letterbox(left, half, height), letterbox(right, width - half, height)])
 
 
-def face_video(photo_names: Sequence[str], path: Path, seconds: float = 2.0) -> Path:
-    """A 640x480, 30 fps fake-camera file of one scene photo (or two side by side) from ../shared/data."""
-    return photos_video([read_photo(name) for name in photo_names], path, seconds)
-
-
 def photos_video(photos: Sequence[np.ndarray], path: Path, seconds: float = 2.0) -> Path:
     """A 640x480, 30 fps fake-camera file of one photo (or two side by side)."""
     if len(photos) == 1:

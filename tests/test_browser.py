@@ -14,10 +14,11 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import pytest
 from playwright.sync_api import BrowserContext, Page, Playwright, ViewportSize, expect, sync_playwright
@@ -30,10 +31,10 @@ from tests.browser_helpers import (
     ServerProcess,
     chromium_args,
     demo_portrait,
-    face_video,
     get_json,
     missing_prerequisites,
     photos_video,
+    read_photo,
     save_copy_when_asked,
     visitors_video,
 )
@@ -116,12 +117,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     process.stop()
 
 
-def launch(playwright: Playwright, folder: Path, photos: list[str]) -> BrowserContext:
-    if DATA_REASON is not None:
-        pytest.skip(DATA_REASON)
-    return launch_with_camera(playwright, folder, face_video(photos, folder / "camera.y4m"))
-
-
 def launch_with_camera(playwright: Playwright, folder: Path, video: Path) -> BrowserContext:
     return playwright.chromium.launch_persistent_context(
         str(folder / "profile"),
@@ -132,13 +127,31 @@ def launch_with_camera(playwright: Playwright, folder: Path, video: Path) -> Bro
     )
 
 
+@contextlib.contextmanager
+def camera(playwright: Playwright, folder: Path, photos: Sequence[np.ndarray]) -> Iterator[BrowserContext]:
+    """Chromium whose fake camera plays ``photos`` (one, or two side by side); it remembers its peer
+    connections for the tests that read getStats()."""
+    context = launch_with_camera(playwright, folder, photos_video(photos, folder / "camera.y4m"))
+    context.add_init_script(CAPTURE_PEER_CONNECTIONS)
+    try:
+        yield context
+    finally:
+        context.close()
+
+
+def dataset_photos(names: Sequence[str]) -> list[np.ndarray]:
+    """Photos of ../shared/data by name; the test is skipped without the data."""
+    if DATA_REASON is not None:
+        pytest.skip(DATA_REASON)
+    return [read_photo(name) for name in names]
+
+
 @pytest.fixture(scope="module")
 def two_people(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
     """Chromium whose camera sees an unmasked man (left) and a masked woman (right)."""
-    context = launch(playwright, tmp_path_factory.mktemp("two-people"), [UNMASKED_PHOTO, MASKED_PHOTO])
-    context.add_init_script(CAPTURE_PEER_CONNECTIONS)
-    yield context
-    context.close()
+    photos = dataset_photos([UNMASKED_PHOTO, MASKED_PHOTO])
+    with camera(playwright, tmp_path_factory.mktemp("two-people"), photos) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +159,8 @@ def masked_person(
     playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrowserContext]:
     """Chromium whose camera sees one woman wearing a mask properly."""
-    context = launch(playwright, tmp_path_factory.mktemp("masked"), [MASKED_PHOTO])
-    context.add_init_script(CAPTURE_PEER_CONNECTIONS)
-    yield context
-    context.close()
+    with camera(playwright, tmp_path_factory.mktemp("masked"), dataset_photos([MASKED_PHOTO])) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")
@@ -157,12 +168,9 @@ def demo_two_people(
     playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrowserContext]:
     """Chromium whose camera sees the demo portrait twice: bare-faced (left) and with a drawn mask (right)."""
-    folder = tmp_path_factory.mktemp("demo-two")
-    video = photos_video([demo_portrait(masked=False), demo_portrait(masked=True)], folder / "camera.y4m")
-    context = launch_with_camera(playwright, folder, video)
-    context.add_init_script(CAPTURE_PEER_CONNECTIONS)
-    yield context
-    context.close()
+    photos = [demo_portrait(masked=False), demo_portrait(masked=True)]
+    with camera(playwright, tmp_path_factory.mktemp("demo-two"), photos) as context:
+        yield context
 
 
 @pytest.fixture(scope="module")
@@ -170,13 +178,8 @@ def demo_masked_person(
     playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrowserContext]:
     """Chromium whose camera sees the demo portrait with a drawn mask."""
-    folder = tmp_path_factory.mktemp("demo-masked")
-    context = launch_with_camera(
-        playwright, folder, photos_video([demo_portrait(masked=True)], folder / "camera.y4m")
-    )
-    context.add_init_script(CAPTURE_PEER_CONNECTIONS)
-    yield context
-    context.close()
+    with camera(playwright, tmp_path_factory.mktemp("demo-masked"), [demo_portrait(masked=True)]) as context:
+        yield context
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -378,43 +381,41 @@ def test_pages_stop_showing_a_verdict_while_the_analysis_is_silent(
     no analysed frame comes, so the kiosk stops thanking the person in front of it and the page clears
     its banner and counts; both come back once the analysis answers again (SIGCONT)."""
     own_server = ServerProcess().start(tmp_path / "server.log")
-    video = photos_video([demo_portrait(masked=True)], tmp_path / "camera.y4m")
-    context = launch_with_camera(playwright, tmp_path, video)
     child: psutil.Process | None = None
     try:
-        kiosk = context.new_page()
-        problems = PageProblems(kiosk)
-        kiosk.goto(own_server.url + "/kiosk")
-        page = context.new_page()
-        page.goto(own_server.url + "/")
-        page.click("#start-button")
-        kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
-        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
+        with camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context:
+            kiosk = context.new_page()
+            problems = PageProblems(kiosk)
+            kiosk.goto(own_server.url + "/kiosk")
+            page = context.new_page()
+            page.goto(own_server.url + "/")
+            page.click("#start-button")
+            kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+            page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
 
-        child = own_server.analysis_child()
-        child.suspend()
-        stopped_at = time.monotonic()
-        kiosk.wait_for_selector("#kiosk-message[data-verdict='paused']", timeout=WAIT_MS)
-        # The 5 s count from the kiosk's last message, which may be a second or two older than the stop.
-        assert time.monotonic() - stopped_at >= 2.5, "paused before the analysis had gone quiet"
-        assert kiosk.inner_text("#kiosk-headline") == "Welcome"
-        expect(kiosk.locator("#kiosk-status")).to_contain_text("checking paused")
-        page.wait_for_selector("#banner[data-verdict='paused']", timeout=WAIT_MS)
-        assert page.inner_text("#count-with_mask") == "0"
-        assert page.evaluate("document.querySelector('#remote-video').videoWidth") > 0
+            child = own_server.analysis_child()
+            child.suspend()
+            stopped_at = time.monotonic()
+            kiosk.wait_for_selector("#kiosk-message[data-verdict='paused']", timeout=WAIT_MS)
+            # The 5 s count from the kiosk's last message, which may be a second or two older than the stop.
+            assert time.monotonic() - stopped_at >= 2.5, "paused before the analysis had gone quiet"
+            assert kiosk.inner_text("#kiosk-headline") == "Welcome"
+            expect(kiosk.locator("#kiosk-status")).to_contain_text("checking paused")
+            page.wait_for_selector("#banner[data-verdict='paused']", timeout=WAIT_MS)
+            assert page.inner_text("#count-with_mask") == "0"
+            assert page.evaluate("document.querySelector('#remote-video').videoWidth") > 0
 
-        child.resume()
-        child = None
-        kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
-        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
-        expect(page.locator("#count-with_mask")).to_have_text("1", timeout=WAIT_MS)
-        expect(kiosk.locator("#kiosk-status")).not_to_contain_text("paused", timeout=WAIT_MS)
-        assert problems.errors == []
+            child.resume()
+            child = None
+            kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+            page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
+            expect(page.locator("#count-with_mask")).to_have_text("1", timeout=WAIT_MS)
+            expect(kiosk.locator("#kiosk-status")).not_to_contain_text("paused", timeout=WAIT_MS)
+            assert problems.errors == []
     finally:
         if child is not None:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.resume()
-        context.close()
         own_server.stop()
 
 
