@@ -103,6 +103,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=None, help="loader processes; default 1 on cpu, 12 on cuda"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="bf16 autocast for the forward pass (weights and optimiser stay fp32); auto: bf16 on cuda, "
+        "fp32 on cpu. On a CPU with AMX or AVX512-BF16, bf16 makes a step about 1.4x faster "
+        "(models/MODEL_CARD.md, Training)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads; default all cores")
     parser.add_argument("--seed", type=int, default=20260611)
     parser.add_argument(
@@ -138,6 +146,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.workers is None:
         args.workers = 12 if args.device == "cuda" else 1
+    if args.precision == "auto":
+        args.precision = "bf16" if args.device == "cuda" else "fp32"
     if args.state is None:
         slug = "_".join(args.out.resolve().parts[1:])
         args.state = REPO_ROOT / "runs" / slug / "train_state.pt"
@@ -355,7 +365,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         start_epoch = int(state["epoch"])
         print(f"resumed from {args.state} after epoch {start_epoch}", flush=True)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     started = time.perf_counter() - record.seconds
     stop_reason = "epochs"
     for epoch in range(start_epoch, args.epochs):
@@ -470,6 +480,7 @@ def finish(
         "device": torch.cuda.get_device_name(0)
         if device.type == "cuda"
         else f"cpu ({platform.machine()}, {os.cpu_count()} cores)",
+        "precision": args.precision,
         "torch": torch.__version__,
         "training_seconds": record.seconds,
         "parameters": sum(p.numel() for p in network.parameters()),

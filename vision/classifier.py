@@ -102,11 +102,16 @@ class MaskClassifier:
         """Class probabilities, shape (len(crops), len(labels)), for BGR crops of input_size."""
         if len(crops) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        batch = crops_to_batch(crops)
         if not self.flip_average:
-            return softmax(self._run(batch)).astype(np.float32)
-        both = softmax(self._run(np.concatenate([batch, batch[..., ::-1]])))
+            return softmax(self.logits(crops)).astype(np.float32)
+        both = softmax(self.logits([*crops, *(crop[:, ::-1] for crop in crops)]))
         return ((both[: len(crops)] + both[len(crops) :]) / 2.0).astype(np.float32)
+
+    def logits(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The network's raw outputs, shape (len(crops), len(labels)), one pass per crop, no flip."""
+        if len(crops) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self._run(crops_to_batch(crops))
 
     def predict_boxes(self, image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
         """Class probabilities for each face box of a BGR image, in one batch."""

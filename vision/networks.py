@@ -7,6 +7,8 @@ from torch import nn
 from torchvision import models
 
 ARCHITECTURES: tuple[str, ...] = ("mobilenet_v2", "resnet101")
+# An ensemble's architecture names its members joined by this, e.g. "mobilenet_v2+mobilenet_v2".
+ENSEMBLE_SEPARATOR = "+"
 
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -27,8 +29,34 @@ class Normalise(nn.Module):
         return (x - self.mean) / self.std
 
 
+class Ensemble(nn.Module):
+    """Several trained classifiers as one: the output is the log of their mean class probabilities.
+
+    Every consumer applies a softmax to a network's output, and the softmax of a log-probability is
+    that probability, so an ensemble is served, exported and flip-averaged like a single network (one
+    ONNX file, one call per batch).
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.stack([member(x).float().softmax(dim=1) for member in self.members])
+        return probabilities.mean(dim=0).clamp_min(1e-12).log()
+
+
+def ensemble_arch(member_archs: list[str]) -> str:
+    return ENSEMBLE_SEPARATOR.join(member_archs)
+
+
 def build_network(arch: str, num_classes: int) -> nn.Module:
-    """A randomly initialised classifier taking float NCHW RGB in [0, 1] and returning logits."""
+    """A randomly initialised classifier taking float NCHW RGB in [0, 1] and returning logits
+    (log-probabilities for an ensemble, ``"a+b"``)."""
+    if ENSEMBLE_SEPARATOR in arch:
+        return Ensemble([build_network(member, num_classes) for member in arch.split(ENSEMBLE_SEPARATOR)])
     if arch == "mobilenet_v2":
         backbone: nn.Module = models.mobilenet_v2(weights=None, num_classes=num_classes)
     elif arch == "resnet101":
