@@ -442,6 +442,26 @@ def test_analysis_watch_counts_silence_from_the_last_message(
     page.close()
 
 
+CHIME_SCENARIO = """async () => {
+  const { ChimeTrigger } = await import('/static/js/verdict.js');
+  const trigger = new ChimeTrigger();
+  // An unmasked person, a pause of the analysis, the same verdict again; then someone masked, and an
+  // unmasked person after them; then a pause that ends with a new verdict.
+  const shown = ['welcome', 'unmasked', 'paused', 'unmasked', 'masked', 'unmasked', 'paused', 'welcome',
+                 'unmasked'];
+  return shown.map((verdict) => trigger.shown(verdict));
+}"""
+
+
+def test_the_kiosk_chimes_once_per_unmasked_arrival_not_again_after_a_pause(
+    server: ServerProcess, demo_two_people: BrowserContext
+) -> None:
+    page = demo_two_people.new_page()
+    page.goto(server.url + "/")
+    assert page.evaluate(CHIME_SCENARIO) == [False, True, False, False, False, True, False, False, True]
+    page.close()
+
+
 def kiosk_counts(page: Page) -> dict[str, str]:
     return {key: page.inner_text(f"#today-{key}") for key in ("people", "with_mask", "without_mask")}
 

@@ -14,7 +14,7 @@ import { formatDate, formatNumber, labelName, t, translatePage } from './i18n.js
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
 import { StatsSampler } from './stats.js';
 import { DailyTally, localDate } from './tally.js';
-import { AnalysisWatch, countFaces, VerdictFilter, verdictFor } from './verdict.js';
+import { AnalysisWatch, ChimeTrigger, countFaces, VerdictFilter, verdictFor } from './verdict.js';
 
 const CAMERA_RETRY_MS = 5000;
 const REFUSED_RETRY_MS = 60000;
@@ -45,6 +45,7 @@ const link = new LiveLink();
 const sampler = new StatsSampler(link);
 const verdicts = new VerdictFilter({ holdMs: 400, clearMs: 1500 });
 const analysisWatch = new AnalysisWatch();
+const chimeTrigger = new ChimeTrigger();
 const chime = new Chime();
 let config = null;
 let tally = null;
@@ -79,12 +80,11 @@ function saveChimeSetting() {
 
 function showVerdict(verdict) {
   if (verdict === shownVerdict) return;
-  const previous = shownVerdict;
   shownVerdict = verdict;
   ui.message.dataset.verdict = verdict;
   ui.headline.textContent = t(`kiosk.${verdict}.head`);
   ui.subline.textContent = t(`kiosk.${verdict}.sub`);
-  if (verdict === 'unmasked' && previous !== 'unmasked') ringChime();
+  if (chimeTrigger.shown(verdict)) ringChime();
 }
 
 function showStatus(text, severity = 'info') {

@@ -94,3 +94,18 @@ export class AnalysisWatch {
     return Math.floor((nowMs - this.since) / 1000);
   }
 }
+
+/** Whether a newly shown kiosk verdict rings the chime: when an unmasked face appears, but not when the
+ * same verdict returns after the analysis paused. The kiosk cannot tell the person who was there before
+ * the pause from a new one, and ringing twice at one person is the worse mistake. */
+export class ChimeTrigger {
+  #lastVerdict = null; // the last verdict shown other than 'paused'
+
+  /** Call once per change of the shown verdict; true when the chime should ring. */
+  shown(verdict) {
+    if (verdict === 'paused') return false;
+    const ring = verdict === 'unmasked' && this.#lastVerdict !== 'unmasked';
+    this.#lastVerdict = verdict;
+    return ring;
+  }
+}
