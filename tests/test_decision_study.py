@@ -10,10 +10,17 @@ from training.decision_study import CollectedLogits, prior_offsets, scaled_box, 
 
 def test_prior_offsets_undo_the_sampling_prior_by_its_power() -> None:
     counts = [400, 100, 25]
-    assert np.allclose(prior_offsets(counts, 1.0), 0.0)
-    offsets = prior_offsets(counts, 0.5)
-    # Only differences matter: the rare class is pushed down by half the log of its rarity.
-    assert np.allclose(offsets - offsets[0], [0.0, 0.5 * np.log(0.25), 0.5 * np.log(25 / 400)])
+    # Trained at natural frequencies (power 0): nothing to undo.
+    assert np.allclose(prior_offsets(counts, 0.0), 0.0)
+    # Only differences matter. Trained on balanced draws (power 1), the whole log-prior comes back; at
+    # 0.5 (square-root sampling, the committed model's) half of it.
+    for power in (1.0, 0.5):
+        offsets = prior_offsets(counts, power)
+        assert np.allclose(offsets - offsets[0], power * np.log([1.0, 0.25, 25 / 400]))
+    # The corrected posterior is the natural one: sampling prior x exp(offset) ~ count.
+    sampled = np.asarray(counts, dtype=float) ** (1 - 0.3)
+    corrected = sampled * np.exp(prior_offsets(counts, 0.3))
+    assert np.allclose(corrected / corrected.sum(), np.asarray(counts) / sum(counts))
 
 
 def test_verdicts_average_every_view_and_follow_the_offsets() -> None:

@@ -214,7 +214,8 @@ def test_smoke_training_resumes_and_exports_matching_onnx(tmp_path: Path) -> Non
     assert [row["epoch"] for row in resumed["history"]] == [1, 2]
     assert resumed["history"][0] == first["history"][0]
     assert np.isfinite(resumed["history"][1]["train_loss"])
-    assert (first["precision"], resumed["precision"]) == ("fp32", "bf16")
+    assert [row["precision"] for row in resumed["history"]] == ["fp32", "bf16"]
+    assert (first["precision"], resumed["precision"]) == ("fp32", "fp32,bf16")
 
     torch_model = MaskClassifier(out / "mask_classifier.pt")
     onnx_model = MaskClassifier(out / "mask_classifier.onnx")

@@ -6,11 +6,11 @@ Two inference-time levers that need no training, measured on the val split as th
 - **views**: each face is classified as it is and mirrored (the default), optionally also with its box
   scaled by 0.9 and 1.1 around its centre (training augments the crop region by 0.8-1.2x, so every view
   is one the network has seen);
-- **prior correction**: training draws each class with probability ~ count**power (``--balance-power``,
-  0.5 for the committed model), so the network learned the posterior under that sampling prior and over-
-  predicts the rare third class at inference, where classes occur at their natural frequency. Adding
-  ``strength * (1 - power) * log(count)`` to each logit moves it back towards the natural prior
-  (strength 1: all the way; logit adjustment, Menon et al. 2021).
+- **prior correction**: training draws each class with probability ~ count**(1 - power)
+  (``--balance-power``, 0.5 for the committed model), so the network learned the posterior under that
+  sampling prior and over-predicts the rare third class at inference, where classes occur at their
+  natural frequency (~ count). Adding ``strength * power * log(count)`` to each logit moves it back
+  towards the natural prior (strength 1: all the way; logit adjustment, Menon et al. 2021).
 
 The logits of every view are collected once per crop; each setting is then scored from them, so a table
 row costs nothing. Sources: ``faces/`` val crops, the scene val faces on their annotated boxes, and the
@@ -109,9 +109,10 @@ def collect_scenes(
 
 
 def prior_offsets(counts: Sequence[int], power: float) -> np.ndarray:
-    """Per-class logit offsets that take a model trained at sampling prior ~ count**power to the natural
-    prior ~ count (strength 1); only differences between classes matter."""
-    return (1.0 - power) * np.log(np.asarray(counts, dtype=np.float64))
+    """Per-class logit offsets that take a model trained with ``--balance-power power`` (sampling prior
+    ~ count**(1 - power)) to the natural prior ~ count: log(count) - (1 - power) * log(count). Only
+    differences between classes matter."""
+    return power * np.log(np.asarray(counts, dtype=np.float64))
 
 
 def verdicts(collected: CollectedLogits, scales: int, offsets: np.ndarray) -> np.ndarray:

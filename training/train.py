@@ -108,8 +108,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=("auto", "fp32", "bf16"),
         default="auto",
         help="bf16 autocast for the forward pass (weights and optimiser stay fp32); auto: bf16 on cuda, "
-        "fp32 on cpu. On a CPU with AMX or AVX512-BF16, bf16 makes a step about 1.4x faster "
-        "(models/MODEL_CARD.md, Training)",
+        "fp32 on cpu. A CPU with AMX or AVX512-BF16 trains faster in bf16 (models/MODEL_CARD.md, Training)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads; default all cores")
     parser.add_argument("--seed", type=int, default=20260611)
@@ -161,7 +160,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 class TrainingRecord:
     """What survives an interruption besides the weights: the history and the best epoch so far."""
 
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     best_score: float = -1.0
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -263,7 +262,7 @@ def save_state(path: Path, **state: Any) -> None:
     temporary.replace(path)
 
 
-def plot_curve(history: list[dict[str, float]], path: Path, title: str) -> None:
+def plot_curve(history: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -403,6 +402,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "val_macro_f1": val["macro_f1"],
             "val_binary_accuracy": val["binary_accuracy"],
             "seconds": time.perf_counter() - epoch_started,
+            "precision": args.precision,
         }
         record.history.append(row)
         if not math.isfinite(row["train_loss"]):
@@ -480,7 +480,8 @@ def finish(
         "device": torch.cuda.get_device_name(0)
         if device.type == "cuda"
         else f"cpu ({platform.machine()}, {os.cpu_count()} cores)",
-        "precision": args.precision,
+        # Each epoch's own precision is in its history row; a resumed run may mix them.
+        "precision": ",".join(dict.fromkeys(str(row.get("precision", "unrecorded")) for row in record.history)),
         "torch": torch.__version__,
         "training_seconds": record.seconds,
         "parameters": sum(p.numel() for p in network.parameters()),

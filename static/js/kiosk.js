@@ -43,9 +43,11 @@ const ui = {
 
 const link = new LiveLink();
 const sampler = new StatsSampler(link);
-const verdicts = new VerdictFilter({ holdMs: 400, clearMs: 1500 });
+// How long "no face" must last before the kiosk says so (and before a chime may ring again).
+const VERDICT_CLEAR_MS = 1500;
+const verdicts = new VerdictFilter({ holdMs: 400, clearMs: VERDICT_CLEAR_MS });
 const analysisWatch = new AnalysisWatch();
-const chimeTrigger = new ChimeTrigger();
+const chimeTrigger = new ChimeTrigger({ settleMs: VERDICT_CLEAR_MS });
 const chime = new Chime();
 let config = null;
 let tally = null;
@@ -84,7 +86,7 @@ function showVerdict(verdict) {
   ui.message.dataset.verdict = verdict;
   ui.headline.textContent = t(`kiosk.${verdict}.head`);
   ui.subline.textContent = t(`kiosk.${verdict}.sub`);
-  if (chimeTrigger.shown(verdict)) ringChime();
+  if (chimeTrigger.shown(verdict, performance.now())) ringChime();
 }
 
 function showStatus(text, severity = 'info') {

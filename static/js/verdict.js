@@ -95,15 +95,37 @@ export class AnalysisWatch {
   }
 }
 
-/** Whether a newly shown kiosk verdict rings the chime: when an unmasked face appears, but not when the
+/**
+ * Whether a newly shown kiosk verdict rings the chime: when an unmasked face appears, but not when the
  * same verdict returns after the analysis paused. The kiosk cannot tell the person who was there before
- * the pause from a new one, and ringing twice at one person is the worse mistake. */
+ * the pause from a new one, and ringing twice at one person is the worse mistake. After a pause the page
+ * resets its VerdictFilter, which shows "none" until the first verdict has lasted its hold time; that
+ * "none" means "not known yet", not "the person left", unless it lasts `settleMs` (the filter's own
+ * time for adopting "no face").
+ */
 export class ChimeTrigger {
-  #lastVerdict = null; // the last verdict shown other than 'paused'
+  #lastVerdict = null; // the last verdict shown that says who is there ('paused' never does)
+  #afterPause = false;
+  #noneSince = null; // when a "none" right after a pause began
 
-  /** Call once per change of the shown verdict; true when the chime should ring. */
-  shown(verdict) {
-    if (verdict === 'paused') return false;
+  constructor({ settleMs = 1200 } = {}) {
+    this.settleMs = settleMs;
+  }
+
+  /** Call once per change of the shown verdict, at `nowMs`; true when the chime should ring. */
+  shown(verdict, nowMs) {
+    if (verdict === 'paused') {
+      this.#afterPause = true;
+      return false;
+    }
+    if (verdict === 'none' && this.#afterPause) {
+      this.#afterPause = false;
+      this.#noneSince = nowMs;
+      return false;
+    }
+    if (this.#noneSince !== null && nowMs - this.#noneSince >= this.settleMs) this.#lastVerdict = 'none';
+    this.#noneSince = null;
+    this.#afterPause = false;
     const ring = verdict === 'unmasked' && this.#lastVerdict !== 'unmasked';
     this.#lastVerdict = verdict;
     return ring;
