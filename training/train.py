@@ -481,7 +481,7 @@ def finish(
         if device.type == "cuda"
         else f"cpu ({platform.machine()}, {os.cpu_count()} cores)",
         # Each epoch's own precision is in its history row; a resumed run may mix them.
-        "precision": ",".join(dict.fromkeys(str(row.get("precision", "unrecorded")) for row in record.history)),
+        "precision": ",".join(dict.fromkeys(str(row.get("precision", "?")) for row in record.history)),
         "torch": torch.__version__,
         "training_seconds": record.seconds,
         "parameters": sum(p.numel() for p in network.parameters()),
