@@ -22,6 +22,7 @@ new child would be no faster, only without the cameras' face-following state.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -54,6 +55,7 @@ from server.priority import run_only_on_idle_cpu
 from vision.classifier import ModelFileError
 from vision.detector import DetectorFileError
 from vision.pipeline import Detection
+from vision.stream import FollowedDetection
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,12 @@ RESTART_BACKOFF_S = 10.0
 FRAME_TIMEOUT_S = 30.0
 """After this many seconds without a reply to a frame the child is looked at: started again when it is not
 runnable (hung), else waited for another period. Far above any frame's analysis time (bench/RESULTS.md)."""
+
+FACE_ID_SPAN = 1 << 32
+"""The face ids of the n-th child (n from 0) lie in [n * SPAN, (n + 1) * SPAN). A restarted child counts
+its followed faces from 0 again, but a session's passage tracker (`vision.passages`) outlives the child:
+with recycled ids it would take a new person for one it followed before the restart, and count two
+people as one passage."""
 
 START_TIMEOUT_S = 120.0
 """Loading the models takes a few seconds; a child that says nothing for this long is given up."""
@@ -228,6 +236,7 @@ class AnalysisProcess:
         image = np.ascontiguousarray(image, dtype=np.uint8)
         with self._lock:
             child = self._running_child()
+            generation = self.restarts  # the child that answers this frame
             buffer = self._frame_buffer(image.nbytes)
             np.ndarray(image.shape, dtype=np.uint8, buffer=buffer.buf)[...] = image
             request = AnalyseFrame(stream_id, image.shape, buffer.name, self._take_forgotten())
@@ -243,7 +252,7 @@ class AnalysisProcess:
                 raise AnalysisProcessError(f"the analysis process gave {exc}; it was restarted") from exc
         if isinstance(reply, AnalysisFailed):
             raise AnalysisProcessError(f"analysis failed in the analysis process: {reply.reason}")
-        return list(reply.detections)
+        return _ids_of_generation(reply.detections, generation)
 
     def _take_forgotten(self) -> tuple[int, ...]:
         forgotten = []
@@ -302,6 +311,17 @@ class AnalysisProcess:
                 self._child.stop()
                 self._child = None
             self._release_buffer()
+
+
+def _ids_of_generation(detections: Sequence[Detection], generation: int) -> list[Detection]:
+    """The detections with their face ids moved into the answering child's own range (`FACE_ID_SPAN`)."""
+    if generation == 0:
+        return list(detections)
+    offset = generation * FACE_ID_SPAN
+    return [
+        dataclasses.replace(d, face_id=d.face_id + offset) if isinstance(d, FollowedDetection) else d
+        for d in detections
+    ]
 
 
 class RemoteAnalyser:

@@ -20,13 +20,13 @@ import cv2
 import numpy as np
 import pytest
 
-from server.analysis_process import AnalysisProcess, AnalysisProcessError
+from server.analysis_process import FACE_ID_SPAN, AnalysisProcess, AnalysisProcessError
 from server.app import STATE, create_app
 from server.config import ServerConfig
 from server.models import load_models
 from tests.media_helpers import serve_app, two_face_frame
 from vision.pipeline import Detection
-from vision.stream import StreamAnalyser
+from vision.stream import FollowedDetection, StreamAnalyser
 
 CONFIG = ServerConfig()
 
@@ -86,10 +86,11 @@ def test_every_thread_of_the_child_runs_only_on_idle_cpu(analysis_process: Analy
 def test_killed_child_is_replaced_and_the_server_goes_on(analysis_process: AnalysisProcess) -> None:
     scene = two_face_frame()
     before = analysis_process.analyse(scene.image)
+    stream = analysis_process.open_stream()
+    followed_before = list(stream.analyse(scene.image))
     old_pid = analysis_process.pid
     assert old_pid is not None
     os.kill(old_pid, signal.SIGKILL)
-    stream = analysis_process.open_stream()
     try:
         after = list(stream.analyse(scene.image))
     except AnalysisProcessError:
@@ -97,8 +98,16 @@ def test_killed_child_is_replaced_and_the_server_goes_on(analysis_process: Analy
         after = list(stream.analyse(scene.image))
     assert analysis_process.restarts == 1
     assert analysis_process.pid not in (None, old_pid)
-    # The stream's first frame is a full detection: the same faces, with face ids (not in the JSON).
+    # The new child starts the stream afresh with a full detection: the same faces (face ids are not in
+    # the JSON) ...
     assert [d.to_json() for d in after] == [d.to_json() for d in before]
+    # ... under ids the stream never had before the restart, although the new child counts from 0 again:
+    # the session's passages must not take these faces for the ones followed before.
+    ids_before = {d.face_id for d in followed_before if isinstance(d, FollowedDetection)}
+    ids_after = {d.face_id for d in after if isinstance(d, FollowedDetection)}
+    assert len(ids_before) == len(ids_after) == 2
+    assert not ids_before & ids_after
+    assert min(ids_after) >= FACE_ID_SPAN
 
 
 def test_a_child_that_stops_answering_is_replaced_after_the_frame_timeout() -> None:
