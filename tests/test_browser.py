@@ -374,49 +374,73 @@ def test_screenshots_of_the_page_and_the_kiosk(
     kiosk.close()
 
 
+class PausableAnalysis:
+    """A server's real analysis process, stopped (SIGSTOP, as a hung or starved one) and resumed by a
+    test, and never left stopped."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self._server = server
+        self._child: psutil.Process | None = None
+
+    def pause(self) -> None:
+        self._child = self._server.analysis_child()
+        self._child.suspend()
+
+    def resume(self) -> None:
+        child, self._child = self._child, None
+        if child is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.resume()
+
+
+@contextlib.contextmanager
+def server_with_pausable_analysis(tmp_path: Path) -> Iterator[tuple[ServerProcess, PausableAnalysis]]:
+    """A server of the test's own (its analysis process is stopped: no other test may share it)."""
+    own_server = ServerProcess().start(tmp_path / "server.log")
+    analysis = PausableAnalysis(own_server)
+    try:
+        yield own_server, analysis
+    finally:
+        analysis.resume()
+        own_server.stop()
+
+
 def test_pages_stop_showing_a_verdict_while_the_analysis_is_silent(
     playwright: Playwright, tmp_path: Path
 ) -> None:
     """The analysis process stopped for real (SIGSTOP: as a hung or starved one): video still flows, but
     no analysed frame comes, so the kiosk stops thanking the person in front of it and the page clears
     its banner and counts; both come back once the analysis answers again (SIGCONT)."""
-    own_server = ServerProcess().start(tmp_path / "server.log")
-    child: psutil.Process | None = None
-    try:
-        with camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context:
-            kiosk = context.new_page()
-            problems = PageProblems(kiosk)
-            kiosk.goto(own_server.url + "/kiosk")
-            page = context.new_page()
-            page.goto(own_server.url + "/")
-            page.click("#start-button")
-            kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
-            page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
+    with (
+        server_with_pausable_analysis(tmp_path) as (own_server, analysis),
+        camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context,
+    ):
+        kiosk = context.new_page()
+        problems = PageProblems(kiosk)
+        kiosk.goto(own_server.url + "/kiosk")
+        page = context.new_page()
+        page.goto(own_server.url + "/")
+        page.click("#start-button")
+        kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
 
-            child = own_server.analysis_child()
-            child.suspend()
-            stopped_at = time.monotonic()
-            kiosk.wait_for_selector("#kiosk-message[data-verdict='paused']", timeout=WAIT_MS)
-            # The 5 s count from the kiosk's last message, which may be a second or two older than the stop.
-            assert time.monotonic() - stopped_at >= 2.5, "paused before the analysis had gone quiet"
-            assert kiosk.inner_text("#kiosk-headline") == "Welcome"
-            expect(kiosk.locator("#kiosk-status")).to_contain_text("checking paused")
-            page.wait_for_selector("#banner[data-verdict='paused']", timeout=WAIT_MS)
-            assert page.inner_text("#count-with_mask") == "0"
-            assert page.evaluate("document.querySelector('#remote-video').videoWidth") > 0
+        analysis.pause()
+        stopped_at = time.monotonic()
+        kiosk.wait_for_selector("#kiosk-message[data-verdict='paused']", timeout=WAIT_MS)
+        # The 5 s count from the kiosk's last message, which may be a second or two older than the stop.
+        assert time.monotonic() - stopped_at >= 2.5, "paused before the analysis had gone quiet"
+        assert kiosk.inner_text("#kiosk-headline") == "Welcome"
+        expect(kiosk.locator("#kiosk-status")).to_contain_text("checking paused")
+        page.wait_for_selector("#banner[data-verdict='paused']", timeout=WAIT_MS)
+        assert page.inner_text("#count-with_mask") == "0"
+        assert page.evaluate("document.querySelector('#remote-video').videoWidth") > 0
 
-            child.resume()
-            child = None
-            kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
-            page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
-            expect(page.locator("#count-with_mask")).to_have_text("1", timeout=WAIT_MS)
-            expect(kiosk.locator("#kiosk-status")).not_to_contain_text("paused", timeout=WAIT_MS)
-            assert problems.errors == []
-    finally:
-        if child is not None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.resume()
-        own_server.stop()
+        analysis.resume()
+        kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
+        expect(page.locator("#count-with_mask")).to_have_text("1", timeout=WAIT_MS)
+        expect(kiosk.locator("#kiosk-status")).not_to_contain_text("paused", timeout=WAIT_MS)
+        assert problems.errors == []
 
 
 COUNT_CHIME_NOTES = """
@@ -435,36 +459,29 @@ def test_the_kiosk_does_not_chime_again_for_the_same_person_after_an_analysis_pa
     """An unmasked person stands at the kiosk with the chime on; the real analysis process stops
     (SIGSTOP) long enough for the kiosk to say "checking paused", then resumes: the kiosk warns the same
     person again, but without a second chime (each chime is two Web Audio notes, counted in the page)."""
-    own_server = ServerProcess().start(tmp_path / "server.log")
-    child: psutil.Process | None = None
-    try:
-        with camera(playwright, tmp_path, [demo_portrait(masked=False)]) as context:
-            context.add_init_script(COUNT_CHIME_NOTES)
-            kiosk = context.new_page()
-            problems = PageProblems(kiosk)
-            kiosk.goto(own_server.url + "/kiosk")
-            kiosk.click("#chime-button")  # a gesture: it unlocks audio and plays the chime once to show it
-            expect(kiosk.locator("#chime-button")).to_have_attribute("aria-pressed", "true")
-            wait_until(lambda: kiosk.evaluate("window.__chimeNotes") >= 2, WAIT_S, "the chime to sound")
-            kiosk.wait_for_selector("#kiosk-message[data-verdict='unmasked']", timeout=WAIT_MS)
-            kiosk.wait_for_timeout(1000)
-            before = kiosk.evaluate("window.__chimeNotes")
+    with (
+        server_with_pausable_analysis(tmp_path) as (own_server, analysis),
+        camera(playwright, tmp_path, [demo_portrait(masked=False)]) as context,
+    ):
+        context.add_init_script(COUNT_CHIME_NOTES)
+        kiosk = context.new_page()
+        problems = PageProblems(kiosk)
+        kiosk.goto(own_server.url + "/kiosk")
+        kiosk.click("#chime-button")  # a gesture: it unlocks audio and plays the chime once to show it
+        expect(kiosk.locator("#chime-button")).to_have_attribute("aria-pressed", "true")
+        wait_until(lambda: kiosk.evaluate("window.__chimeNotes") >= 2, WAIT_S, "the chime to sound")
+        kiosk.wait_for_selector("#kiosk-message[data-verdict='unmasked']", timeout=WAIT_MS)
+        kiosk.wait_for_timeout(1000)
+        before = kiosk.evaluate("window.__chimeNotes")
 
-            child = own_server.analysis_child()
-            child.suspend()
-            kiosk.wait_for_selector("#kiosk-message[data-verdict='paused']", timeout=WAIT_MS)
-            child.resume()
-            child = None
-            kiosk.wait_for_selector("#kiosk-message[data-verdict='unmasked']", timeout=WAIT_MS)
-            # The chime would ring as the verdict is shown; give a late one time to show up.
-            kiosk.wait_for_timeout(1500)
-            assert kiosk.evaluate("window.__chimeNotes") == before
-            assert problems.errors == []
-    finally:
-        if child is not None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.resume()
-        own_server.stop()
+        analysis.pause()
+        kiosk.wait_for_selector("#kiosk-message[data-verdict='paused']", timeout=WAIT_MS)
+        analysis.resume()
+        kiosk.wait_for_selector("#kiosk-message[data-verdict='unmasked']", timeout=WAIT_MS)
+        # The chime would ring as the verdict is shown; give a late one time to show up.
+        kiosk.wait_for_timeout(1500)
+        assert kiosk.evaluate("window.__chimeNotes") == before
+        assert problems.errors == []
 
 
 WATCH_SCENARIO = """async () => {
@@ -481,13 +498,21 @@ WATCH_SCENARIO = """async () => {
 }"""
 
 
+def evaluate_on_the_page(server: ServerProcess, context: BrowserContext, script: str) -> Any:
+    """The value of `script` run in the served main page (for the page's own modules, imported by URL)."""
+    page = context.new_page()
+    try:
+        page.goto(server.url + "/")
+        return page.evaluate(script)
+    finally:
+        page.close()
+
+
 def test_analysis_watch_counts_silence_from_the_last_message(
     server: ServerProcess, demo_two_people: BrowserContext
 ) -> None:
-    page = demo_two_people.new_page()
-    page.goto(server.url + "/")
-    assert page.evaluate(WATCH_SCENARIO) == [None, None, 5, 7, None, 5, None]
-    page.close()
+    seen = evaluate_on_the_page(server, demo_two_people, WATCH_SCENARIO)
+    assert seen == [None, None, 5, 7, None, 5, None]
 
 
 CHIME_SCENARIO = """async () => {
@@ -507,16 +532,13 @@ CHIME_SCENARIO = """async () => {
 def test_the_kiosk_chimes_once_per_unmasked_arrival_not_again_after_a_pause(
     server: ServerProcess, demo_two_people: BrowserContext
 ) -> None:
-    page = demo_two_people.new_page()
-    page.goto(server.url + "/")
-    assert page.evaluate(CHIME_SCENARIO) == [
+    assert evaluate_on_the_page(server, demo_two_people, CHIME_SCENARIO) == [
         *(False, True),
         *(False, False, False),
         *(False, True),
         *(False, False, True),
         *(False, True),
     ]
-    page.close()
 
 
 def kiosk_counts(page: Page) -> dict[str, str]:
