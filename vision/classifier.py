@@ -100,8 +100,6 @@ class MaskClassifier:
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Class probabilities, shape (len(crops), len(labels)), for BGR crops of input_size."""
-        if len(crops) == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
         if not self.flip_average:
             return softmax(self.logits(crops)).astype(np.float32)
         both = softmax(self.logits([*crops, *(crop[:, ::-1] for crop in crops)]))
