@@ -24,7 +24,7 @@ import numpy as np
 
 from vision.classifier import MaskClassifier, ModelFileError
 from vision.detector import DetectorFileError
-from vision.detectors import build_detector
+from vision.detector_factory import build_detector
 from vision.draw import draw_detections
 from vision.image_files import IMAGE_SUFFIXES, ImageFileError, read_image
 from vision.model_options import add_model_arguments, detector_spec

@@ -16,12 +16,12 @@ from collections.abc import Sequence
 import psutil
 from aiohttp import web
 
-from server.analysis_process import AnalysisProcess, AnalysisProcessError
+from server.analysis.process import AnalysisProcess, AnalysisProcessError
 from server.app import create_app
-from server.config import ServerConfig, parse_config
-from server.history_store import HistoryError
+from server.history.store import HistoryError
 from server.logs import configure_logging
 from server.memory import use_fixed_mmap_threshold
+from server.settings import ServerConfig, parse_config
 from server.tls import ensure_self_signed, server_ssl_context
 
 logger = logging.getLogger("run_server")
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError, ssl.SSLError) as exc:
             print(f"error: cannot use the TLS files {config.cert} / {config.key}: {exc}", file=sys.stderr)
             return EXIT_BAD_TLS
-    app = create_app(config, pipeline_factory=lambda _: pipeline)
+    app = create_app(config, source_factory=lambda _: pipeline)
     return asyncio.run(serve(config, app, ssl_context))
 
 

@@ -21,7 +21,8 @@ from typing import Any
 from bench.detector_bench import DetectorTiming, detector_table, run_detector_bench
 from bench.pipeline_bench import PipelineSettings, VariantResult, results_table, run_pipelines
 from bench.stream_bench import StreamRun, run_all, streams_table
-from vision.model_options import DEFAULT_CLASSIFIER
+from vision.model_options import add_model_arguments, model_settings
+from vision.settings_fields import as_flags
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         "about 15 s to ramp their bitrate from 0.5 to 1.5 Mbit/s; the window measures the steady state)",
     )
     parser.add_argument("--clients", default="1,2,4", help="client counts, comma-separated")
-    parser.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER)
     parser.add_argument("--images", type=int, help="test photos per scene dataset (default 20, quick 4)")
     parser.add_argument("--frames-per-image", type=int, help="clip length per photo (default 10, quick 5)")
     parser.add_argument(
@@ -125,23 +125,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-streams", action="store_true")
     parser.add_argument("--json", type=Path, help="write all results here")
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
-    if not args.classifier.is_file():
-        parser.error(f"classifier {args.classifier} not found: train it first or pass --classifier")
+    models = model_settings(args)
+    if not models.classifier.is_file():
+        parser.error(f"classifier {models.classifier} not found: train it first or pass --classifier")
     duration = args.duration or (8.0 if args.quick else 30.0)
     warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 20.0)
     images = args.images or (4 if args.quick else 20)
     frames_per_image = args.frames_per_image or (5 if args.quick else 10)
-    server_args = [*args.server_arg]
-    if args.classifier != DEFAULT_CLASSIFIER:
-        server_args = ["--classifier", str(args.classifier), *server_args]
+    # The streams' server runs the same models as the pipeline rows (every model flag given here).
+    server_args = [*as_flags(models), *args.server_arg]
 
     machine = machine_description()
     print(f"machine: {machine['cpus']} CPUs, {machine['cpu_model']}, load {machine['load_average_start']}")
     pipeline: list[VariantResult] = []
     detectors: list[DetectorTiming] = []
     if not args.skip_pipeline:
-        pipeline = run_pipelines(PipelineSettings(args.classifier, images, frames_per_image))
+        settings = PipelineSettings(models.classifier, images, frames_per_image, detector=models.detector)
+        pipeline = run_pipelines(settings)
         print("\nPipeline (ms per 640x480 frame, mean over all frames; fps = 1000 / total):")
         print(results_table(pipeline))
         detectors = run_detector_bench(images)
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 "warmup_s": warmup,
                 "images_per_dataset": images,
                 "frames_per_image": frames_per_image,
-                "classifier": str(args.classifier),
+                "classifier": str(models.classifier),
                 "server_args": server_args,
             },
             "pipeline": [asdict(r) for r in pipeline],

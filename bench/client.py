@@ -33,7 +33,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from bench.frames import Scene, moved_i420, read_code, stamp_code_i420, stream_scenes, to_i420
-from server import rtc_tuning
+from server.rtc import tuning as rtc_tuning
 
 VIDEO_CLOCK = 90000
 SCENE_SECONDS = 5.0

@@ -1,7 +1,7 @@
 """Milliseconds per 640x480 frame of every face detector, side by side in one process.
 
 The scene test photos letterboxed to 640x480 (the benchmark's frames, `bench.frames`), each detector at
-its defaults (`vision.detectors`) and at its search-region input, called in turn on every frame so that
+its defaults (`vision.detector_factory`) and at its search-region input, called in turn on every frame so that
 the load of other processes hits them alike; OpenCV and YuNet on one thread, as in the server's
 analysis process. The full-frame detection is the largest cost of an analysed frame that gets one;
 the region input is what the stream analyser pays for a face the optical flow lost.
@@ -17,7 +17,13 @@ import numpy as np
 
 from bench.frames import moved, test_split_scenes
 from vision.detector import FaceDetector
-from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector, build_region_detector, region_input
+from vision.detector_factory import (
+    DETECTOR_NAMES,
+    DetectorSpec,
+    build_detector,
+    build_region_detector,
+    region_input,
+)
 
 DATASETS = ("jolignier", "andrewmvd")
 WARMUP_CALLS = 3

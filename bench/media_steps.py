@@ -22,10 +22,10 @@ import numpy as np
 from aiortc.codecs.vpx import Vp8Encoder
 
 from bench.frames import moved_i420, stream_scenes, to_i420
-from server.analyser import AnalysisResult
+from server.analysis.analyser import AnalysisResult
 from server.memory import use_fixed_mmap_threshold
-from server.overlay import OutputFrames, OverlayStamp
-from server.rtc_tuning import DenoiserFreeVp8Encoder
+from server.rtc.overlay import OutputFrames, OverlayStamp
+from server.rtc.tuning import DenoiserFreeVp8Encoder
 from vision.pipeline import Detection
 
 BITRATE = 1_500_000

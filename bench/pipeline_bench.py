@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from bench.frames import Scene, moved, test_split_scenes
 from training.matching import Tally, classification_metrics
 from vision.crops import Box
 from vision.detector import FaceBox, FaceDetector
-from vision.detectors import DEFAULT_DETECTOR, DetectorSpec, build_detector, build_region_detector
+from vision.detector_factory import DEFAULT_DETECTOR, DetectorSpec, build_detector, build_region_detector
 from vision.draw import draw_detections
 from vision.labels import LABELS, best_label
 from vision.pipeline import Detection
@@ -166,7 +166,7 @@ def _make_analyse(variant: str, settings: PipelineSettings, clock: StageClock) -
 
         from vision.stream import StreamAnalyser, StreamSettings
 
-        # As in the server's analysis thread (server/worker.py): OpenCV on one thread.
+        # As in the server's analysis thread (server/analysis/worker.py): OpenCV on one thread.
         cv2.setNumThreads(1)
 
         stream_settings = StreamSettings()
@@ -270,7 +270,3 @@ def results_table(results: Sequence[VariantResult]) -> str:
             f"| {number(r.accuracy_3class, 3)} | {number(r.accuracy_binary, 3)} |"
         )
     return "\n".join(lines)
-
-
-def as_json(results: Sequence[VariantResult]) -> list[dict[str, Any]]:
-    return [asdict(r) for r in results]

@@ -28,11 +28,11 @@ import aiohttp
 from aiohttp import web
 
 from scripts.resources import ResourceSnapshot, snapshot, task_names
-from server.analyser import AnalyserSource
-from server.analysis_process import AnalysisProcess
+from server.analysis.analyser import AnalyserSource
+from server.analysis.process import AnalysisProcess
 from server.app import create_app
-from server.config import ServerConfig
 from server.memory import use_fixed_mmap_threshold
+from server.settings import ServerConfig
 from tests.media_helpers import SlowAnalyser, serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,16 +83,6 @@ class CycleReport:
                 f"max {self.cleanup_max_s:.2f} s",
             ]
         )
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll until `condition()`; return the seconds it took, or raise TimeoutError."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"{what} not within {timeout} s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
 
 
 async def wait_healthy(http: aiohttp.ClientSession, base_url: str, timeout: float = 120.0) -> None:
@@ -197,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--glibc-default-malloc",
         action="store_true",
-        help="keep glibc's dynamic mmap threshold instead of the one run_server.py sets (server/memory.py)",
+        help="keep glibc's dynamic mmap threshold, not run_server.py's (server/memory.py)",
     )
     args = parser.parse_args(argv)
     if not args.glibc_default_malloc and use_fixed_mmap_threshold():
@@ -211,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  after {done:4d} cycles: {now}", flush=True)
 
     async def run() -> CycleReport:
-        return await run_cycles(create_app(config, pipeline_factory=factory), args.cycles, progress)
+        return await run_cycles(create_app(config, source_factory=factory), args.cycles, progress)
 
     report = asyncio.run(run())
     print(report.summary())

@@ -15,24 +15,25 @@ from typing import Any
 
 from aiohttp import web
 
-from server import rtc_tuning
-from server.analyser import AnalyserSource
-from server.analysis_process import AnalysisProcess
-from server.config import ServerConfig
-from server.history import HISTORY, setup_history
-from server.history_api import add_history_routes
+from server.analysis.analyser import AnalyserSource
+from server.analysis.process import AnalysisProcess
+from server.analysis.worker import AnalysisWorker
+from server.errors import error_response
+from server.history.api import add_history_routes
+from server.history.service import HISTORY, setup_history
 from server.location import parse_location
-from server.messages import DATA_CHANNEL_LABEL
 from server.metrics import METRICS_CONTENT_TYPE, ServerMetrics
-from server.registry import CapacityError, SessionRegistry
+from server.rtc import tuning as rtc_tuning
+from server.rtc.messages import DATA_CHANNEL_LABEL
+from server.rtc.registry import CapacityError, SessionRegistry
+from server.rtc.session import OfferError, RecorderFactory
 from server.security import CREDENTIAL, OPERATOR_ONLY
-from server.session import OfferError, RecorderFactory
-from server.worker import AnalysisWorker
+from server.settings import ServerConfig
 from vision.labels import LABEL_COLOURS_BGR, LABEL_VERDICTS, LABELS, SHORT_TEXT, is_compliant
 
 logger = logging.getLogger(__name__)
 
-PipelineFactory = Callable[[ServerConfig], AnalyserSource]
+AnalyserSourceFactory = Callable[[ServerConfig], AnalyserSource]
 """Builds the server's analyser source from the settings: `AnalysisProcess`, or a stand-in in tests."""
 CAMERA_FRAME_RATE = 30
 """What the page asks the camera for; Chrome sends this much once the answer raises its bitrate floor."""
@@ -42,7 +43,7 @@ def default_recorder_factory(config: ServerConfig) -> RecorderFactory | None:
     """With `--record DIR`, a SessionRecorder per session; otherwise nothing is ever written."""
     if config.record is None:
         return None
-    from server.recorder import SessionRecorder
+    from server.rtc.recorder import SessionRecorder
 
     directory = config.record
 
@@ -57,17 +58,13 @@ class ServerState:
     config: ServerConfig
     metrics: ServerMetrics
     registry: SessionRegistry
-    pipeline_factory: PipelineFactory
+    source_factory: AnalyserSourceFactory
     recorder_factory: RecorderFactory | None
     worker: AnalysisWorker | None = None
     analysis_process: AnalysisProcess | None = None
 
 
 STATE = web.AppKey("maskcam_state", ServerState)
-
-
-def error_response(status: int, reason: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, "reason": reason, **extra}, status=status)
 
 
 def _hex_colour(bgr: tuple[int, int, int]) -> str:
@@ -77,16 +74,16 @@ def _hex_colour(bgr: tuple[int, int, int]) -> str:
 
 def create_app(
     config: ServerConfig,
-    pipeline_factory: PipelineFactory = AnalysisProcess,
+    source_factory: AnalyserSourceFactory = AnalysisProcess,
     recorder_factory: RecorderFactory | None = None,
 ) -> web.Application:
-    """The app; `pipeline_factory` is called at startup in a thread (`/healthz` is 503 until it returns).
+    """The app; `source_factory` is called at startup in a thread (`/healthz` is 503 until it returns).
 
-    `pipeline_factory` gives the analyser source: by default it starts the analysis process, which loads
-    the models (`server.models.load_models`) in the child; run_server.py starts that process before
+    `source_factory` gives the analyser source: by default it starts the analysis process, which loads
+    the models (`server.analysis.models.load_models`) in the child; run_server.py starts that process before
     serving, so that a missing model file is an exit code, and hands it in; tests pass stand-ins.
     `recorder_factory` defaults to a SessionRecorder per session when `config.record` is set.
-    Installs the server's aiortc tuning (`server.rtc_tuning`) for the peer connections of this process.
+    Installs the server's aiortc tuning (`server.rtc.tuning`) for the peer connections of this process.
     """
     rtc_tuning.install()
     metrics = ServerMetrics()
@@ -97,10 +94,10 @@ def create_app(
         config=config,
         metrics=metrics,
         registry=registry,
-        pipeline_factory=pipeline_factory,
+        source_factory=source_factory,
         recorder_factory=recorder_factory or default_recorder_factory(config),
     )
-    setup_history(app, config, metrics, registry)
+    setup_history(app, config, metrics)
     add_history_routes(app)
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/kiosk", _page("kiosk.html"))
@@ -130,7 +127,7 @@ def _security_middlewares(config: ServerConfig, metrics: ServerMetrics) -> list[
 
 async def _start_worker(app: web.Application) -> None:
     state = app[STATE]
-    source = await asyncio.to_thread(state.pipeline_factory, state.config)
+    source = await asyncio.to_thread(state.source_factory, state.config)
     # The analysis process is the one source with a health of its own (/healthz) and a child to stop.
     if isinstance(source, AnalysisProcess):
         state.analysis_process = source
@@ -227,15 +224,17 @@ async def _offer(request: web.Request) -> web.Response:
     if state.worker is None:
         state.metrics.offers_rejected.labels(reason="loading").inc()
         return error_response(503, "loading", "The server is still loading its models; try again shortly.")
+    passages = request.app[HISTORY].session_passages(offer.location)
     try:
         session = state.registry.create(
             state.config.ice_servers,
             state.worker,
             state.config.idle_timeout,
             state.recorder_factory,
-            request.app[HISTORY].session_passages(offer.location),
+            passages,
         )
     except CapacityError:
+        passages.finish()
         state.metrics.offers_rejected.labels(reason="capacity").inc()
         return error_response(
             503,

@@ -34,6 +34,8 @@ from typing import Any
 
 from aiohttp import web
 
+from server.errors import error_response
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 RejectCallback = Callable[[str], None]
@@ -114,7 +116,7 @@ def security_middlewares(
         middlewares.append(_offer_rate_limit_middleware(limiter, on_reject))
     if token:
         if admin_token:
-            operator = _OtherCredential(admin_token, ADMIN_COOKIE, _dashboard_needs)
+            operator = _OtherCredential(_Credential(admin_token, ADMIN_COOKIE), _dashboard_needs)
             middlewares.append(
                 _token_middleware(token, on_reject, TOKEN_COOKIE, _camera_guarded_beside_admin, operator)
             )
@@ -170,13 +172,11 @@ def _loopback_only_middleware(on_reject: RejectCallback | None) -> Middleware:
                     charset="utf-8",
                     headers={"Cache-Control": "no-store"},
                 )
-            return web.json_response(
-                {
-                    "error": "The history API answers only this machine, not through a proxy, unless "
-                    "the server has an admin token (--admin-token).",
-                    "reason": "forbidden",
-                },
-                status=403,
+            return error_response(
+                403,
+                "forbidden",
+                "The history API answers only this machine, not through a proxy, unless "
+                "the server has an admin token (--admin-token).",
                 headers={"Cache-Control": "no-store"},
             )
         return await handler(request)
@@ -260,12 +260,10 @@ def _offer_rate_limit_middleware(
                 if on_reject is not None:
                     on_reject("rate_limited")
                 retry_after = max(1, math.ceil(wait))
-                return web.json_response(
-                    {
-                        "error": f"Too many connection attempts from this address; retry in {retry_after} s.",
-                        "reason": "rate_limited",
-                    },
-                    status=429,
+                return error_response(
+                    429,
+                    "rate_limited",
+                    f"Too many connection attempts from this address; retry in {retry_after} s.",
                     headers={"Retry-After": str(retry_after)},
                 )
         return await handler(request)
@@ -274,11 +272,43 @@ def _offer_rate_limit_middleware(
 
 
 @dataclass(frozen=True)
-class _OtherCredential:
-    """A second token (with its cookie) that a token middleware also accepts, on `paths` only."""
+class _Credential:
+    """A token a middleware accepts, presented three ways: `?token=`, a bearer header, or its cookie."""
 
     token: str
     cookie: str
+
+    def presented_by(self, request: web.Request) -> bool:
+        candidates = (
+            (request.query.get("token"), self.token),
+            (_bearer_token(request), self.token),
+            (request.cookies.get(self.cookie), _cookie_value(self.token)),
+        )
+        return any(
+            given is not None and hmac.compare_digest(given.encode(), want.encode())
+            for given, want in candidates
+        )
+
+    def set_cookie(self, request: web.Request, response: web.StreamResponse) -> None:
+        """After a good `?token=`, the page's own later requests pass by the cookie."""
+        given = request.query.get("token")
+        if given is None or response.prepared or not hmac.compare_digest(given.encode(), self.token.encode()):
+            return
+        response.set_cookie(
+            self.cookie,
+            _cookie_value(self.token),
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+            path="/",
+        )
+
+
+@dataclass(frozen=True)
+class _OtherCredential:
+    """A second credential that a token middleware also accepts, on `paths` only."""
+
+    credential: _Credential
     paths: Callable[[str], bool]
 
 
@@ -291,64 +321,23 @@ def _token_middleware(
     page: str | None = None,
 ) -> Middleware:
     """Requests to `guarded` paths need `token` (query, bearer header, or the `cookie` that a good
-    `?token=` sets), or `other`'s on its paths. A refused
-    page gets `page` (default: the access-token page). The request records which credential let it in
-    (`CREDENTIAL`): `/config` keeps the TURN credentials from a caller holding only the operator's."""
-    expected = token.encode()
-    cookie_value = _cookie_value(token)
-
-    def matches(candidates: list[tuple[str | None, bytes]]) -> bool:
-        return any(
-            given is not None and hmac.compare_digest(given.encode(), want) for given, want in candidates
-        )
-
-    def presented(request: web.Request, query_token: str | None) -> str | None:
-        """Which credential the request holds: "token", "other", or None."""
-        if matches(
-            [
-                (query_token, expected),
-                (_bearer_token(request), expected),
-                (request.cookies.get(cookie), cookie_value.encode()),
-            ]
-        ):
-            return "token"
-        if (
-            other is not None
-            and other.paths(request.path)
-            and matches(
-                [
-                    (query_token, other.token.encode()),
-                    (_bearer_token(request), other.token.encode()),
-                    (request.cookies.get(other.cookie), _cookie_value(other.token).encode()),
-                ]
-            )
-        ):
-            return "other"
-        return None
+    `?token=` sets), or `other`'s on its paths. A refused page gets `page` (default: the access-token
+    page). The request records which credential let it in (`CREDENTIAL`): `/config` keeps the TURN
+    credentials from a caller holding only the operator's."""
+    own = _Credential(token, cookie)
 
     @web.middleware
     async def access_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not guarded(request.path):
             return await handler(request)
-        query_token = request.query.get("token")
-        credential = presented(request, query_token)
-        if credential is None:
-            if on_reject is not None:
-                on_reject("unauthorized")
-            return _unauthorized_response(request, page or _UNAUTHORIZED_PAGE)
-        if credential == "other":
+        if not own.presented_by(request):
+            if other is None or not other.paths(request.path) or not other.credential.presented_by(request):
+                if on_reject is not None:
+                    on_reject("unauthorized")
+                return _unauthorized_response(request, page or _UNAUTHORIZED_PAGE)
             request[CREDENTIAL] = OPERATOR_ONLY
         response = await handler(request)
-        query_ok = query_token is not None and hmac.compare_digest(query_token.encode(), expected)
-        if query_ok and not response.prepared:
-            response.set_cookie(
-                cookie,
-                cookie_value,
-                httponly=True,
-                samesite="Strict",
-                secure=request.secure,
-                path="/",
-            )
+        own.set_cookie(request, response)
         return response
 
     return access_token
@@ -373,6 +362,4 @@ def _unauthorized_response(request: web.Request, page: str) -> web.Response:
     )
     if wants_html:
         return web.Response(text=page, status=401, content_type="text/html", charset="utf-8", headers=headers)
-    return web.json_response(
-        {"error": "Access token missing or wrong.", "reason": "unauthorized"}, status=401, headers=headers
-    )
+    return error_response(401, "unauthorized", "Access token missing or wrong.", headers=headers)

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from server.analysis_pipe import Analysed, AnalyseFrame, AnalysisFailed, Ready, StartFailed
+from server.analysis.pipe import Analysed, AnalyseFrame, AnalysisFailed, Ready, StartFailed
 from vision.pipeline import Detection
 
 FACE = Detection(box=(1, 2, 30, 40), label="with_mask", score=0.9, face_confidence=0.8)
@@ -15,7 +15,7 @@ MESSAGES = [
     Ready(),
     StartFailed("classifier model not found: x.onnx"),
     AnalyseFrame(stream_id=3, shape=(480, 640, 3), buffer_name="psm_1", forgotten=(1, 2)),
-    AnalyseFrame(stream_id=None, shape=(8, 8), buffer_name="psm_1"),
+    AnalyseFrame(stream_id=0, shape=(8, 8), buffer_name="psm_1"),
     Analysed((FACE,)),
     AnalysisFailed("ValueError: bad frame"),
 ]

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,15 +20,24 @@ import cv2
 import numpy as np
 import pytest
 
-from server.analysis_process import FACE_ID_SPAN, AnalysisProcess, AnalysisProcessError
+from server.analysis.models import load_models
+from server.analysis.process import FACE_ID_SPAN, AnalysisProcess, AnalysisProcessError
 from server.app import STATE, create_app
-from server.config import ServerConfig
-from server.models import load_models
+from server.settings import ServerConfig
 from tests.media_helpers import serve_app, two_face_frame
 from vision.pipeline import Detection
 from vision.stream import FollowedDetection, StreamAnalyser
 
 CONFIG = ServerConfig()
+
+
+def _analyse_once(process: AnalysisProcess, image: np.ndarray) -> list[Detection]:
+    """A new stream's first frame: always a full detection."""
+    return list(process.open_stream().analyse(image))
+
+
+def _faces(detections: Sequence[Detection]) -> list[tuple[object, str, float]]:
+    return [(d.box, d.label, round(d.score, 5)) for d in detections]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +52,8 @@ def test_child_finds_what_the_pipeline_finds_in_this_process(analysis_process: A
     local = load_models(CONFIG)
     assert local.settings is not None, "the default follows faces"
 
-    remote_full = analysis_process.analyse(scene.image)
-    assert remote_full == local.analyse(scene.image)
+    remote_full = _analyse_once(analysis_process, scene.image)
+    assert _faces(remote_full) == _faces(local.pipeline.analyse(scene.image))
     assert sorted(d.label for d in remote_full) == ["with_mask", "without_mask"]
 
     # A session's stream keeps its face-following state in the child: the same frames give the same
@@ -58,22 +67,25 @@ def test_child_finds_what_the_pipeline_finds_in_this_process(analysis_process: A
 
 
 def test_grey_and_odd_images_pass_through_the_pipe(analysis_process: AnalysisProcess) -> None:
-    assert analysis_process.analyse(np.zeros((1, 1, 3), np.uint8)) == []
-    assert analysis_process.analyse(np.full((333, 517), 128, np.uint8)) == []
+    assert _analyse_once(analysis_process, np.zeros((1, 1, 3), np.uint8)) == []
+    assert _analyse_once(analysis_process, np.full((333, 517), 128, np.uint8)) == []
     view = np.zeros((480, 640, 3), np.uint8)[::2, ::2]
-    assert analysis_process.analyse(view) == []
+    assert _analyse_once(analysis_process, view) == []
     # Larger than the shared frame buffer's first size (720p): the buffer grows, the frame gets through.
     scene = two_face_frame()
     large = cv2.resize(scene.image, (1920, 1440), interpolation=cv2.INTER_LINEAR)
-    assert sorted(d.label for d in analysis_process.analyse(large)) == ["with_mask", "without_mask"]
-    assert sorted(d.label for d in analysis_process.analyse(scene.image)) == ["with_mask", "without_mask"]
+    assert sorted(d.label for d in _analyse_once(analysis_process, large)) == ["with_mask", "without_mask"]
+    assert sorted(d.label for d in _analyse_once(analysis_process, scene.image)) == [
+        "with_mask",
+        "without_mask",
+    ]
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
 def test_every_thread_of_the_child_runs_only_on_idle_cpu(analysis_process: AnalysisProcess) -> None:
     # After a frame, so that the models' own threads (onnxruntime's pool) exist too: they must have
     # inherited the policy, not kept the normal one.
-    analysis_process.analyse(two_face_frame().image)
+    _analyse_once(analysis_process, two_face_frame().image)
     pid = analysis_process.pid
     assert pid is not None
     threads = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
@@ -85,7 +97,7 @@ def test_every_thread_of_the_child_runs_only_on_idle_cpu(analysis_process: Analy
 
 def test_killed_child_is_replaced_and_the_server_goes_on(analysis_process: AnalysisProcess) -> None:
     scene = two_face_frame()
-    before = analysis_process.analyse(scene.image)
+    before = _analyse_once(analysis_process, scene.image)
     stream = analysis_process.open_stream()
     followed_before = list(stream.analyse(scene.image))
     old_pid = analysis_process.pid
@@ -116,7 +128,7 @@ def test_a_child_that_stops_answering_is_replaced_after_the_frame_timeout() -> N
     process = AnalysisProcess(CONFIG, frame_timeout_s=5.0)
     try:
         scene = two_face_frame()
-        before = process.analyse(scene.image)
+        before = _analyse_once(process, scene.image)
         old_pid = process.pid
         assert old_pid is not None
         os.kill(old_pid, signal.SIGSTOP)
@@ -124,12 +136,12 @@ def test_a_child_that_stops_answering_is_replaced_after_the_frame_timeout() -> N
         with pytest.raises(
             AnalysisProcessError, match="no reply to a frame within 5 s and the process is not"
         ):
-            process.analyse(scene.image)
+            _analyse_once(process, scene.image)
         assert time.monotonic() - started >= 5.0
         assert process.restarts == 1 and process.pid not in (None, old_pid)
         assert process.available
         process.frame_timeout_s = 60.0  # the new child's first frame, on a loaded machine, may be slow
-        assert [d.to_json() for d in process.analyse(scene.image)] == [d.to_json() for d in before]
+        assert [d.to_json() for d in _analyse_once(process, scene.image)] == [d.to_json() for d in before]
         with pytest.raises(ProcessLookupError):
             os.kill(old_pid, 0)
     finally:
@@ -144,14 +156,16 @@ def test_a_child_starved_of_cpu_is_waited_for_not_restarted() -> None:
     hogs: list[subprocess.Popen[bytes]] = []
     try:
         scene = two_face_frame()
-        before = process.analyse(scene.image)
+        before = _analyse_once(process, scene.image)
         old_pid = process.pid
         hogs = [
             subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)
         ]
         time.sleep(0.5)
         result: list[list[Detection]] = []
-        worker = threading.Thread(target=lambda: result.append(process.analyse(scene.image)), daemon=True)
+        worker = threading.Thread(
+            target=lambda: result.append(_analyse_once(process, scene.image)), daemon=True
+        )
         started = time.monotonic()
         worker.start()
         worker.join(4.0)
@@ -182,7 +196,7 @@ def test_close_ends_the_child_and_removes_the_frame_buffer() -> None:
     pid = process.pid
     assert pid is not None
     shared_before = set(os.listdir("/dev/shm"))
-    process.analyse(np.zeros((48, 64, 3), np.uint8))
+    _analyse_once(process, np.zeros((48, 64, 3), np.uint8))
     assert len(set(os.listdir("/dev/shm")) - shared_before) == 1
     process.close()
     assert set(os.listdir("/dev/shm")) - shared_before == set()
@@ -190,7 +204,7 @@ def test_close_ends_the_child_and_removes_the_frame_buffer() -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     with pytest.raises(AnalysisProcessError, match="closed"):
-        process.analyse(np.zeros((8, 8, 3), np.uint8))
+        _analyse_once(process, np.zeros((8, 8, 3), np.uint8))
 
 
 async def test_a_child_that_cannot_restart_fails_fast_and_health_says_so(
@@ -213,7 +227,7 @@ async def test_a_child_that_cannot_restart_fails_fast_and_health_says_so(
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(AnalysisProcessError, match="classifier model not found"):
-            await asyncio.to_thread(process.analyse, frame)
+            await asyncio.to_thread(_analyse_once, process, frame)
         restarts = process.restarts
         assert not process.available
         async with http.get(f"{base_url}/healthz") as response:
@@ -223,13 +237,13 @@ async def test_a_child_that_cannot_restart_fails_fast_and_health_says_so(
 
         # Until the back-off has passed, frames fail at once without another attempt.
         with pytest.raises(AnalysisProcessError, match="is down"):
-            process.analyse(frame)
+            _analyse_once(process, frame)
         assert process.restarts == restarts
 
         # The file is back and the back-off over: the next frame starts a child and is analysed.
         shutil.copy(CONFIG.classifier, model)
         monkeypatch.setattr(process, "_retry_at", time.monotonic() - 1.0)
-        assert await asyncio.to_thread(process.analyse, frame) == []
+        assert await asyncio.to_thread(_analyse_once, process, frame) == []
         assert process.available and process.restarts == restarts + 1
         async with http.get(f"{base_url}/healthz") as response:
             assert response.status == 200

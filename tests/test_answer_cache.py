@@ -1,4 +1,5 @@
-"""`server.answer_cache.RecentAnswers`: kept answers, shared reads, errors not kept, bounded memory."""
+"""`server.history.answer_cache.RecentAnswers`: kept answers, shared reads, errors not kept, bounded
+memory."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from server.answer_cache import RecentAnswers
+from server.history.answer_cache import RecentAnswers
 
 
 class Clock:

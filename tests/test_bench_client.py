@@ -12,7 +12,7 @@ from bench import client
 from bench.client import CAMERA_BITRATE, SteadyRateVp8Encoder, get_camera_encoder
 from bench.frames import SCENES_DIR
 from bench.media_steps import camera_frames
-from server import rtc_tuning
+from server.rtc import tuning as rtc_tuning
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.detector_bench import detector_table, run_detector_bench
 from tests.vision_helpers import SCENES_DIR, require_dir
-from vision.detectors import DETECTOR_NAMES
+from vision.detector_factory import DETECTOR_NAMES
 
 
 def test_every_detector_is_timed_at_its_frame_and_region_input() -> None:

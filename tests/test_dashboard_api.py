@@ -18,11 +18,11 @@ import aiohttp
 import pytest
 
 from server.app import create_app
-from server.config import ConfigError, IceServer, ServerConfig, parse_config, parse_video_size
-from server.history import HISTORY
-from server.history_api import SUMMARY_CSV_FIELDS, TODAY_ANSWERS, day_totals, today_in
-from server.history_store import HistoryStore, QuarterCount
+from server.history.api import SUMMARY_CSV_FIELDS, TODAY_ANSWERS, day_totals, today_in
+from server.history.service import HISTORY
+from server.history.store import HistoryStore, QuarterCount
 from server.security import ADMIN_COOKIE
+from server.settings import ConfigError, IceServer, ServerConfig, parse_config, parse_video_size
 from tests.media_helpers import serve_app
 from tests.test_history_api import BASE, get, non_loopback_address, on_every_interface
 from tests.test_history_store import HOUR_MS, record
@@ -63,7 +63,7 @@ def utc_server(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_today_per_location_for_the_operator_and_for_one_kiosk(
     http: aiohttp.ClientSession, today_history: str
 ) -> None:
-    app = create_app(replace(BASE, history=today_history), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=today_history), source_factory=stand_in)
     async with serve_app(app) as base:
         status, body = await get(http, f"{base}/api/today")
         assert status == 200 and body["tz"] == "UTC"
@@ -105,7 +105,7 @@ async def test_today_per_location_for_the_operator_and_for_one_kiosk(
 async def test_many_kiosks_asking_at_once_cost_one_read(
     http: aiohttp.ClientSession, today_history: str
 ) -> None:
-    app = create_app(replace(BASE, history=today_history), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=today_history), source_factory=stand_in)
     async with serve_app(app) as base:
         answers = app[TODAY_ANSWERS]
         url = f"{base}/today"
@@ -129,7 +129,7 @@ async def test_many_kiosks_asking_at_once_cost_one_read(
 
 
 async def test_today_refuses_bad_parameters(http: aiohttp.ClientSession, today_history: str) -> None:
-    app = create_app(replace(BASE, history=today_history), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=today_history), source_factory=stand_in)
     async with serve_app(app) as base:
         for route in ("/today", "/api/today"):
             for params in ({"since": "2026-01-01"}, {"tz": "Mars/Olympus"}, {"location": "<b>"}):
@@ -147,12 +147,12 @@ async def test_today_in_counts_mode_and_without_history(http: aiohttp.ClientSess
     day = today_in(UTC)
     store.write("b1", [record(max(day.since_ms, now - 1000), "Gate", "with_mask")])
     store.close()
-    app = create_app(replace(BASE, history=path, history_detail="counts"), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=path, history_detail="counts"), source_factory=stand_in)
     async with serve_app(app) as base:
         status, body = await get(http, f"{base}/today", params={"location": "Gate"})
         assert status == 200 and (body["people"], body["with_mask"], body["compliance"]) == (1, 1, 1.0)
         assert (await get(http, f"{base}/api/passages"))[1]["reason"] == "counts_only"
-    app = create_app(BASE, pipeline_factory=stand_in)
+    app = create_app(BASE, source_factory=stand_in)
     async with serve_app(app) as base:
         for route in ("/today", "/api/today"):
             status, body = await get(http, base + route)
@@ -162,7 +162,7 @@ async def test_today_in_counts_mode_and_without_history(http: aiohttp.ClientSess
 async def test_summary_csv_has_the_rows_of_the_summary(
     http: aiohttp.ClientSession, today_history: str
 ) -> None:
-    app = create_app(replace(BASE, history=today_history), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=today_history), source_factory=stand_in)
     async with serve_app(app) as base:
         for params in ({"bucket": "day"}, {"bucket": "hour", "location": "Main entrance"}):
             status, summary = await get(http, f"{base}/api/summary", params={**params, "tz": "Asia/Seoul"})
@@ -203,7 +203,7 @@ async def test_dashboard_wants_the_operator_token_not_the_camera_token(
     http: aiohttp.ClientSession, today_history: str
 ) -> None:
     config = replace(BASE, history=today_history, token="camera-secret", admin_token="admin-secret")
-    app = create_app(config, pipeline_factory=stand_in)
+    app = create_app(config, source_factory=stand_in)
     async with serve_app(app) as base:
         for params in ({}, {"token": "camera-secret"}, {"token": "wrong"}):
             async with http.get(f"{base}/dashboard", params=params) as response:
@@ -237,7 +237,7 @@ async def test_the_operator_token_alone_does_not_get_the_cameras_turn_credential
     config = replace(
         BASE, history=today_history, token="camera-secret", admin_token="admin-secret", ice_servers=(turn,)
     )
-    app = create_app(config, pipeline_factory=stand_in)
+    app = create_app(config, source_factory=stand_in)
     async with serve_app(app) as base:
         status, body = await get(http, f"{base}/config", headers={"Authorization": "Bearer admin-secret"})
         assert status == 200 and body["iceServers"] == [] and body["labels"] == list(LABELS)
@@ -249,7 +249,7 @@ async def test_with_a_camera_token_and_no_admin_token_the_dashboard_wants_both(t
     """No operator token: the dashboard is a page like the others (the camera token) and, like `/api/*`,
     answers this machine only; from elsewhere the camera token does not open it."""
     config = replace(BASE, history=today_history, token="camera-secret")
-    app = create_app(config, pipeline_factory=stand_in)
+    app = create_app(config, source_factory=stand_in)
     async with on_every_interface(app) as port, aiohttp.ClientSession() as http:
         local = f"http://127.0.0.1:{port}"
         for path in ("/dashboard", "/static/js/dashboard.js", "/config"):
@@ -263,7 +263,7 @@ async def test_with_a_camera_token_and_no_admin_token_the_dashboard_wants_both(t
 
 
 async def test_without_an_admin_token_the_dashboard_answers_this_machine_only(today_history: str) -> None:
-    app = create_app(replace(BASE, history=today_history), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=today_history), source_factory=stand_in)
     async with on_every_interface(app) as port, aiohttp.ClientSession() as http:
         assert (await get(http, f"http://127.0.0.1:{port}/dashboard"))[0] == 200
         status, body = await get(http, f"http://{non_loopback_address()}:{port}/dashboard")
@@ -272,7 +272,7 @@ async def test_without_an_admin_token_the_dashboard_answers_this_machine_only(to
 
 async def test_config_gives_the_page_its_camera_size_labels_and_channel(http: aiohttp.ClientSession) -> None:
     config = parse_config(["--video-size", "320x240"], environ={})
-    app = create_app(replace(config, offers_per_minute=0, history=None), pipeline_factory=stand_in)
+    app = create_app(replace(config, offers_per_minute=0, history=None), source_factory=stand_in)
     async with serve_app(app) as base:
         status, body = await get(http, f"{base}/config")
     assert status == 200

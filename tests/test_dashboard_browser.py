@@ -298,9 +298,9 @@ def test_dashboard_wants_the_operator_token(plain_browser: Browser, tmp_path: Pa
 def test_dashboard_in_privacy_mode_and_with_the_database_away(plain_browser: Browser, tmp_path: Path) -> None:
     """Counts mode: no list of passages, the charts and totals still work; a database that cannot be read
     (answered 503 here) is said in words and the numbers already shown stay."""
-    from server.history_api import today_in
-    from server.history_store import HistoryStore
-    from server.history_time import server_timezone
+    from server.history.api import today_in
+    from server.history.buckets import server_timezone
+    from server.history.store import HistoryStore
     from tests.test_history_store import record
 
     history = str(tmp_path / "counts.sqlite3")

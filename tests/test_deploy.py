@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestServer
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from server.config import parse_config
+from server.settings import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -518,7 +518,7 @@ async def test_turn_config_relays_a_relay_only_camera_to_the_server(tmp_path: Pa
     from run_server import lan_addresses
     from scripts.cycle_test import wait_healthy
     from server.app import create_app
-    from server.config import IceServer, ServerConfig
+    from server.settings import IceServer, ServerConfig
     from tests.browser_helpers import free_port
     from tests.media_helpers import FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 
@@ -581,7 +581,7 @@ async def test_turn_config_relays_a_relay_only_camera_to_the_server(tmp_path: Pa
         config = replace(
             ServerConfig(), offers_per_minute=0, ice_servers=(IceServer(url, "maskcam", "pa55"),)
         )
-        app = create_app(config, pipeline_factory=lambda _: SlowAnalyser(0.005))
+        app = create_app(config, source_factory=lambda _: SlowAnalyser(0.005))
         async with serve_app(app) as base_url, aiohttp.ClientSession() as http:
             await wait_healthy(http, base_url)
             assert await frames_through_relay(base_url, http, "pa55") >= 10

@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
-# A dotted name in backticks that starts with a package of the project: `server.track.AnnotatedVideoTrack`.
+# A dotted name in backticks that starts with a package of the project, e.g.
+# `server.rtc.track.AnnotatedVideoTrack`.
 NAME = re.compile(r"`((?:server|vision|training|bench)(?:\.\w+)+)`")
 
 
@@ -57,7 +58,7 @@ FIGURE = re.compile(r"\b\d+(?:\.\d+)?(?:-\d+(?:\.\d+)?)? ?ms\b|\bstep \d+\b")
 
 def test_no_timing_figures_or_step_numbers_in_the_products_code() -> None:
     """Figures go stale in docstrings; they live in bench/RESULTS.md and models/MODEL_CARD.md."""
-    files = [*sorted((ROOT / "server").glob("*.py")), *sorted((ROOT / "vision").glob("*.py"))]
+    files = [*sorted((ROOT / "server").rglob("*.py")), *sorted((ROOT / "vision").rglob("*.py"))]
     found = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
         for path in files
@@ -65,3 +66,26 @@ def test_no_timing_figures_or_step_numbers_in_the_products_code() -> None:
         if FIGURE.search(line)
     ]
     assert found == [], "\n".join(found)
+
+
+def _server_modules() -> list[str]:
+    return sorted(
+        str(path.relative_to(ROOT)) for path in (ROOT / "server").rglob("*.py") if path.name != "__init__.py"
+    )
+
+
+def test_every_module_of_the_server_has_its_room_on_the_page() -> None:
+    """The rooms table of docs/ARCHITECTURE.md names every module under server/, subfolders included."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    assert "## Rooms" in text
+    missing = [module for module in _server_modules() if f"`{module}`" not in text]
+    assert missing == [], f"docs/ARCHITECTURE.md's rooms table lacks {missing}"
+
+
+def test_the_readme_layout_names_each_room() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rooms = sorted(
+        f"`server/{path.name}/`" for path in (ROOT / "server").iterdir() if (path / "__init__.py").exists()
+    )
+    assert rooms, "server/ has its rooms"
+    assert [room for room in rooms if room not in readme] == []

@@ -159,7 +159,7 @@ def test_command_writes_every_key_and_honours_the_split(tmp_path: Path, colour_c
     assert (report["images"], report["faces"]) == (2, 8)
     # Grey photos hold no faces: nothing is found and nothing is classified.
     assert report["recall"] == 0.0 and report["accuracy_3class"] is None
-    # The server's defaults (vision.detectors): YuNet at 480x360.
+    # The server's defaults (vision.detector_factory): YuNet at 480x360.
     assert report["settings"]["iou"] == 0.4 and report["settings"]["detector_size"] == "480x360"
     assert report["settings"]["detector"] == "yunet"
 

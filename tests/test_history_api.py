@@ -18,16 +18,16 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import web
 
+from server.analysis.worker import AnalysisWorker
 from server.app import create_app
-from server.config import ServerConfig
-from server.history import HISTORY
-from server.history_api import CSV_FIELDS
-from server.history_store import SCHEMA_VERSION, HistoryStore, PassageQuery, PassageRecord, schema_table
+from server.history.api import CSV_FIELDS
+from server.history.feed import SessionPassages
+from server.history.service import HISTORY
+from server.history.store import SCHEMA_VERSION, HistoryStore, PassageQuery, PassageRecord, schema_table
 from server.metrics import MAX_LOCATION_LABELS, OTHER_LOCATION, ServerMetrics
-from server.passage_feed import SessionPassages
+from server.rtc.session import PeerSession
 from server.security import ADMIN_COOKIE
-from server.session import PeerSession
-from server.worker import AnalysisWorker
+from server.settings import ServerConfig
 from tests.browser_helpers import REPO_ROOT
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 from tests.test_history_store import HOUR_MS, T0, record
@@ -71,7 +71,7 @@ async def get(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int
 async def test_a_cameras_passage_reaches_the_api_and_the_metrics(
     http: aiohttp.ClientSession, history_file: str
 ) -> None:
-    app = create_app(replace(BASE, history=history_file), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=history_file), source_factory=stand_in)
     async with serve_app(app) as base:
         client = CameraClient(FakeCameraTrack([blank_frame()]))
         try:
@@ -102,7 +102,7 @@ async def test_a_cameras_passage_reaches_the_api_and_the_metrics(
 
 
 async def test_an_offer_with_a_bad_location_is_refused(http: aiohttp.ClientSession) -> None:
-    app = create_app(BASE, pipeline_factory=stand_in)
+    app = create_app(BASE, source_factory=stand_in)
     async with serve_app(app) as base:
         for bad in ("x" * 65, "<script>", 12, "_hidden"):
             offer = {"sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "type": "offer", "location": bad}
@@ -112,7 +112,7 @@ async def test_an_offer_with_a_bad_location_is_refused(http: aiohttp.ClientSessi
 
 
 async def test_filters_csv_and_summary(http: aiohttp.ClientSession, filled: str) -> None:
-    app = create_app(replace(BASE, history=filled), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=filled), source_factory=stand_in)
     async with serve_app(app) as base:
         status, body = await get(http, f"{base}/api/passages", params={"tz": "UTC"})
         assert status == 200 and body["tz"] == "UTC"
@@ -182,7 +182,7 @@ async def test_filters_csv_and_summary(http: aiohttp.ClientSession, filled: str)
 async def test_bad_parameters_get_a_400_that_says_why(
     http: aiohttp.ClientSession, history_file: str, path: str, params: dict[str, str], message: str
 ) -> None:
-    app = create_app(replace(BASE, history=history_file), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=history_file), source_factory=stand_in)
     async with serve_app(app) as base:
         status, body = await get(http, base + path, params=params)
         assert status == 400 and body["reason"] == "bad_query"
@@ -194,7 +194,7 @@ async def test_counts_mode_has_summaries_but_no_rows(http: aiohttp.ClientSession
     store.open()
     store.write("b", [record(T0), record(T0 + 1000, label="without_mask")])
     store.close()
-    app = create_app(replace(BASE, history=history_file, history_detail="counts"), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=history_file, history_detail="counts"), source_factory=stand_in)
     async with serve_app(app) as base:
         for path in ("/api/passages", "/api/passages.csv"):
             status, body = await get(http, base + path)
@@ -213,7 +213,7 @@ async def test_counts_mode_has_summaries_but_no_rows(http: aiohttp.ClientSession
 
 
 async def test_without_history_the_api_says_so_and_live_still_works(http: aiohttp.ClientSession) -> None:
-    app = create_app(BASE, pipeline_factory=stand_in)
+    app = create_app(BASE, source_factory=stand_in)
     async with serve_app(app) as base:
         status, body = await get(http, f"{base}/api/summary")
         assert status == 409 and body["reason"] == "history_off"
@@ -225,7 +225,7 @@ async def test_the_admin_token_guards_the_api_and_the_camera_token_does_not_open
     http: aiohttp.ClientSession, filled: str
 ) -> None:
     config = replace(BASE, history=filled, token="camera-secret", admin_token="admin-secret")
-    app = create_app(config, pipeline_factory=stand_in)
+    app = create_app(config, source_factory=stand_in)
     async with serve_app(app) as base:
         url = f"{base}/api/passages"
         assert (await get(http, url))[0] == 401
@@ -261,7 +261,7 @@ async def on_every_interface(app: web.Application) -> AsyncIterator[int]:
 
 
 async def test_without_an_admin_token_only_this_machine_is_answered(filled: str) -> None:
-    app = create_app(replace(BASE, history=filled), pipeline_factory=stand_in)
+    app = create_app(replace(BASE, history=filled), source_factory=stand_in)
     async with on_every_interface(app) as port, aiohttp.ClientSession() as http:
         assert (await get(http, f"http://127.0.0.1:{port}/api/live"))[0] == 200
         # The same server through the machine's own network address: not a loopback client.
@@ -291,7 +291,7 @@ def test_the_store_reads_the_servers_rows(filled: str) -> None:
 
 async def test_a_restarted_server_still_has_its_history(http: aiohttp.ClientSession, filled: str) -> None:
     for _ in range(2):
-        app = create_app(replace(BASE, history=filled), pipeline_factory=stand_in)
+        app = create_app(replace(BASE, history=filled), source_factory=stand_in)
         async with serve_app(app) as base:
             status, body = await get(http, f"{base}/api/passages")
             assert status == 200 and len(body["passages"]) == 3

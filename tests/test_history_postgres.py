@@ -11,11 +11,11 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
-from server.analyser import AnalyserSource
-from server.app import create_app
-from server.config import ServerConfig
-from server.history import HISTORY
-from server.history_store import HistoryStore, PassageQuery
+from server.analysis.analyser import AnalyserSource
+from server.app import STATE, create_app
+from server.history.service import HISTORY
+from server.history.store import HistoryStore, PassageQuery
+from server.settings import ServerConfig
 from tests.media_helpers import CameraClient, FakeCameraTrack, blank_frame, serve_app
 from tests.postgres_helpers import PostgresCluster, free_port
 from vision.pipeline import Detection
@@ -48,7 +48,7 @@ def passing_faces(_: ServerConfig) -> AnalyserSource:
 
 
 def finished(app: web.Application) -> int:
-    return sum(s.passages.finished for s in app[HISTORY].registry.sessions() if s.passages is not None)
+    return sum(passages.finished for passages in app[HISTORY].live)
 
 
 def rows(url: str, location: str | None = None) -> int:
@@ -62,7 +62,7 @@ def rows(url: str, location: str | None = None) -> int:
 async def test_the_database_stopped_mid_stream(
     http: aiohttp.ClientSession, postgres: PostgresCluster, postgres_url: str
 ) -> None:
-    app = create_app(replace(CONFIG, history=postgres_url), pipeline_factory=passing_faces)
+    app = create_app(replace(CONFIG, history=postgres_url), source_factory=passing_faces)
     async with serve_app(app) as base:
         writer = app[HISTORY].writer
         assert writer is not None
@@ -85,7 +85,7 @@ async def test_the_database_stopped_mid_stream(
             await client.wait_for(lambda: writer.written >= target, 30.0, "the waiting passages written")
         finally:
             await client.close()
-        await client.wait_for(lambda: not app[HISTORY].registry.sessions(), 10.0, "the session to end")
+        await client.wait_for(lambda: not app[STATE].registry.sessions(), 10.0, "the session to end")
         assert writer.flush(20)
         total = writer.written
         assert writer.dropped == 0 and total >= target
@@ -94,8 +94,8 @@ async def test_the_database_stopped_mid_stream(
 
 
 async def test_two_servers_share_one_history(http: aiohttp.ClientSession, postgres_url: str) -> None:
-    first = create_app(replace(CONFIG, history=postgres_url), pipeline_factory=passing_faces)
-    second = create_app(replace(CONFIG, history=postgres_url), pipeline_factory=passing_faces)
+    first = create_app(replace(CONFIG, history=postgres_url), source_factory=passing_faces)
+    second = create_app(replace(CONFIG, history=postgres_url), source_factory=passing_faces)
     async with serve_app(first) as base_one, serve_app(second) as base_two:
         cameras = [CameraClient(FakeCameraTrack([blank_frame()])) for _ in range(2)]
         try:
@@ -123,7 +123,7 @@ async def test_a_database_down_at_start_neither_stops_the_server_nor_the_video(
 ) -> None:
     dead = f"postgresql://maskcam@127.0.0.1:{free_port()}/history"
     config = replace(CONFIG, history=dead, history_queue=2)
-    app = create_app(config, pipeline_factory=passing_faces)
+    app = create_app(config, source_factory=passing_faces)
     async with serve_app(app) as base:
         client = CameraClient(FakeCameraTrack([blank_frame()]))
         try:

@@ -8,8 +8,8 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from server.history import HistoryBusy, ReadPool
-from server.history_store import engine_for
+from server.history.service import HistoryBusy, ReadPool
+from server.history.store import engine_for
 
 
 async def test_reads_beyond_the_pool_and_its_queue_are_refused_at_once() -> None:

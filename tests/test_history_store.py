@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from server.config import ServerConfig
-from server.history import open_writer
-from server.history_store import (
+from server.history.feed import to_record
+from server.history.service import open_writer
+from server.history.store import (
     DAY_MS,
     QUARTER_MS,
     SCHEMA_VERSION,
@@ -27,14 +27,14 @@ from server.history_store import (
     describe,
     schema_table,
 )
-from server.history_store import batches as batches_table
-from server.history_store import counts as counts_table
-from server.history_store import passages as passages_table
-from server.history_writer import HistoryWriter, WriterSettings
+from server.history.store import batches as batches_table
+from server.history.store import counts as counts_table
+from server.history.store import passages as passages_table
+from server.history.writer import HistoryWriter, WriterSettings
 from server.location import PATTERN as location_pattern
 from server.location import parse_location
 from server.metrics import ServerMetrics
-from server.passage_feed import to_record
+from server.settings import ServerConfig
 from tests.postgres_helpers import REQUIRE_ENV, free_port, postgres_bin, postgres_missing
 from vision.passages import Passage
 
@@ -326,7 +326,7 @@ def test_switching_the_detail_mode_warns_that_the_other_modes_history_is_not_sho
     earlier.close()
     for detail, warned in ((first, False), (then, True)):
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="server.history"):
+        with caplog.at_level(logging.WARNING, logger="server.history.service"):
             writer = open_writer(ServerConfig(history=path, history_detail=detail), ServerMetrics())
         assert writer is not None
         writer.stop()
@@ -363,7 +363,7 @@ def test_a_refused_record_is_dropped_and_counted_and_the_rest_of_its_batch_writt
     now = round(time.time() * 1000)
     for item in (record(now), poison(now + 1), record(now + 2)):  # queued first: one batch
         assert writer.submit(item)
-    with caplog.at_level(logging.ERROR, logger="server.history_writer"):
+    with caplog.at_level(logging.ERROR, logger="server.history.writer"):
         writer.start()
         assert writer.flush(10), "a refused record must not be retried forever"
     assert writer.dropped == len(drops) == 1 and writer.written == 2
@@ -391,7 +391,7 @@ def test_a_newer_schema_at_the_writers_first_open_stops_writing(
     drops: list[int] = []
     writer = HistoryWriter(store, WriterSettings(batch_wait=0.05), lambda: drops.append(1), opened=False)
     now = round(time.time() * 1000)
-    with caplog.at_level(logging.ERROR, logger="server.history_writer"):
+    with caplog.at_level(logging.ERROR, logger="server.history.writer"):
         writer.start()
         for index in range(3):
             assert writer.submit(record(now + index))

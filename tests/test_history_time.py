@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from server.history_store import QUARTER_MS, QuarterCount
-from server.history_time import TimeParameterError, iso, parse_time, parse_timezone, summarise
+from server.history.buckets import TimeParameterError, iso, parse_time, parse_timezone, summarise
+from server.history.store import QUARTER_MS, QuarterCount
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -7,10 +7,10 @@ import argparse
 import pytest
 
 import predict
-from server.config import ServerConfig, parse_config
-from server.models import load_models
+from server.analysis.models import load_models
+from server.settings import ServerConfig, parse_config
 from training import evaluate
-from vision.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES, build_detector
+from vision.detector_factory import DEFAULT_DETECTOR, DETECTOR_NAMES, build_detector
 from vision.model_options import DEFAULT_CLASSIFIER, confidence_argument, detector_spec, parse_detector_size
 
 
@@ -34,7 +34,7 @@ def test_every_entry_point_has_the_same_defaults() -> None:
     evaluated = evaluate.build_parser().parse_args(["--faces", "faces", "--json", "r.json"])
     served = parse_config([], environ={})
     for args in (predicted, evaluated):
-        # None: the detector's own size and threshold (vision.detectors), the same in every entry point.
+        # None: the detector's own size and threshold (vision.detector_factory), the same everywhere.
         assert (args.classifier, args.detector, args.detector_size, args.confidence) == (
             DEFAULT_CLASSIFIER,
             DEFAULT_DETECTOR,
@@ -90,3 +90,20 @@ def test_detector_flag_chooses_the_model_in_every_entry_point(name: str) -> None
     models = load_models(from_flag)
     assert models.detector.name == name
     assert models.region_detector is not None and models.region_detector.name == name
+
+
+def test_model_flags_round_trip_through_as_flags() -> None:
+    """The benchmark hands its model settings to the server as flags: they must come back the same."""
+    import argparse
+    from pathlib import Path
+
+    from vision.model_options import ModelSettings, add_model_arguments, model_settings
+    from vision.settings_fields import as_flags
+
+    chosen = ModelSettings(
+        classifier=Path("elsewhere/model.onnx"), detector="res10", detector_size=(400, 300), confidence=0.7
+    )
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    assert model_settings(parser.parse_args(as_flags(chosen))) == chosen
+    assert as_flags(ModelSettings()) == []

@@ -9,8 +9,9 @@ import av
 import numpy as np
 from av.video.frame import PictureType
 
-from server.analyser import AnalysisResult
-from server.overlay import OutputFrames, OverlayStamp, draw_on_yuv420p, scale_detections
+from server.analysis.analyser import AnalysisResult
+from server.rtc.overlay import OutputFrames, OverlayStamp, scale_detections
+from tests.overlay_reference import draw_on_yuv420p
 from vision.pipeline import Detection
 
 

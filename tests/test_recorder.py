@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from scripts.cycle_test import wait_healthy
-from server import recorder as recorder_module
 from server.app import STATE, create_app
-from server.config import ServerConfig
-from server.recorder import SessionRecorder, pick_video_codec, safe_file_stem
+from server.rtc import recorder as recorder_module
+from server.rtc.recorder import SessionRecorder, pick_video_codec, safe_file_stem
+from server.settings import ServerConfig
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 
 
@@ -232,7 +232,7 @@ def test_a_codec_is_available() -> None:
 
 
 async def _one_camera_session(config: ServerConfig) -> CameraClient:
-    app = create_app(config, pipeline_factory=lambda _: SlowAnalyser(0.005))
+    app = create_app(config, source_factory=lambda _: SlowAnalyser(0.005))
     async with serve_app(app) as base_url, aiohttp.ClientSession() as http:
         await wait_healthy(http, base_url)
         client = CameraClient(FakeCameraTrack([blank_frame()]))

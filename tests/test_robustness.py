@@ -36,10 +36,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scripts.cycle_test import run_camera_process, run_cycles, wait_healthy
-from server.analyser import AnalyserSource
+from server.analysis.analyser import AnalyserSource
 from server.app import STATE, create_app
-from server.config import ServerConfig
 from server.memory import use_fixed_mmap_threshold
+from server.settings import ServerConfig
 from tests.browser_helpers import free_port
 from tests.media_helpers import (
     BACKGROUND,
@@ -203,9 +203,9 @@ async def closed_by_cause(http: aiohttp.ClientSession, base_url: str) -> dict[st
 
 @pytest.mark.slow
 async def test_connect_disconnect_cycles_leave_nothing_behind() -> None:
-    # run_server.py fixes glibc's mmap threshold (server/memory.py says why); the in-process app here too.
+    # run_server.py fixes glibc's mmap threshold (server/memory.py says why); this app too.
     use_fixed_mmap_threshold()
-    app = create_app(replace(ServerConfig(), offers_per_minute=0), pipeline_factory=stand_in)
+    app = create_app(replace(ServerConfig(), offers_per_minute=0), source_factory=stand_in)
     report = await run_cycles(app, 15)
     print(report.summary())
     assert report.cycles == 15
@@ -218,7 +218,7 @@ async def test_connect_disconnect_cycles_leave_nothing_behind() -> None:
 
 @pytest.mark.slow
 async def test_killed_client_is_cleaned_up_within_30_s(http: aiohttp.ClientSession) -> None:
-    app = create_app(replace(ServerConfig(), offers_per_minute=0), pipeline_factory=stand_in)
+    app = create_app(replace(ServerConfig(), offers_per_minute=0), source_factory=stand_in)
     async with serve_app(app) as base_url:
         await wait_healthy(http, base_url)
         client = await asyncio.create_subprocess_exec(
@@ -371,7 +371,7 @@ async def test_black_tiny_odd_and_undecodable_frames_crash_nothing(
 
 async def test_garbage_on_the_data_channel_is_ignored(http: aiohttp.ClientSession) -> None:
     """A page (or anyone with a session) may send anything on `detections`: only pings are answered."""
-    app = create_app(replace(ServerConfig(), offers_per_minute=0), pipeline_factory=stand_in)
+    app = create_app(replace(ServerConfig(), offers_per_minute=0), source_factory=stand_in)
     rng = np.random.default_rng(7)
     garbage: list[str | bytes] = [
         "",
@@ -546,7 +546,7 @@ ALLOWED_ERRORS = {400, 405, 413, 415, 429}
 def test_fuzzed_offers_never_get_a_500_and_the_server_stays_healthy() -> None:
     sdp = real_offer_sdp()
     config = replace(ServerConfig(), offers_per_minute=0, max_sessions=6, idle_timeout=1.0)
-    app = create_app(config, pipeline_factory=stand_in)
+    app = create_app(config, source_factory=stand_in)
     statuses: dict[int, int] = {}
     with app_in_thread(app) as base_url:
         deadline = time.monotonic() + 60
@@ -594,7 +594,7 @@ async def test_offers_that_break_aiortc_half_way_get_400_and_free_their_place(
     sdp = await asyncio.to_thread(real_offer_sdp)
     broken = "\r\n".join(line for line in sdp.split("\r\n") if line != "a=mid:0")
     config = replace(ServerConfig(), offers_per_minute=0, max_sessions=2)
-    app = create_app(config, pipeline_factory=stand_in)
+    app = create_app(config, source_factory=stand_in)
     async with serve_app(app) as base_url:
         await wait_healthy(http, base_url)
         for _ in range(config.max_sessions + 2):

@@ -15,8 +15,8 @@ from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from server import rtc_tuning
-from server.rtc_tuning import DenoiserFreeVp8Encoder, MarkerJitterBuffer
+from server.rtc import tuning as rtc_tuning
+from server.rtc.tuning import DenoiserFreeVp8Encoder, MarkerJitterBuffer
 from tests.media_helpers import CameraClient, FakeCameraTrack, blank_frame
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)

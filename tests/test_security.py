@@ -11,15 +11,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from server.analyser import AnalyserSource
+from server.analysis.analyser import AnalyserSource
 from server.app import create_app
-from server.config import ServerConfig
 from server.security import (
     CONTENT_SECURITY_POLICY,
     TOKEN_COOKIE,
     SlidingWindowLimiter,
     security_middlewares,
 )
+from server.settings import ServerConfig
 from tests.media_helpers import SlowAnalyser
 
 TOKEN = "s3cret-token-0123456789"
@@ -255,7 +255,7 @@ def _stand_in(_: ServerConfig) -> AnalyserSource:
 
 async def test_real_app_with_token_serves_the_page_and_its_assets_through_the_cookie() -> None:
     config = replace(ServerConfig(), token=TOKEN, offers_per_minute=0)
-    client = TestClient(TestServer(create_app(config, pipeline_factory=_stand_in)))
+    client = TestClient(TestServer(create_app(config, source_factory=_stand_in)))
     await client.start_server()
     try:
         for path in ("/", "/kiosk", "/config", "/metrics", "/static/js/app.js"):

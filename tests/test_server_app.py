@@ -13,12 +13,12 @@ import pytest
 from aiortc import AudioStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from server.analyser import AnalyserSource
+from server.analysis.analyser import AnalyserSource
+from server.analysis.worker import AnalysisSlot, AnalysisWorker, ResultHandler
 from server.app import STATE, create_app
-from server.config import IceServer, ServerConfig
-from server.session import Recorder, rtc_configuration
-from server.track import AnnotatedVideoTrack
-from server.worker import AnalysisSlot, AnalysisWorker, ResultHandler
+from server.rtc.session import Recorder, rtc_configuration
+from server.rtc.track import AnnotatedVideoTrack
+from server.settings import IceServer, ServerConfig
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
 from vision.pipeline import Detection
 
@@ -67,7 +67,7 @@ async def good_offer_works(http: aiohttp.ClientSession, base_url: str) -> None:
 async def test_bad_offers_get_a_json_4xx(
     http: aiohttp.ClientSession, body: bytes, content_type: str, status: int, reason: str
 ) -> None:
-    app = create_app(CONFIG, pipeline_factory=stand_in)
+    app = create_app(CONFIG, source_factory=stand_in)
     async with serve_app(app) as base_url:
         async with http.post(
             f"{base_url}/offer", data=body, headers={"Content-Type": content_type}
@@ -82,7 +82,7 @@ async def test_bad_offers_get_a_json_4xx(
 
 
 async def test_after_bad_offers_a_good_offer_still_works(http: aiohttp.ClientSession) -> None:
-    app = create_app(CONFIG, pipeline_factory=stand_in)
+    app = create_app(CONFIG, source_factory=stand_in)
     async with serve_app(app) as base_url:
         for body in (b"{", b'{"sdp": "v=0\\r\\nm=video 9 x", "type": "offer"}', b"x" * 100_000):
             async with http.post(f"{base_url}/offer", data=body) as response:
@@ -93,7 +93,7 @@ async def test_after_bad_offers_a_good_offer_still_works(http: aiohttp.ClientSes
 
 
 async def test_second_session_beyond_capacity_gets_503(http: aiohttp.ClientSession) -> None:
-    app = create_app(replace(CONFIG, max_sessions=1), pipeline_factory=stand_in)
+    app = create_app(replace(CONFIG, max_sessions=1), source_factory=stand_in)
     async with serve_app(app) as base_url:
         first = CameraClient(FakeCameraTrack([blank_frame()]))
         second = CameraClient(FakeCameraTrack([blank_frame()]))
@@ -121,7 +121,7 @@ async def test_second_session_beyond_capacity_gets_503(http: aiohttp.ClientSessi
 
 async def test_config_health_metrics_and_pages(http: aiohttp.ClientSession) -> None:
     ice = (IceServer("turn:turn.example.org:3478", "user", "secret"), IceServer("stun:stun.example.org"))
-    app = create_app(replace(CONFIG, ice_servers=ice, max_sessions=3), pipeline_factory=stand_in)
+    app = create_app(replace(CONFIG, ice_servers=ice, max_sessions=3), source_factory=stand_in)
     async with serve_app(app) as base_url:
         config = await (await http.get(f"{base_url}/config")).json()
         assert config["iceServers"] == [
@@ -145,7 +145,7 @@ async def test_config_health_metrics_and_pages(http: aiohttp.ClientSession) -> N
 
 
 async def test_health_is_503_when_the_analysis_worker_is_not_running(http: aiohttp.ClientSession) -> None:
-    app = create_app(CONFIG, pipeline_factory=stand_in)
+    app = create_app(CONFIG, source_factory=stand_in)
     async with serve_app(app) as base_url:
         async with http.get(f"{base_url}/healthz") as response:
             assert response.status == 200
@@ -158,7 +158,7 @@ async def test_health_is_503_when_the_analysis_worker_is_not_running(http: aioht
 
 
 async def test_vp8_is_preferred_even_when_the_offer_lists_h264_first(http: aiohttp.ClientSession) -> None:
-    app = create_app(CONFIG, pipeline_factory=stand_in)
+    app = create_app(CONFIG, source_factory=stand_in)
     async with serve_app(app) as base_url:
         client = CameraClient(FakeCameraTrack([blank_frame()]))
         try:
@@ -193,7 +193,7 @@ class PerStreamAnalysers:
 
 async def test_each_session_gets_its_own_stream_analyser(http: aiohttp.ClientSession) -> None:
     source = PerStreamAnalysers()
-    app = create_app(CONFIG, pipeline_factory=lambda _: source)
+    app = create_app(CONFIG, source_factory=lambda _: source)
     async with serve_app(app) as base_url:
         clients = [CameraClient(FakeCameraTrack([blank_frame()])) for _ in range(2)]
         try:
@@ -220,7 +220,7 @@ def test_configured_ice_servers_reach_aiortc() -> None:
 
 
 async def test_audio_is_accepted_and_discarded_without_leftovers(http: aiohttp.ClientSession) -> None:
-    app = create_app(CONFIG, pipeline_factory=stand_in)
+    app = create_app(CONFIG, source_factory=stand_in)
     tasks_before = asyncio.all_tasks()
     async with serve_app(app) as base_url:
         client = CameraClient(FakeCameraTrack([blank_frame()]))
@@ -240,7 +240,7 @@ async def test_a_recorder_that_cannot_start_does_not_stop_the_video(http: aiohtt
     def unwritable(session_id: str) -> Recorder:
         raise PermissionError(f"cannot write a recording for {session_id}")
 
-    app = create_app(CONFIG, pipeline_factory=stand_in, recorder_factory=unwritable)
+    app = create_app(CONFIG, source_factory=stand_in, recorder_factory=unwritable)
     async with serve_app(app) as base_url:
         await good_offer_works(http, base_url)
 
@@ -248,7 +248,7 @@ async def test_a_recorder_that_cannot_start_does_not_stop_the_video(http: aiohtt
 async def test_a_camera_that_stops_sending_is_closed_after_the_idle_timeout(
     http: aiohttp.ClientSession,
 ) -> None:
-    app = create_app(replace(CONFIG, idle_timeout=1.0), pipeline_factory=stand_in)
+    app = create_app(replace(CONFIG, idle_timeout=1.0), source_factory=stand_in)
     async with serve_app(app) as base_url:
         # The peer stays connected but its camera stops after 15 frames, like a client that froze.
         client = CameraClient(FakeCameraTrack([blank_frame()], limit=15))
@@ -286,7 +286,7 @@ async def test_the_session_opens_and_closes_its_analysis_slot_once(
     monkeypatch.setattr("server.app.AnalysisWorker", CountingWorker)
     CountingWorker.opened.clear()
     CountingWorker.closed.clear()
-    app = create_app(CONFIG, pipeline_factory=stand_in)
+    app = create_app(CONFIG, source_factory=stand_in)
     async with serve_app(app) as base_url:
         client = CameraClient(FakeCameraTrack([blank_frame()]))
         try:
@@ -311,7 +311,7 @@ async def test_the_slot_is_closed_even_when_stopping_the_video_fails(
     def broken_stop(self: AnnotatedVideoTrack) -> None:
         raise RuntimeError("stop failed")
 
-    app = create_app(CONFIG, pipeline_factory=stand_in)
+    app = create_app(CONFIG, source_factory=stand_in)
     async with serve_app(app) as base_url:
         client = CameraClient(FakeCameraTrack([blank_frame()]))
         worker = app[STATE].worker

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from server.config import (
+from server.settings import (
     DEFAULT_HISTORY,
     ConfigError,
     IceServer,
     ServerConfig,
     build_parser,
     parse_config,
-    parse_detector_size,
     parse_ice_server,
 )
 
@@ -204,8 +203,42 @@ def test_ice_server_forms() -> None:
 
 
 def test_detector_size_forms() -> None:
-    assert parse_detector_size("300") == (300, 300)
-    assert parse_detector_size("480X360") == (480, 360)
+    assert parse_config(["--detector-size", "300"], {}).detector_size == (300, 300)
+    assert parse_config([], {"MASKCAM_DETECTOR_SIZE": "480X360"}).detector_size == (480, 360)
     for bad in ("x", "1x2x3", "0", "5000"):
-        with pytest.raises(ConfigError):
-            parse_detector_size(bad)
+        with pytest.raises(SystemExit):
+            parse_config(["--detector-size", bad], {})
+        with pytest.raises(SystemExit):
+            parse_config([], {"MASKCAM_DETECTOR_SIZE": bad})
+
+
+def test_docs_settings_table_is_the_declarations() -> None:
+    """docs/API.md's settings table is generated from the declarations: an edit of either alone fails."""
+    from server.settings import TABLE_BEGIN, TABLE_END, settings_table
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text(encoding="utf-8")
+    table = docs.split(TABLE_BEGIN, 1)[1].split(TABLE_END, 1)[0].strip("\n") + "\n"
+    assert table == settings_table(), "paste `python -m server.settings --markdown` into docs/API.md"
+
+
+def test_a_new_setting_is_one_field() -> None:
+    """Adding a setting is one declared field: its flag, env variable, --help and docs row follow."""
+    from dataclasses import dataclass
+
+    from vision.settings_fields import add_arguments, from_namespace, markdown_table, setting
+
+    @dataclass(frozen=True)
+    class WithGreeting(ServerConfig):
+        greeting_seconds: float = setting(2.5, "how long the kiosk greets", parse=float)
+
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, WithGreeting, {"MASKCAM_GREETING_SECONDS": "4"}, "MASKCAM_")
+    assert "MASKCAM_GREETING_SECONDS" in parser.format_help()
+    assert WithGreeting(**from_namespace(WithGreeting, parser.parse_args([]))).greeting_seconds == 4.0
+    flagged = WithGreeting(**from_namespace(WithGreeting, parser.parse_args(["--greeting-seconds", "1"])))
+    assert flagged.greeting_seconds == 1.0
+    assert "| `--greeting-seconds` | `MASKCAM_GREETING_SECONDS` | `2.5` | how long the kiosk greets |" in (
+        markdown_table(WithGreeting, "MASKCAM_")
+    )

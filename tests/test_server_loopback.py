@@ -13,12 +13,12 @@ import aiohttp
 import numpy as np
 import pytest
 
-from server.analyser import AnalyserSource
+from server.analysis.analyser import AnalyserSource
+from server.analysis.models import load_models
 from server.app import STATE, create_app
-from server.config import PROJECT_ROOT, ServerConfig
-from server.models import load_models
+from server.settings import PROJECT_ROOT, ServerConfig
 from tests.media_helpers import CameraClient, FakeCameraTrack, TwoFaceFrame, serve_app, two_face_frame
-from vision.detectors import build_detector
+from vision.detector_factory import build_detector
 from vision.labels import LABEL_COLOURS_BGR
 from vision.pipeline import Detection
 
@@ -95,7 +95,7 @@ async def run_session(
 
     app = create_app(
         CONFIG,
-        pipeline_factory=lambda _: analyser,
+        source_factory=lambda _: analyser,
         recorder_factory=record if recorders is not None else None,
     )
     tasks_before = asyncio.all_tasks()

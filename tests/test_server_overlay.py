@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from av.video.reformatter import VideoReformatter
 
-from server.overlay import annotate_frame, can_draw_in_place, draw_on_yuv420p
+from server.rtc.overlay import annotate_frame, can_draw_in_place
+from tests.overlay_reference import draw_on_yuv420p
 from vision.labels import LABEL_COLOURS_BGR
 from vision.pipeline import Detection
 

@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from server.config import PROJECT_ROOT, ServerConfig
+from server.analysis.models import load_models
 from server.logs import JsonFormatter, session_logger
 from server.memory import use_fixed_mmap_threshold
-from server.models import load_models
+from server.settings import PROJECT_ROOT, ServerConfig
 from server.tls import ensure_self_signed, server_ssl_context
 from vision.pipeline import MaskDetectionPipeline
 from vision.stream import StreamAnalyser

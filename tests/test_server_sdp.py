@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.sdp import add_video_bitrate_floor
+from server.rtc.sdp import add_video_bitrate_floor
 
 ANSWER = "\r\n".join(
     [

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from server.analyser import AnalysisResult
+from server.analysis.analyser import AnalysisResult
+from server.analysis.worker import AnalysisWorker
 from server.metrics import ServerMetrics
-from server.overlay import scale_detections
-from server.track import AnnotatedVideoTrack
-from server.worker import AnalysisWorker
+from server.rtc.overlay import scale_detections
+from server.rtc.track import AnnotatedVideoTrack
 from tests.media_helpers import VIDEO_TIME_BASE, FakeCameraTrack, SlowAnalyser, blank_frame
 from vision.pipeline import Detection
 

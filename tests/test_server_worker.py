@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from server.analyser import AnalysisResult
+from server.analysis.analyser import AnalysisResult
+from server.analysis.worker import AnalysisWorker
 from server.metrics import ServerMetrics
-from server.worker import AnalysisWorker
 from tests.media_helpers import SlowAnalyser, blank_frame
 from vision.pipeline import Detection
 

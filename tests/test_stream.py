@@ -18,7 +18,7 @@ import pytest
 
 from vision.crops import Box
 from vision.detector import FaceDetector
-from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector, build_region_detector
+from vision.detector_factory import DETECTOR_NAMES, DetectorSpec, build_detector, build_region_detector
 from vision.labels import LABELS
 from vision.stream import FollowedDetection, StreamAnalyser, StreamSettings
 
@@ -48,7 +48,7 @@ class RecordingClassifier:
 
 @pytest.fixture(scope="module", params=DETECTOR_NAMES)
 def detector_name(request: pytest.FixtureRequest) -> str:
-    """Every test runs with each detector of `vision.detectors`."""
+    """Every test runs with each detector of `vision.detector_factory`."""
     return str(request.param)
 
 

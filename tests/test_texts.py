@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import ClassVar
 
-from server.messages import DATA_CHANNEL_LABEL
+from server.rtc.messages import DATA_CHANNEL_LABEL
 from vision.labels import LABEL_VERDICTS, LABELS
 
 STATIC = Path(__file__).resolve().parents[1] / "static"

@@ -22,7 +22,7 @@ from training.voc import parse_voc
 from vision.boxes import iou
 from vision.crops import crop_face, square_crop_box
 from vision.detector import FaceBox, FaceDetector
-from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector
+from vision.detector_factory import DETECTOR_NAMES, DetectorSpec, build_detector
 from vision.draw import draw_detections
 from vision.image_files import read_image
 from vision.labels import LABEL_COLOURS_BGR, LABELS
@@ -41,7 +41,7 @@ SCENE_PHOTOS = (
 
 @pytest.fixture(scope="module", params=DETECTOR_NAMES)
 def detector(request: pytest.FixtureRequest) -> FaceDetector:
-    """Every detector of `vision.detectors`, at its defaults: each test holds for all of them."""
+    """Every detector of `vision.detector_factory`, at its defaults: each test holds for all of them."""
     return build_detector(DetectorSpec(request.param))
 
 

@@ -42,11 +42,6 @@ class CropGeometry:
     min_face: float = 8.0
     jpeg_quality: int = 80
 
-    @property
-    def nominal_side(self) -> float:
-        """Side, in stored pixels, of the region the classifier sees at inference."""
-        return self.stored_size / self.context
-
     @classmethod
     def for_input(cls, input_size: int) -> CropGeometry:
         """The geometry whose centre region is ``input_size`` stored pixels, so that a classifier of that

@@ -35,7 +35,7 @@ from training.voc import load_scene_annotations
 from vision.classifier import MaskClassifier, softmax
 from vision.crops import Box
 from vision.detector import to_bgr
-from vision.detectors import build_detector
+from vision.detector_factory import build_detector
 from vision.image_files import read_image
 from vision.labels import LABELS
 from vision.model_options import add_model_arguments, detector_spec

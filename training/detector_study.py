@@ -1,6 +1,6 @@
 """Detector study: every candidate face detector on the annotated scene photos, side by side.
 
-Each candidate is ``NAME:SIZE``: a detector of `vision.detectors` at a network input, ``WxH`` (res10:
+Each candidate is ``NAME:SIZE``: a detector of `vision.detector_factory` at a network input, ``WxH`` (res10:
 the frame is stretched to it; yunet: the frame is scaled to fit it, aspect kept) or ``aspectL`` (long
 side L, short side from the frame's aspect). Detections are kept down to a floor confidence so that
 thresholds can be swept offline. Candidates run interleaved per image, so load from other processes
@@ -29,7 +29,7 @@ from training.evaluate import DEFAULT_IOU, IOU_HELP, REPO_ROOT, EvaluationError
 from training.matching import FloatBox, Tally, float_box
 from training.voc import SceneAnnotation, load_scene_annotations
 from vision.detector import DetectorFileError, FaceDetector
-from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector
+from vision.detector_factory import DETECTOR_NAMES, DetectorSpec, build_detector
 from vision.image_files import ImageFileError, read_image
 from vision.model_options import detector_size_argument
 

@@ -29,7 +29,7 @@ from training.matching import FloatBox, Tally, classification_metrics, float_box
 from training.voc import AnnotationError, SceneAnnotation, load_scene_annotations
 from vision.classifier import MaskClassifier, ModelFileError
 from vision.detector import DetectorFileError
-from vision.detectors import build_detector
+from vision.detector_factory import build_detector
 from vision.image_files import ImageFileError, read_image
 from vision.labels import LABELS, best_label, canonical_label
 from vision.model_options import add_model_arguments, detector_spec

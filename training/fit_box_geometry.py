@@ -21,7 +21,7 @@ from training.evaluate import REPO_ROOT
 from training.matching import greedy_match, short_side
 from training.voc import load_scene_annotations
 from vision.boxes import iou
-from vision.detectors import DETECTOR_NAMES, DetectorSpec, build_detector
+from vision.detector_factory import DETECTOR_NAMES, DetectorSpec, build_detector
 from vision.image_files import read_image
 from vision.yunet import BoxGeometry
 

@@ -25,7 +25,7 @@ from training.judgements import Judgement, Judgements, judgement_file, load_judg
 from training.matching import float_box
 from training.voc import SceneAnnotation, load_scene_annotations
 from vision.detector import FaceDetector
-from vision.detectors import build_detector
+from vision.detector_factory import build_detector
 from vision.image_files import read_image
 from vision.model_options import add_model_arguments, detector_spec
 

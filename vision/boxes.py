@@ -14,3 +14,15 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     area_b = max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
     union = area_a + area_b - inter
     return inter / union if union > 0 else 0.0
+
+
+def clipped_box(
+    x0: float, y0: float, x1: float, y1: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """Corners rounded to pixels and clipped to a `width` x `height` frame."""
+    return (
+        round(min(max(x0, 0.0), width)),
+        round(min(max(y0, 0.0), height)),
+        round(min(max(x1, 0.0), width)),
+        round(min(max(y1, 0.0), height)),
+    )

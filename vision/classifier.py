@@ -18,8 +18,6 @@ import numpy as np
 
 from vision.crops import Box, crop_face, crops_to_batch
 
-BACKENDS: tuple[str, ...] = ("onnx", "torch")
-
 
 class ModelFileError(RuntimeError):
     """A model file is missing, unreadable or not a mask classifier."""

@@ -2,7 +2,7 @@
 
 Callers (the server's analysis, the stream analyser's region search, predict.py, the evaluation and the
 benchmark) only see `FaceDetector`; the models behind it live in one module each (`vision.res10`,
-`vision.yunet`) and are built by name in `vision.detectors`, so a further model touches one place.
+`vision.yunet`) and are built by name in `vision.detector_factory`, so a further model touches one place.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The model settings that the server, predict.py and the evaluation all offer: defaults, parsing, flags.
+"""The model settings that the server, predict.py, the evaluation and the benchmark all offer, declared once.
 
 One definition, so that `python run_server.py`, `python predict.py` and `python -m training.evaluate` run
 the same detector and classifier unless told otherwise, and accept the same spellings.
@@ -7,9 +7,11 @@ the same detector and classifier unless told otherwise, and accept the same spel
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
-from vision.detectors import DEFAULT_DETECTOR, DETECTOR_NAMES, DetectorSpec
+from vision.detector_factory import DEFAULT_DETECTOR, DETECTOR_NAMES, DetectorSpec
+from vision.settings_fields import add_arguments, from_namespace, optional_path, setting
 
 DEFAULT_CLASSIFIER = Path(__file__).resolve().parents[1] / "models" / "mask_classifier.onnx"
 DETECTOR_SIDES = (32, 2048)
@@ -49,47 +51,73 @@ def confidence_argument(text: str) -> float:
     return value
 
 
-DETECTOR_DEFAULTS_TEXT = ", ".join(DetectorSpec(name).describe() for name in DETECTOR_NAMES)
+DETECTORS_DEFAULTS_DOC = ", ".join(f"`{DetectorSpec(name).describe()}`" for name in DETECTOR_NAMES)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The six model settings, declared once for the server, predict.py, the evaluation and the benchmark.
+
+    The size and threshold default to None, which means the chosen detector's own defaults
+    (`vision.detector_factory`); `detector_spec` turns them into what `build_detector` takes.
+    """
+
+    classifier: Path = setting(
+        DEFAULT_CLASSIFIER,
+        "mask classifier (`.onnx` or `.pt`)",
+        parse=Path,
+        shown_default="`models/mask_classifier.onnx`",
+    )
+    detector: str = setting(
+        DEFAULT_DETECTOR,
+        "face detector: `yunet` (YuNet, `yuface` wheel) or `res10` (the original project's SSD)",
+        choices=DETECTOR_NAMES,
+    )
+    prototxt: Path | None = setting(
+        None,
+        "res10's prototxt (with `--detector res10` only; with another detector it is an error)",
+        parse=optional_path,
+        shown_default="packaged res10 SSD",
+    )
+    caffemodel: Path | None = setting(
+        None,
+        "res10's weights (with `--detector res10` only; with another detector they are an error)",
+        parse=optional_path,
+        shown_default="packaged res10 SSD",
+    )
+    detector_size: tuple[int, int] | None = setting(
+        None,
+        "detector input, `N` or `WxH` (YuNet: the frame is scaled to fit it, aspect kept; res10: "
+        "stretched to it)",
+        parse=detector_size_argument,
+        metavar="WxH",
+        shown_default="the detector's: " + DETECTORS_DEFAULTS_DOC,
+    )
+    confidence: float | None = setting(
+        None,
+        "face detector threshold, between 0 and 1",
+        parse=confidence_argument,
+        shown_default="the detector's: " + DETECTORS_DEFAULTS_DOC,
+    )
+
+    @property
+    def detector_spec(self) -> DetectorSpec:
+        """The detector these settings ask for."""
+        return DetectorSpec(
+            self.detector, self.detector_size, self.confidence, self.prototxt, self.caffemodel
+        )
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--classifier, --detector, --prototxt, --caffemodel, --detector-size and --confidence.
+    """--classifier, --detector, --prototxt, --caffemodel, --detector-size and --confidence."""
+    add_arguments(parser, ModelSettings)
 
-    The size and threshold default to None, which means the chosen detector's own defaults
-    (`vision.detectors`); `detector_spec` turns the parsed flags into what `build_detector` takes.
-    """
-    parser.add_argument("--classifier", type=Path, default=DEFAULT_CLASSIFIER, help="a .onnx or .pt model")
-    parser.add_argument(
-        "--detector",
-        choices=DETECTOR_NAMES,
-        default=DEFAULT_DETECTOR,
-        help=f"face detector (default {DEFAULT_DETECTOR}; res10 is the original project's)",
-    )
-    parser.add_argument("--prototxt", type=Path, help="res10 prototxt (default: the packaged one)")
-    parser.add_argument("--caffemodel", type=Path, help="res10 weights (default: the packaged ones)")
-    parser.add_argument(
-        "--detector-size",
-        type=detector_size_argument,
-        default=None,
-        metavar="WxH",
-        help="face detector network input, N or WxH (default: the detector's own, "
-        + DETECTOR_DEFAULTS_TEXT
-        + ")",
-    )
-    parser.add_argument(
-        "--confidence",
-        type=confidence_argument,
-        default=None,
-        help="face detector threshold (default: the detector's own, " + DETECTOR_DEFAULTS_TEXT + ")",
-    )
+
+def model_settings(args: argparse.Namespace) -> ModelSettings:
+    """The model settings that parsed flags ask for."""
+    return ModelSettings(**from_namespace(ModelSettings, args))
 
 
 def detector_spec(args: argparse.Namespace) -> DetectorSpec:
     """The detector that parsed model flags ask for."""
-    return DetectorSpec(
-        name=args.detector,
-        input_size=args.detector_size,
-        confidence=args.confidence,
-        prototxt=args.prototxt,
-        caffemodel=args.caffemodel,
-    )
+    return model_settings(args).detector_spec

@@ -32,7 +32,6 @@ from typing import Literal
 from vision.boxes import iou
 
 SizeClass = Literal["small", "medium", "large"]
-SIZE_CLASSES: tuple[SizeClass, ...] = ("small", "medium", "large")
 SMALL_FACE_PX = 64
 """A face whose box is shorter than this (analysed-frame pixels) is small: the classifier is least sure."""
 LARGE_FACE_PX = 160

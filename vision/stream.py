@@ -24,10 +24,10 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
-from vision.boxes import iou
+from vision.boxes import clipped_box, iou
 from vision.crops import Box, crop_square
 from vision.detector import FaceBox, FaceDetector, usable_frame
-from vision.detectors import DetectorSpec, build_region_detector, region_input
+from vision.detector_factory import DetectorSpec, build_region_detector, region_input
 from vision.labels import best_label
 from vision.pipeline import Detection
 
@@ -62,7 +62,7 @@ class StreamSettings:
     """Side of the search region around a face, in multiples of the face box's long side."""
     region_input: int | None = None
     """Detector input (pixels, square) for one search region; None: the detector's own
-    (`vision.detectors.region_input`)."""
+    (`vision.detector_factory.region_input`)."""
     max_followed: int = 20
     """With more faces than this, every frame gets a full detection instead of following (bounds the
     cost of a crowd whose small faces the flow cannot follow and the region search must)."""
@@ -111,7 +111,7 @@ class StreamAnalyser:
     """Per-stream state over a shared detector and classifier; ``analyse`` takes frames in order.
 
     ``region_detector`` runs the search regions: the same model as ``detector`` at the region input
-    size (`vision.detectors.build_region_detector`). Pass one shared by all streams; left out, one is
+    size (`vision.detector_factory.build_region_detector`). Pass one shared by all streams; left out, one is
     built here with the detector's name and threshold and the packaged model files.
     """
 
@@ -294,12 +294,7 @@ def _to_frame(face: FaceBox, region: Box, size: int, shape: tuple[int, ...]) -> 
     scale = (x1 - x0) / size
     height, width = shape[:2]
     bx0, by0, bx1, by1 = face.box
-    box = (
-        round(min(max(x0 + bx0 * scale, 0.0), width)),
-        round(min(max(y0 + by0 * scale, 0.0), height)),
-        round(min(max(x0 + bx1 * scale, 0.0), width)),
-        round(min(max(y0 + by1 * scale, 0.0), height)),
-    )
+    box = clipped_box(x0 + bx0 * scale, y0 + by0 * scale, x0 + bx1 * scale, y0 + by1 * scale, width, height)
     return FaceBox(box=box, confidence=face.confidence)
 
 
@@ -403,12 +398,7 @@ def flow_box(previous: np.ndarray, current: np.ndarray, box: IntBox) -> IntBox |
     scale = float(np.clip(np.median(spread_after / np.maximum(spread_before, 1e-3)), 0.8, 1.25))
     cx, cy = (x0 + x1) / 2.0 + float(dx), (y0 + y1) / 2.0 + float(dy)
     half_w, half_h = (x1 - x0) * scale / 2.0, (y1 - y0) * scale / 2.0
-    moved_box = (
-        round(min(max(cx - half_w, 0.0), width)),
-        round(min(max(cy - half_h, 0.0), height)),
-        round(min(max(cx + half_w, 0.0), width)),
-        round(min(max(cy + half_h, 0.0), height)),
-    )
+    moved_box = clipped_box(cx - half_w, cy - half_h, cx + half_w, cy + half_h, width, height)
     if moved_box[2] - moved_box[0] < 2 or moved_box[3] - moved_box[1] < 2:
         return None
     return moved_box

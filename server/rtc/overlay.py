@@ -22,7 +22,7 @@ import numpy as np
 from av.video.frame import PictureType
 from av.video.reformatter import VideoReformatter
 
-from server.analyser import AnalysisResult
+from server.analysis.analyser import AnalysisResult
 from vision.draw import draw_detections
 from vision.pipeline import Detection
 
@@ -36,16 +36,6 @@ def can_draw_in_place(frame: av.VideoFrame) -> bool:
 
 PlanePixels = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Pixels to set in one plane: row indices, column indices, values."""
-
-
-def draw_on_yuv420p(frame: av.VideoFrame, detections: Sequence[Detection]) -> av.VideoFrame:
-    """A new yuv420p frame: `frame` with the detections (in its own pixels) drawn as draw_detections does."""
-    if not can_draw_in_place(frame):
-        raise ValueError(
-            f"expected an even-sized yuv420p frame, got {frame.format.name} {frame.width}x{frame.height}"
-        )
-    indices, values = overlay_pixels(frame.width, frame.height, detections)
-    return stamp_yuv420p(frame, split_planes(indices, values, frame.width, frame.height))
 
 
 def split_planes(indices: np.ndarray, values: np.ndarray, width: int, height: int) -> list[PlanePixels]:
@@ -158,7 +148,7 @@ def annotate_frame(
 ) -> av.VideoFrame:
     """A copy of `frame` with the detections (found in a frame of `size`) drawn on it, through BGR; pts kept.
 
-    For frames that `server.overlay` cannot draw into directly (odd sizes, formats other than yuv420p).
+    For frames that `server.rtc.overlay` cannot draw into directly (odd sizes, formats other than yuv420p).
 
     `reformatter` belongs to the calling thread: the analysis worker converts the same frame at the same
     time, and two threads must never share one swscale context.
@@ -176,7 +166,7 @@ def annotate_frame(
 class OverlayStamp:
     """The pixels that drawing one analysis's detections sets in a yuv420p frame of one size.
 
-    `draw_on_yuv420p` replaces pixels outright, never blending them with the frame, so its drawing is the
+    The stamp replaces pixels outright, never blending them with the frame, so its drawing is the
     same on every frame until the next analysis, and with several cameras an analysis is shown on many
     frames. The drawing is worked out once per analysis (`overlay_pixels`, on the rectangle around the
     boxes) and stamped onto each frame, a fraction of that cost (bench/RESULTS.md), instead of drawn on
@@ -207,7 +197,8 @@ class OverlayStamp:
 class OutputFrames:
     """Two yuv420p frames that the annotated video is written into in turn, instead of a new one per frame.
 
-    The server hands frame-sized blocks back to the system when they are freed (server/memory.py), so a new
+    The server hands frame-sized blocks back to the system when they are freed
+    (server/memory.py), so a new
     640x480 frame is paid in page faults on every frame: stamping into a new frame took several times as
     long as into one of these (`python -m bench.media_steps`, bench/RESULTS.md). aiortc's sender encodes
     each frame before it asks the track for the next one, so a frame handed out is free again by the time

@@ -5,7 +5,7 @@ without end. A background task therefore reads the source as fast as frames arri
 and hands it to the session's analysis slot; `recv()` hands that one out (at the camera's rate) with boxes
 from the latest analysis, which may be of an earlier frame: the detection rate may fall under load, the
 video rate and latency do not. The session opens and closes the analysis slot and hands each result to
-`show()`; the drawing is `server.overlay`'s.
+`show()`; the drawing is `server.rtc.overlay`'s.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import time
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from server.analyser import AnalysisResult
+from server.analysis.analyser import AnalysisResult
+from server.analysis.worker import AnalysisSlot
 from server.metrics import ServerMetrics
-from server.overlay import Annotator
-from server.worker import AnalysisSlot
+from server.rtc.overlay import Annotator
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,6 @@ class AnnotatedVideoTrack(MediaStreamTrack):
         self._reader = asyncio.get_running_loop().create_task(
             self._read_source(), name=f"read-video-{analysis.session_id}"
         )
-
-    @property
-    def latest_result(self) -> AnalysisResult | None:
-        return self._latest_result
 
     def show(self, result: AnalysisResult) -> None:
         """Draw `result`'s boxes on the frames sent from now on (until a newer one, or it is stale)."""

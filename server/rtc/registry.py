@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from server.config import IceServer
+from server.analysis.worker import AnalysisWorker
+from server.history.feed import SessionPassages
 from server.metrics import ServerMetrics
-from server.passage_feed import SessionPassages
-from server.session import PeerSession, RecorderFactory
-from server.worker import AnalysisWorker
+from server.rtc.session import PeerSession, RecorderFactory
+from server.settings import IceServer
 
 
 class CapacityError(RuntimeError):

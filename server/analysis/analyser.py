@@ -1,5 +1,6 @@
 """What the server analyses frames with, and what an analysis gives back: the seam between the video
-transport (server.track, server.session) and the models (server.models, server.analysis_process).
+transport (server.rtc.track, server.rtc.session) and the models (server.analysis.models,
+server.analysis.process).
 
 Every camera gets its own `FrameAnalyser` from the server's one `AnalyserSource`, the same way whatever the
 source is (`open_stream()`): a stateless source hands every stream the same analyser, a face-following one

@@ -8,8 +8,9 @@ operating system's priorities then work as intended.
 
 `AnalysisProcess` is the server's analyser source: the analysis worker thread puts each frame (BGR) in a
 shared-memory buffer, sends an `AnalyseFrame` request through a pipe and waits for the reply while the
-child computes it (the messages are in `server.analysis_pipe`). The child runs under SCHED_IDLE
-(`server.priority.run_only_on_idle_cpu`) and builds the models with `server.models.load_models`. Each
+child computes it (the messages are in `server.analysis.pipe`). The child runs under SCHED_IDLE
+(`server.analysis.priority.run_only_on_idle_cpu`) and builds the models with
+`server.analysis.models.load_models`. Each
 camera's `RemoteAnalyser` has its face-following state in the child. A child that dies (a crash in native
 code) is started again on the next frame; the frame in flight fails with `AnalysisProcessError`. So is a
 child that holds a frame for `FRAME_TIMEOUT_S` without answering and without being runnable (stopped, or
@@ -38,8 +39,9 @@ import cv2
 import numpy as np
 import psutil
 
-from server.analyser import FrameAnalyser
-from server.analysis_pipe import (
+from server.analysis.analyser import FrameAnalyser
+from server.analysis.models import load_models
+from server.analysis.pipe import (
     Analysed,
     AnalyseFrame,
     AnalysisFailed,
@@ -48,10 +50,9 @@ from server.analysis_pipe import (
     StartFailed,
     StartReply,
 )
-from server.config import ServerConfig
+from server.analysis.priority import run_only_on_idle_cpu
 from server.memory import use_fixed_mmap_threshold
-from server.models import load_models
-from server.priority import run_only_on_idle_cpu
+from server.settings import ServerConfig
 from vision.classifier import ModelFileError
 from vision.detector import DetectorFileError
 from vision.pipeline import Detection
@@ -112,11 +113,9 @@ def _serve(config: ServerConfig, connection: Connection) -> None:
             # The parent creates and removes the buffer; this process shares its resource tracker.
             buffer = SharedMemory(name=request.buffer_name)
         image = np.ndarray(request.shape, dtype=np.uint8, buffer=buffer.buf)
-        analyser: FrameAnalyser = models
-        if request.stream_id is not None:
-            if request.stream_id not in streams:
-                streams[request.stream_id] = models.open_stream()
-            analyser = streams[request.stream_id]
+        if request.stream_id not in streams:
+            streams[request.stream_id] = models.open_stream()
+        analyser = streams[request.stream_id]
         try:
             reply: FrameReply = Analysed(tuple(analyser.analyse(image)))
         except Exception as exc:
@@ -231,8 +230,8 @@ class AnalysisProcess:
         """Let the child drop a stream's state (sent with the next frame; never blocks)."""
         self._forgotten.append(stream_id)
 
-    def analyse(self, image: np.ndarray, stream_id: int | None = None) -> list[Detection]:
-        """Detections of one BGR image: by the full pipeline, or by the stream's face-following analyser."""
+    def analyse(self, image: np.ndarray, stream_id: int) -> list[Detection]:
+        """Detections of one BGR image by the stream's analyser in the child (`open_stream`)."""
         image = np.ascontiguousarray(image, dtype=np.uint8)
         with self._lock:
             child = self._running_child()

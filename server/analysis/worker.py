@@ -1,7 +1,7 @@
 """One analysis thread for the whole server, fed by a one-slot "newest frame" mailbox per session.
 
 Frames are analysed one after the other: running two analyses at once lowered throughput on the 2-core
-target. The server's analyser source is `server.analysis_process.AnalysisProcess`, so this thread only
+target. The server's analyser source is `server.analysis.process.AnalysisProcess`, so this thread only
 converts the frame to BGR (the one colour conversion on a frame's way to the models) and waits while the
 models run in their own process; a source given directly (tests, the models in this process) runs in this
 thread at low priority. A session that submits a frame while its previous one still waits replaces it
@@ -22,9 +22,9 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from server.analyser import AnalyserSource, AnalysisResult, FrameAnalyser
+from server.analysis.analyser import AnalyserSource, AnalysisResult, FrameAnalyser
+from server.analysis.priority import lower_analysis_priority
 from server.metrics import ServerMetrics
-from server.priority import lower_analysis_priority
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ class AnalysisWorker:
     """Runs each session's own analyser (from `source.open_stream()`) on its newest pending frame, the
     sessions in turn.
 
-    With `lower_priority` the thread (and OpenCV in it) runs at `server.priority.ANALYSIS_NICENESS`; leave
+    With `lower_priority` the thread (and OpenCV in it) runs at
+    `server.analysis.priority.ANALYSIS_NICENESS`; leave
     it off when the source only hands frames to a process that has lowered its own priority.
     """
 

@@ -1,10 +1,10 @@
 """The compliance history in a running server: the writer's lifetime and each session's passages.
 
 `setup_history` gives the app a `HistoryService` (under the `HISTORY` key): at start it opens the configured
-database (`server.history_store`, schema checked) and starts the writer thread (`server.history_writer`);
+database (`server.history.store`, schema checked) and starts the writer thread (`server.history.writer`);
 at cleanup, after the sessions have closed and handed over their last passages, it writes what is queued
 and stops. Each new session gets its `SessionPassages` from the service. The routes are in
-`server.history_api`.
+`server.history.api`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
-from server.config import ServerConfig
-from server.history_store import Detail, HistoryError, HistoryStore, SchemaError, describe
-from server.history_time import server_timezone
-from server.history_writer import HistoryWriter, WriterSettings
+from server.history.buckets import server_timezone
+from server.history.feed import SessionPassages
+from server.history.store import Detail, HistoryError, HistoryStore, SchemaError, describe
+from server.history.writer import HistoryWriter, WriterSettings
 from server.metrics import ServerMetrics
-from server.passage_feed import SessionPassages
-from server.registry import SessionRegistry
+from server.settings import ServerConfig
 from vision.passages import PassageRule
 
 logger = logging.getLogger(__name__)
@@ -67,31 +66,36 @@ class ReadPool:
 
 @dataclass
 class HistoryService:
-    """What the history needs at run time; `writer` is None with `--no-history`."""
+    """What the history needs at run time; `writer` is None with `--no-history`.
+
+    `live` holds the passages of every camera connected now (what `/api/live` shows): the service hands
+    them out and each leaves when its session finishes it, so the history needs nothing of the transport.
+    """
 
     config: ServerConfig
     metrics: ServerMetrics
-    registry: SessionRegistry
     zone: tzinfo
     writer: HistoryWriter | None = None
     reads: ReadPool = field(default_factory=lambda: ReadPool())
+    live: list[SessionPassages] = field(default_factory=list)
 
     @property
     def rule(self) -> PassageRule:
         return PassageRule(gap=self.config.passage_gap, min_frames=self.config.passage_min_frames)
 
     def session_passages(self, location: str) -> SessionPassages:
-        return SessionPassages(location, self.rule, self.writer, self.metrics)
+        """A new camera's passages, shown live until `SessionPassages.finish`."""
+        passages = SessionPassages(location, self.rule, self.writer, self.metrics, on_finish=self.live.remove)
+        self.live.append(passages)
+        return passages
 
 
 HISTORY = web.AppKey("maskcam_history", HistoryService)
 
 
-def setup_history(
-    app: web.Application, config: ServerConfig, metrics: ServerMetrics, registry: SessionRegistry
-) -> None:
+def setup_history(app: web.Application, config: ServerConfig, metrics: ServerMetrics) -> None:
     """Give `app` its history service, with the writer's start and stop."""
-    app[HISTORY] = HistoryService(config=config, metrics=metrics, registry=registry, zone=server_timezone())
+    app[HISTORY] = HistoryService(config=config, metrics=metrics, zone=server_timezone())
     app.on_startup.append(_start_history)
     app.on_cleanup.append(_stop_history)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from server.history_store import QUARTER_MS, QuarterCount
+from server.history.store import QUARTER_MS, QuarterCount
 from vision.labels import LABELS
 
 Bucket = Literal["hour", "day"]

@@ -31,7 +31,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from server.history_store import (
+from server.history.store import (
     SCHEMA_VERSION,
     HistoryError,
     HistoryStore,

@@ -1,4 +1,4 @@
-"""The messages on the pipe between the server and its analysis process (`server.analysis_process`).
+"""The messages on the pipe between the server and its analysis process (`server.analysis.process`).
 
 The pixels do not travel in them: the server writes each frame into a shared-memory buffer, and a request
 names that buffer and the frame's shape (pickling the pixels through the pipe cost the child a large share
@@ -28,7 +28,7 @@ class StartFailed:
 class AnalyseFrame:
     """Analyse the frame now in `buffer_name` for one stream; first drop the state of `forgotten`."""
 
-    stream_id: int | None
+    stream_id: int
     """The camera whose face-following analyser takes the frame; None: the full pipeline, no state."""
     shape: tuple[int, ...]
     buffer_name: str

@@ -4,19 +4,19 @@ With `--detect-every 1` every frame gets the full pipeline (detector, then class
 shares it. With N > 1 (the default) each camera gets its own `vision.stream.StreamAnalyser` over the one
 shared detector and classifier: a full detection every N analysed frames and cheap face following in
 between (detection is the dominant cost of a frame: bench/RESULTS.md). The server runs these models in
-its analysis process (`server.analysis_process`), which calls `load_models` in the child.
+its analysis process (`server.analysis.process`), which calls `load_models` in the child.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from server.analyser import FrameAnalyser
-from server.config import ServerConfig
+from server.analysis.analyser import FrameAnalyser
+from server.settings import ServerConfig
 from vision.classifier import MaskClassifier
 from vision.detector import FaceDetector
-from vision.detectors import build_detector, build_region_detector, region_input
-from vision.pipeline import Detection, MaskDetectionPipeline
+from vision.detector_factory import build_detector, build_region_detector, region_input
+from vision.pipeline import MaskDetectionPipeline
 from vision.stream import StreamAnalyser, StreamSettings
 
 
@@ -37,10 +37,6 @@ class LoadedModels:
         """None: every frame gets the full pipeline (`--detect-every 1`)."""
         self.region_detector = region_detector
         self.pipeline = MaskDetectionPipeline(detector, classifier)
-
-    def analyse(self, image: np.ndarray) -> list[Detection]:
-        """One frame on its own: the full pipeline."""
-        return self.pipeline.analyse(image)
 
     def open_stream(self) -> FrameAnalyser:
         """The analyser for one camera: the shared full pipeline, or a face follower of its own."""

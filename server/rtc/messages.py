@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from server.analyser import AnalysisResult
+from server.analysis.analyser import AnalysisResult
 from vision.labels import LABELS
 
 DATA_CHANNEL_LABEL = "detections"

@@ -3,7 +3,7 @@
 `GET /today` for a kiosk (one location's counts of today, with the camera token: every screen shows the
 server's numbers). Access to `/api/*` is decided in `server.security` (admin token, or loopback clients
 only). Database reads run in the history's own two threads
-(`server.history.ReadPool`), never on the event loop nor in its default executor.
+(`server.history.service.ReadPool`), never on the event loop nor in its default executor.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from server.answer_cache import RecentAnswers
-from server.history import HISTORY, HistoryBusy, HistoryService
-from server.history_store import HistoryStore, PassageQuery, PassageRecord, QuarterCount
-from server.history_time import (
+from server.errors import error_response
+from server.history.answer_cache import RecentAnswers
+from server.history.buckets import (
     BUCKETS,
     Bucket,
     TimeParameterError,
@@ -30,6 +29,8 @@ from server.history_time import (
     parse_timezone,
     summarise,
 )
+from server.history.service import HISTORY, HistoryBusy, HistoryService
+from server.history.store import HistoryStore, PassageQuery, PassageRecord, QuarterCount
 from server.location import parse_location
 from vision.labels import LABELS, is_compliant
 
@@ -51,7 +52,7 @@ TODAY_ANSWERS: web.AppKey[RecentAnswers[Any]] = web.AppKey("today_answers", Rece
 
 
 def add_history_routes(app: web.Application) -> None:
-    """The `/api/*` routes; the app needs `server.history.setup_history` too."""
+    """The `/api/*` routes; the app needs `server.history.service.setup_history` too."""
     app[TODAY_ANSWERS] = RecentAnswers(TODAY_ANSWER_S, keep=lambda answer: isinstance(answer, dict))
     app.router.add_get("/api/passages", _passages)
     app.router.add_get("/api/passages.csv", _passages_csv)
@@ -62,14 +63,10 @@ def add_history_routes(app: web.Application) -> None:
     app.router.add_get("/today", _today_one)
 
 
-def _error(status: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"error": message, "reason": reason}, status=status)
-
-
 class _BadRequest(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.response = _error(400, "bad_query", message)
+        self.response = error_response(400, "bad_query", message)
 
 
 @dataclass(frozen=True)
@@ -108,9 +105,9 @@ def _filters(request: web.Request, zone: tzinfo) -> _Filters:
 
 def _store(service: HistoryService, rows: bool) -> HistoryStore | web.Response:
     if service.writer is None:
-        return _error(409, "history_off", "This server keeps no history (--no-history).")
+        return error_response(409, "history_off", "This server keeps no history (--no-history).")
     if rows and service.writer.store.detail == "counts":
-        return _error(
+        return error_response(
             409,
             "counts_only",
             "This server keeps only per-15-minute counts (--history-detail counts): there is no row per "
@@ -137,10 +134,14 @@ async def _run(service: HistoryService, read: Callable[..., Any], *args: Any) ->
     try:
         return await service.reads.run(read, *args)
     except HistoryBusy:
-        return _error(503, "history_busy", "Too many history reads are waiting for the database; try again.")
+        return error_response(
+            503, "history_busy", "Too many history reads are waiting for the database; try again."
+        )
     except Exception as exc:
         logger.warning("history: a read failed (%s)", type(exc).__name__)
-        return _error(503, "history_unavailable", "The history database cannot be read now; try again later.")
+        return error_response(
+            503, "history_unavailable", "The history database cannot be read now; try again later."
+        )
 
 
 def _passage_json(record: PassageRecord, zone: tzinfo) -> dict[str, Any]:
@@ -213,7 +214,7 @@ async def _summarised(request: web.Request, answer: SummaryAnswer) -> web.Respon
     """`/api/summary` and its CSV: the `bucket` checked, the buckets summed, `answer` makes the response."""
     bucket = request.query.get("bucket", "hour")
     if bucket not in BUCKETS:
-        return _error(400, "bad_query", f'"bucket" must be one of {", ".join(BUCKETS)}')
+        return error_response(400, "bad_query", f'"bucket" must be one of {", ".join(BUCKETS)}')
 
     def read(store: HistoryStore, filters: _Filters) -> web.Response:
         buckets = summarise(store.quarter_counts(filters.query), cast(Bucket, bucket), filters.zone)
@@ -339,10 +340,7 @@ async def _today_one(request: web.Request) -> web.Response:
 async def _live(request: web.Request) -> web.Response:
     service = request.app[HISTORY]
     cameras = []
-    for session in service.registry.sessions():
-        passages = session.passages
-        if passages is None or session.closed:
-            continue
+    for passages in service.live:
         current = passages.current
         counts = {label: current.count(label) for label in LABELS}
         verdict = max(LABELS, key=lambda label: counts[label]) if current else None

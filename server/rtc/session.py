@@ -7,7 +7,7 @@ the video, sends it to the page and hands it to the passages and the recorder.
 A session ends on hang-up, on a failed or closed connection (ICE consent failure included), or when no
 video frame arrived for `idle_timeout` seconds (a client that vanished without a word). Ending it stops
 its track, closes its analysis slot, its recorder and the peer connection, and removes it from the
-registry (`server.registry`), so nothing of it stays behind.
+registry (`server.rtc.registry`), so nothing of it stays behind.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdatachannel import RTCDataChannel
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from server.analyser import AnalysisResult
-from server.config import IceServer
+from server.analysis.analyser import AnalysisResult
+from server.analysis.worker import AnalysisWorker
+from server.history.feed import SessionPassages
 from server.logs import session_logger
-from server.messages import DATA_CHANNEL_LABEL, detection_message, pong_message
 from server.metrics import ServerMetrics
-from server.passage_feed import SessionPassages
-from server.sdp import add_video_bitrate_floor
-from server.track import AnnotatedVideoTrack
-from server.worker import AnalysisWorker
+from server.rtc.messages import DATA_CHANNEL_LABEL, detection_message, pong_message
+from server.rtc.sdp import add_video_bitrate_floor
+from server.rtc.track import AnnotatedVideoTrack
+from server.settings import IceServer
 from vision.draw import draw_detections
 
 # Messages are skipped while this much is still unsent on the channel (a page that stopped reading).
@@ -89,7 +89,6 @@ class PeerSession:
         self.video: AnnotatedVideoTrack | None = None
         self.channel: RTCDataChannel | None = None
         self.closed = False
-        self.close_cause: str | None = None
         self._worker = worker
         self._metrics = metrics
         self._idle_timeout = idle_timeout
@@ -236,7 +235,6 @@ class PeerSession:
 
     async def _close(self, cause: str) -> None:
         self.closed = True
-        self.close_cause = cause
         self._log.info("session closing", extra={"cause": cause})
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()

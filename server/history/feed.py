@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from server.history_store import PassageRecord
+from server.history.store import PassageRecord
 from server.metrics import ServerMetrics
 from vision.passages import Passage, PassageRule, PassageTracker, Sighting
 from vision.pipeline import Detection
@@ -59,8 +59,10 @@ class SessionPassages:
         rule: PassageRule,
         sink: PassageSink | None = None,
         metrics: ServerMetrics | None = None,
+        on_finish: Callable[[SessionPassages], None] | None = None,
     ) -> None:
         self.location = location
+        self._on_finish = on_finish
         self.since = time.time()
         self._tracker = PassageTracker(rule)
         self._sink = sink
@@ -79,7 +81,11 @@ class SessionPassages:
 
     def finish(self) -> None:
         """The session ended: every passage still open ends now."""
-        self._emit(self._tracker.finish())
+        try:
+            self._emit(self._tracker.finish())
+        finally:
+            if self._on_finish is not None:
+                self._on_finish(self)
 
     def _emit(self, passages: list[Passage]) -> None:
         for passage in passages:

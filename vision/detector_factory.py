@@ -65,10 +65,6 @@ class DetectorSpec:
         return f"{self.name} {width}x{height} confidence {self.resolved_confidence}"
 
 
-def detector_defaults(name: str) -> DetectorDefaults:
-    return _DEFAULTS[name]
-
-
 def _res10(spec: DetectorSpec) -> FaceDetector:
     return res10.Res10Detector(
         spec.prototxt,
