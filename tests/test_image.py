@@ -106,6 +106,11 @@ async def test_image_serves_a_camera_keeps_history_in_its_volume_and_stops_clean
         "--network",
         "host",
         *ULIMITS,
+        # As deploy/kubernetes runs it: nothing writable but /tmp, /dev/shm and the data volume.
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "--tmpfs",
+        "/tmp",
         "-e",
         f"MASKCAM_PORT={port}",
         "-e",
