@@ -32,8 +32,6 @@ from tests.container_helpers import deploy_tool_missing
 from tests.media_helpers import CameraClient, FakeCameraTrack, blank_frame, two_face_frame
 from tests.postgres_helpers import PostgresCluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
 ROOT = Path(__file__).resolve().parents[1]
 NGINX_EXAMPLE = ROOT / "deploy" / "nginx" / "maskcam.conf"
 CONNECTION_JS = ROOT / "static" / "js" / "connection.js"
@@ -295,6 +293,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+def test_deploy_md_shows_the_nginx_example_verbatim() -> None:
+    """The operator's example and the tested configuration are one file; the docs include it whole."""
+    doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+    assert f"```nginx\n{NGINX_EXAMPLE.read_text()}```\n" in doc
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 async def test_cameras_spread_over_instances_retry_at_capacity_and_move_when_one_is_killed(
     tmp_path: Path, postgres: PostgresCluster, http: aiohttp.ClientSession
 ) -> None:
