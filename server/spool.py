@@ -85,7 +85,7 @@ class Spool:
     def add(self, channel: str, items: Sequence[SpoolItem], limit: int) -> int:
         """Append `items` to `channel` (an item whose uid is there already is not added again); returns
         how many of the oldest were dropped to keep the channel within `limit`."""
-        return self.settle(channel, (), {channel: items}, {channel: limit})
+        return self.settle(channel, (), {channel: items}, {channel: limit})[channel]
 
     def settle(
         self,
@@ -93,20 +93,21 @@ class Spool:
         ids: Sequence[int],
         forward: Mapping[str, Sequence[SpoolItem]],
         limits: Mapping[str, int],
-    ) -> int:
+    ) -> dict[str, int]:
         """In one transaction: remove the entries `ids` of `channel` (delivered) and append `forward`'s
-        items to their channels, each kept within its limit; returns how many old items were dropped."""
+        items to their channels, each kept within its limit; returns per channel how many of its oldest
+        items were dropped."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._remove(channel, ids)
-                dropped = 0
+                dropped: dict[str, int] = {}
                 for target, items in forward.items():
                     self._db.executemany(
                         "INSERT OR IGNORE INTO spool (channel, uid, payload) VALUES (?, ?, ?)",
                         [(target, item.uid, item.payload) for item in items],
                     )
-                    dropped += self._trim(target, limits[target])
+                    dropped[target] = self._trim(target, limits[target])
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
@@ -154,10 +155,15 @@ class Spool:
         self._db.executemany("DELETE FROM spool WHERE channel = ? AND id = ?", [(channel, i) for i in ids])
 
     def _trim(self, channel: str, limit: int) -> int:
+        """Drop the oldest items beyond `limit`; never those of a batch being tried (they may be stored
+        already, and a dropped one must not be a stored one)."""
+        batched = self._db.execute(
+            "SELECT count(*) FROM spool WHERE channel = ? AND batch IS NOT NULL", (channel,)
+        ).fetchone()[0]
         cursor = self._db.execute(
-            "DELETE FROM spool WHERE id IN (SELECT id FROM spool WHERE channel = ? ORDER BY id DESC "
-            "LIMIT -1 OFFSET ?)",
-            (channel, limit),
+            "DELETE FROM spool WHERE id IN (SELECT id FROM spool WHERE channel = ? AND batch IS NULL "
+            "ORDER BY id DESC LIMIT -1 OFFSET ?)",
+            (channel, max(limit - int(batched), 0)),
         )
         return max(cursor.rowcount, 0)
 

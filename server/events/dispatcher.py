@@ -23,6 +23,7 @@ FIRST_PAUSE_S = 0.5
 MAX_PAUSE_S = 30.0
 IDLE_POLL_S = 2.0
 TAKE = 50
+RECONNECT_CHECK_S = 0.25
 
 
 class Dispatcher:
@@ -94,7 +95,7 @@ class Dispatcher:
                     self.sink.deliver(PassageEvent.from_json(entry.payload))
                 except DeliveryError as exc:
                     self._failed(str(exc), pause)
-                    self._stopping.wait(pause)
+                    self._wait_to_retry(pause)
                     pause = min(pause * 2, self._max_pause)
                     break
                 except (ValueError, KeyError) as exc:
@@ -106,6 +107,17 @@ class Dispatcher:
                     self._succeeded()
                 self._spool.remove(self.sink.name, [entry.id])
                 self._queued = max(self._queued - 1, 0)
+
+    def _wait_to_retry(self, pause: float) -> None:
+        """Sleep `pause` seconds, or less when the sink (re)connects meanwhile: a broker back after a long
+        outage gets the waiting passages at once, not after the longest pause."""
+        was_connected = self.sink.connected
+        deadline = time.monotonic() + pause
+        while not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or (not was_connected and self.sink.connected):
+                return
+            self._stopping.wait(min(left, RECONNECT_CHECK_S))
 
     def _failed(self, reason: str, pause: float) -> None:
         self.failures += 1
