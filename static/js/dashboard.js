@@ -11,6 +11,7 @@
 import { fetchConfig, requestJson, serverUrl } from './connection.js';
 import { formatDate, formatNumber, formatPercent, formatUnit, labelName, LANG, t, translatePage } from './i18n.js';
 import uPlot from '../vendor/uplot/uPlot.esm.js';
+import { startSinksPanel } from './sinks.js';
 
 const POLL_MS = 5000;
 /** Charts narrower than this many CSS pixels (a phone) write the day axis's dates as numbers. */
@@ -552,6 +553,7 @@ async function init() {
   });
   window.addEventListener('resize', resizeCharts);
   window.matchMedia?.('(prefers-color-scheme: dark)').addEventListener?.('change', redrawCharts);
+  startSinksPanel(document.querySelector('main.dash'));
   await poll();
 }
 
