@@ -19,6 +19,7 @@ from server.analysis.analyser import AnalyserSource
 from server.analysis.process import AnalysisProcess
 from server.analysis.worker import AnalysisWorker
 from server.errors import error_response
+from server.events.service import EVENTS, setup_events
 from server.history.api import add_history_routes
 from server.history.service import HISTORY, setup_history
 from server.location import parse_location
@@ -111,6 +112,7 @@ def create_app(
     app.on_startup.append(_start_worker)
     app.on_shutdown.append(_close_sessions)
     app.on_cleanup.append(_stop_worker)
+    setup_events(app, config, metrics)  # after the sessions: at shutdown it stops once they have closed
     return app
 
 
@@ -201,12 +203,26 @@ async def _healthz(request: web.Request) -> web.Response:
             {"status": "analysis-down", "error": analysis.last_error or "the analysis process is restarting"},
             status=503,
         )
+    writer = request.app[HISTORY].writer
     return web.json_response(
-        {"status": "ok", "sessions": len(state.registry), "maxSessions": state.registry.max_sessions}
+        {
+            "status": "ok",
+            "sessions": len(state.registry),
+            "maxSessions": state.registry.max_sessions,
+            # A sink or the database down does not make the server unhealthy: what it needs waits.
+            "waiting": writer.pending if writer is not None else 0,
+            "sinks": [
+                {"name": s.name, "connected": s.connected, "queued": s.queued}
+                for s in request.app[EVENTS].statuses()
+            ],
+        }
     )
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    writer = request.app[HISTORY].writer
+    request.app[STATE].metrics.passages_waiting.set(writer.pending if writer is not None else 0)
+    request.app[EVENTS].update_metrics()
     body = request.app[STATE].metrics.render()
     response = web.Response(body=body)
     response.headers["Content-Type"] = METRICS_CONTENT_TYPE

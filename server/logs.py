@@ -64,3 +64,25 @@ class SessionLogger(logging.LoggerAdapter):
 
 def session_logger(name: str, session_id: str) -> SessionLogger:
     return SessionLogger(logging.getLogger(name), {"session": session_id})
+
+
+class DropReport:
+    """A warning about dropped items at most once per `interval` seconds, with the number dropped since
+    the last one: during a long outage items are dropped one at a time, and a line each would flood the
+    log. The first drop is always said at once."""
+
+    def __init__(self, log: logging.Logger, message: str, interval: float = 60.0) -> None:
+        """`message`: a %-format whose last placeholder is the number dropped since the last line."""
+        self._log = log
+        self._message = message
+        self._interval = interval
+        self._unsaid = 0
+        self._said_at: float | None = None
+
+    def add(self, number: int, *args: object) -> None:
+        self._unsaid += number
+        now = time.monotonic()
+        if self._said_at is None or now - self._said_at >= self._interval:
+            self._log.warning(self._message, *args, self._unsaid)
+            self._unsaid = 0
+            self._said_at = now

@@ -64,6 +64,35 @@ class ServerMetrics:
             "refused the record, or its schema is newer than this server's",
             registry=self.registry,
         )
+        self.passages_waiting = Gauge(
+            "maskcam_passages_waiting",
+            "Passages waiting for the history database (in the spool)",
+            registry=self.registry,
+        )
+        self.events_delivered = Counter(
+            "maskcam_events_delivered",
+            "Passages a sink acknowledged (the broker's PUBACK, a webhook's 2xx)",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.events_dropped = Counter(
+            "maskcam_events_dropped",
+            "Passages dropped unsent: more than --events-queue waited for the sink",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.events_queued = Gauge(
+            "maskcam_events_queued",
+            "Passages waiting for the sink (in the spool)",
+            ["sink"],
+            registry=self.registry,
+        )
+        self.events_connected = Gauge(
+            "maskcam_events_connected",
+            "1 while the sink is connected (MQTT) or its last delivery succeeded (webhook), else 0",
+            ["sink"],
+            registry=self.registry,
+        )
         self._locations: set[str] = set()
         for label in LABELS:
             self.faces.labels(label=label)

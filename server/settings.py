@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from vision.model_options import ModelSettings
 from vision.settings_fields import (
@@ -31,6 +31,7 @@ from vision.stream import StreamSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HISTORY = str(PROJECT_ROOT / "data" / "history.sqlite3")
+DEFAULT_SPOOL = PROJECT_ROOT / "data" / "spool.sqlite3"
 HISTORY_DETAILS = ("passages", "counts")
 ENV_PREFIX = "MASKCAM_"
 TABLE_BEGIN = "<!-- settings table: python -m server.settings --markdown -->"
@@ -89,6 +90,60 @@ def parse_video_size(text: str) -> tuple[int, int]:
     if not (16 <= width <= 4096 and 16 <= height <= 4096) or width % 2 or height % 2:
         raise argparse.ArgumentTypeError(f"{text!r}: each side must be an even number from 16 to 4096")
     return width, height
+
+
+@dataclass(frozen=True)
+class MqttTarget:
+    """A broker from `mqtt://[user:pass@]host[:port]` (1883) or `mqtts://...` (TLS, 8883)."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+
+    def describe(self) -> str:
+        """For logs and the dashboard: without the password."""
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+def parse_mqtt_url(url: str) -> MqttTarget | None:
+    """`--mqtt`: the broker of an `mqtt://` or `mqtts://` URL (empty: none); a clear error otherwise."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise argparse.ArgumentTypeError(f"{url!r}: expected mqtt://[USER:PASS@]HOST[:PORT] or mqtts://...")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{url!r}: {exc}") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise argparse.ArgumentTypeError(f"{url!r}: expected a host (and port), no path or query")
+    tls = parts.scheme == "mqtts"
+    return MqttTarget(
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def parse_topic_prefix(text: str) -> str:
+    """Topic levels of letters, digits, `_` and `-` split by `/` (no wildcard, no empty level)."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, _ and - in levels split by /")
+    return text
+
+
+def parse_webhook_url(url: str) -> str:
+    """An http:// or https:// URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{url!r}: expected an http:// or https:// URL with a host")
+    return url
 
 
 @dataclass(frozen=True)
@@ -204,6 +259,50 @@ class ServerConfig(ModelSettings):
         "from 16 to 4096; a page's `?resolution=` wins",
         parse=parse_video_size,
         shown_default="640x480",
+    )
+    spool: Path | None = setting(
+        None,
+        "local SQLite file where passages wait, across restarts, for the history database and for each "
+        "event sink; one per server",
+        parse=optional_path,
+        metavar="PATH",
+        cli_default=DEFAULT_SPOOL,
+        shown_default="`data/spool.sqlite3`",
+    )
+    """None: passages wait in memory only (tests; the command line's default is DEFAULT_SPOOL)."""
+    mqtt: MqttTarget | None = setting(
+        None,
+        "MQTT broker for events (passages, live state, today's counts, Home Assistant discovery): "
+        "`mqtt://[USER:PASS@]HOST[:PORT]`, `mqtts://` for TLS",
+        parse=parse_mqtt_url,
+        metavar="URL",
+        shown_default="off",
+    )
+    mqtt_prefix: str = setting("maskcam", "first topic level(s) of the MQTT events", parse=parse_topic_prefix)
+    mqtt_discovery_prefix: str = setting(
+        "homeassistant", "Home Assistant's MQTT discovery prefix", parse=parse_topic_prefix
+    )
+    mqtt_ca: Path | None = setting(
+        None,
+        "CA certificates (PEM) for `mqtts://`; by default the system's",
+        parse=optional_path,
+        metavar="FILE",
+        shown_default="the system's",
+    )
+    webhook: tuple[str, ...] = setting(
+        (),
+        "URL that receives each stored passage as a signed JSON POST (repeatable)",
+        parse=parse_webhook_url,
+        repeat=True,
+        metavar="URL",
+    )
+    webhook_secret: str | None = setting(
+        None, "HMAC-SHA256 key of the webhooks' `X-Maskcam-Signature`", parse=optional_text
+    )
+    events_queue: int = setting(
+        10000,
+        "passages kept waiting per event sink (in the spool); beyond, the oldest are dropped and counted",
+        parse=_positive_int,
     )
     ice_servers: tuple[IceServer, ...] = ()
     """Derived from `ice_server`, `ice_username` and `ice_credential` by `parse_config`."""

@@ -22,16 +22,19 @@ _DATABASES = itertools.count()
 
 @pytest.fixture(scope="session", autouse=True)
 def history_outside_the_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Servers that tests start as `run_server.py` keep their history in a temporary file, not in the
-    checkout's data/ (a test that wants its own passes --history, which wins over the variable)."""
-    name = "MASKCAM_HISTORY"
-    before = os.environ.get(name)
-    os.environ[name] = str(tmp_path_factory.mktemp("history") / "history.sqlite3")
+    """Servers that tests start as `run_server.py` keep their history and their spool in temporary files,
+    not in the checkout's data/ (a test that wants its own passes --history or --spool, which win over
+    the variables)."""
+    folder = tmp_path_factory.mktemp("history")
+    files = {"MASKCAM_HISTORY": folder / "history.sqlite3", "MASKCAM_SPOOL": folder / "spool.sqlite3"}
+    before = {name: os.environ.get(name) for name in files}
+    os.environ.update({name: str(path) for name, path in files.items()})
     yield
-    if before is None:
-        del os.environ[name]
-    else:
-        os.environ[name] = before
+    for name, value in before.items():
+        if value is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

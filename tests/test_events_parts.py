@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -16,13 +18,22 @@ from aiohttp import web
 
 from server.events.dispatcher import Dispatcher
 from server.events.messages import LiveState, PassageEvent, TodayCounts, verdict_of
-from server.events.mqtt import MqttSink, parse_mqtt_url
+from server.events.mqtt import MqttSink
+from server.events.service import EventService
 from server.events.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, signed_headers, verify
-from server.events.topics import Topics, check_prefix, discovery_configs, topic_slug
-from server.events.webhook import WebhookSink, check_webhook_url, describe_url
+from server.events.topics import Topics, discovery_configs, topic_slug
+from server.events.webhook import WebhookSink, describe_url
+from server.history.api import CSV_FIELDS
+from server.history.feed import to_record
+from server.history.store import HistoryStore
+from server.history.writer import HistoryWriter, WriterSettings
+from server.metrics import ServerMetrics
+from server.settings import ServerConfig, parse_config, parse_mqtt_url
 from server.spool import Spool, SpoolError, SpoolItem
 from tests.mqtt_helpers import Broker, Subscriber, remove_broker, retained, start_broker
+from tests.postgres_helpers import free_port
 from tests.webhook_helpers import Receiver
+from vision.passages import Passage
 
 HA_SENSOR_KEYS = {
     "name", "unique_id", "object_id", "state_topic", "value_template", "availability_topic",
@@ -89,11 +100,26 @@ def test_a_name_without_latin_letters_gets_a_stable_hashed_slug() -> None:
     assert topic_slug("정문").startswith("loc_") and len(topic_slug("정문")) == 12
 
 
-def test_prefix_check_refuses_wildcards_and_empty_levels() -> None:
-    assert check_prefix("site/maskcam") == "site/maskcam"
-    for bad in ("", "a/#", "a/+", "a//b", "/a"):
-        with pytest.raises(ValueError):
-            check_prefix(bad)
+def test_event_settings_are_checked_with_clear_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    config = parse_config(
+        ["--mqtt", "mqtts://user:p%40ss@broker.local", "--mqtt-prefix", "site/maskcam", "--webhook",
+         "https://a/x", "--webhook", "http://b:8080/y"],
+        environ={},
+    )  # fmt: skip
+    assert config.mqtt is not None
+    assert (config.mqtt.host, config.mqtt.port, config.mqtt.tls) == ("broker.local", 8883, True)
+    assert config.mqtt.password == "p@ss" and "p@ss" not in config.mqtt.describe()
+    assert config.webhook == ("https://a/x", "http://b:8080/y") and config.mqtt_prefix == "site/maskcam"
+    assert parse_config([], environ={"MASKCAM_WEBHOOK": "https://a/x,https://b/y"}).webhook == (
+        "https://a/x",
+        "https://b/y",
+    )
+    for flag, value in [("--mqtt", "http://x"), ("--mqtt", "mqtt://h:99999"), ("--mqtt", "mqtt://h/t"),
+                        ("--mqtt-prefix", "a/#"), ("--mqtt-prefix", "a//b"), ("--webhook", "ftp://h/x"),
+                        ("--events-queue", "0")]:  # fmt: skip
+        with pytest.raises(SystemExit):
+            parse_config([flag, value], environ={})
+        assert flag in capsys.readouterr().err
 
 
 def test_discovery_configs_are_home_assistant_sensors_of_one_device() -> None:
@@ -123,17 +149,7 @@ def test_signatures_verify_and_refuse_a_wrong_secret_a_changed_body_and_an_old_t
     assert not verify("s3cret", {TIMESTAMP_HEADER: "1000"}, body, now=1000)
 
 
-def test_urls_are_checked_and_described_without_secrets() -> None:
-    target = parse_mqtt_url("mqtts://user:p%40ss@broker.local")
-    assert (target.host, target.port, target.tls, target.password) == ("broker.local", 8883, True, "p@ss")
-    assert "p@ss" not in target.describe()
-    assert parse_mqtt_url("mqtt://10.0.0.2:1884").port == 1884
-    for bad in ("http://x", "mqtt://", "mqtt://h:99999", "mqtt://h/topic"):
-        with pytest.raises(ValueError):
-            parse_mqtt_url(bad)
-    assert check_webhook_url("https://h/x") == "https://h/x"
-    with pytest.raises(ValueError):
-        check_webhook_url("ftp://h/x")
+def test_webhook_urls_are_described_without_secrets() -> None:
     assert describe_url("https://u:pw@h:8443/hook?token=abc") == "https://h:8443/hook"
 
 
@@ -219,7 +235,9 @@ def test_mqtt_sink_announces_retains_and_delivers_across_a_broker_restart(
 ) -> None:
     topics = Topics("maskcam", "homeassistant")
     listener = Subscriber(broker, ("maskcam/#", "homeassistant/#")).start()
-    sink = MqttSink(parse_mqtt_url(broker.url), topics)
+    target = parse_mqtt_url(broker.url)
+    assert target is not None
+    sink = MqttSink(target, topics)
     spool = Spool(tmp_path / "spool.sqlite3")
     dispatcher = Dispatcher(sink, spool, max_pause=1.0)
     try:
@@ -265,3 +283,37 @@ def test_mqtt_sink_announces_retains_and_delivers_across_a_broker_restart(
         listener.stop()
         spool.close()
     assert retained(broker, "maskcam/status")["maskcam/status"] == b"offline"  # a clean stop says so
+
+
+def test_beyond_events_queue_the_oldest_passages_of_a_sink_are_dropped_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stored passages become spooled deliveries in the writer's spool transaction, at most
+    --events-queue per sink (the receiver here never answers: nothing is delivered)."""
+    settings = ServerConfig(
+        history=str(tmp_path / "history.sqlite3"),
+        webhook=(f"http://127.0.0.1:{free_port()}/hook",),
+        events_queue=2,
+    )
+    metrics = ServerMetrics()
+    events = EventService(settings, metrics, UTC)
+    store = HistoryStore(str(tmp_path / "history.sqlite3"))
+    store.open()
+    spool = Spool(tmp_path / "spool.sqlite3")
+    writer = HistoryWriter(store, WriterSettings(batch_wait=0.01), spool=spool, outlet=events)
+    records = [to_record(Passage(time.time() + i, 1.0, "with_mask", 0.9, 5, "large", False), "Gate 1")
+               for i in range(5)]  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="server.events.service"):
+        writer.start()
+        for item in records:
+            assert writer.submit(item)
+            assert writer.flush(10)
+        writer.stop()
+    kept = spool.take("webhook-1", 10)
+    assert [PassageEvent.from_json(e.payload).uid for e in kept] == [r.uid for r in records[-2:]]
+    assert 'maskcam_events_dropped_total{sink="webhook-1"} 3.0' in metrics.render().decode()
+    assert any("oldest were dropped" in r.getMessage() for r in caplog.records)
+    # What a sink receives is /api/passages' row and its start time, nothing more.
+    body = json.loads(kept[0].payload)
+    assert set(body) == {*CSV_FIELDS, "start_ms"} and "box" not in body
+    spool.close()

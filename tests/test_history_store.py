@@ -30,11 +30,12 @@ from server.history.store import (
 from server.history.store import batches as batches_table
 from server.history.store import counts as counts_table
 from server.history.store import passages as passages_table
-from server.history.writer import HistoryWriter, WriterSettings
+from server.history.writer import HistoryWriter, WriterSettings, from_entry, to_item
 from server.location import PATTERN as location_pattern
 from server.location import parse_location
 from server.metrics import ServerMetrics
 from server.settings import ServerConfig
+from server.spool import Spool
 from tests.postgres_helpers import REQUIRE_ENV, free_port, postgres_bin, postgres_missing
 from vision.passages import Passage
 
@@ -215,24 +216,90 @@ def test_the_writer_batches_and_applies_retention(target: str) -> None:
     assert writer.written == 50 and writer.dropped == 0
 
 
-def test_an_unreachable_database_fills_the_queue_then_passages_are_dropped_and_counted() -> None:
+def test_an_unreachable_database_fills_the_spool_then_the_oldest_passages_are_dropped_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     dead = f"postgresql://maskcam@127.0.0.1:{free_port()}/history"
     store = HistoryStore(dead)
     with pytest.raises(HistoryError, match="cannot open"):
         store.open()
     drops: list[int] = []
     writer = HistoryWriter(
-        store, WriterSettings(queue_size=3, batch_size=2), lambda: drops.append(1), opened=False
+        store,
+        WriterSettings(queue_size=3, batch_size=2, batch_wait=0.05),
+        lambda: drops.append(1),
+        opened=False,
     )
-    writer.start()
-    accepted = [writer.submit(record(T0 + i)) for i in range(8)]
-    started = time.monotonic()
-    writer.stop(timeout=2)
+    with caplog.at_level(logging.WARNING, logger="server.history.writer"):
+        writer.start()
+        accepted = [writer.submit(record(T0 + i)) for i in range(8)]
+        assert wait_until(lambda: writer.pending == 3), "the spool holds --history-queue passages"
+        started = time.monotonic()
+        writer.stop(timeout=2)
     assert time.monotonic() - started < 5, "stopping must not hang on a dead database"
-    # The thread holds one batch (2) out of the queue while it retries; the queue holds 3 more.
-    assert accepted.count(False) == writer.dropped == len(drops)
-    assert 8 - 2 - 3 <= writer.dropped <= 8 - 3
+    assert all(accepted) and writer.dropped == len(drops) == 5
     assert writer.failures >= 1
+    assert any("oldest were dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_passages_waiting_for_the_database_survive_a_restart_and_are_written_once(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite3"
+    target = str(tmp_path / "history.sqlite3")
+    dead = HistoryStore(f"postgresql://maskcam@127.0.0.1:{free_port()}/history")
+    spool = Spool(path)
+    writer = HistoryWriter(dead, WriterSettings(batch_wait=0.05), opened=False, spool=spool)
+    writer.start()
+    now = round(time.time() * 1000)
+    waiting = [record(now + i) for i in range(5)]
+    for item in waiting:
+        assert writer.submit(item)
+    assert wait_until(lambda: writer.failures >= 1)
+    writer.stop(timeout=2)
+    assert writer.written == 0 and writer.pending == 5
+    spool.close()
+    # The next start, with the database back: what waited is written first, once.
+    store = HistoryStore(target)
+    store.open()
+    spool = Spool(path)
+    writer = HistoryWriter(store, WriterSettings(batch_wait=0.05), spool=spool)
+    assert writer.pending == 5
+    writer.start()
+    later = record(now + 10)
+    assert writer.submit(later) and writer.flush(10)
+    writer.stop()
+    assert writer.written == 6 and spool.depth("history") == 0
+    reader = HistoryStore(target)
+    assert sorted(r.uid for r in reader.passages(PassageQuery())) == sorted(r.uid for r in [*waiting, later])
+    reader.close()
+    spool.close()
+
+
+@pytest.mark.parametrize("detail", ["passages", "counts"])
+def test_a_batch_committed_before_a_crash_is_not_counted_twice_after_it(
+    tmp_path: Path, detail: Detail
+) -> None:
+    """The database committed, then the server died before the spool let the batch go: the same batch is
+    tried again at the next start (the spool kept its batch id) and the store ignores it."""
+    path = tmp_path / "spool.sqlite3"
+    target = str(tmp_path / "history.sqlite3")
+    store = HistoryStore(target, detail)
+    store.open()
+    spool = Spool(path)
+    now = round(time.time() * 1000)
+    spool.add("history", [to_item(record(now + i)) for i in range(3)], limit=100)
+    entries = spool.take("history", 10)
+    spool.mark_batch("history", [e.id for e in entries], "batch-1")
+    store.write("batch-1", [from_entry(e) for e in entries])  # committed; then the crash
+    spool.close()
+    spool = Spool(path)
+    writer = HistoryWriter(store, WriterSettings(batch_wait=0.05), spool=spool)
+    writer.start()
+    assert writer.flush(10)
+    writer.stop()
+    reader = HistoryStore(target, detail)
+    assert sum(c.count for c in reader.quarter_counts(PassageQuery())) == 3
+    reader.close()
+    spool.close()
 
 
 @pytest.mark.parametrize("detail", ["passages", "counts"])

@@ -8,6 +8,7 @@ import pytest
 
 from server.settings import (
     DEFAULT_HISTORY,
+    DEFAULT_SPOOL,
     ConfigError,
     IceServer,
     ServerConfig,
@@ -19,8 +20,9 @@ from server.settings import (
 
 def test_defaults() -> None:
     config = parse_config([], {})
-    # The command line keeps a history by default; a ServerConfig built in code (tests) keeps none.
-    assert config == ServerConfig(history=DEFAULT_HISTORY)
+    # The command line keeps a history and a spool file by default; a ServerConfig built in code (tests)
+    # keeps neither.
+    assert config == ServerConfig(history=DEFAULT_HISTORY, spool=DEFAULT_SPOOL)
     assert DEFAULT_HISTORY.endswith("data/history.sqlite3")
     assert (config.history_detail, config.history_days, config.passage_gap) == ("passages", 90.0, 1.0)
     assert config.admin_token is None

@@ -19,15 +19,14 @@ import contextlib
 import logging
 import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
 from server.events.messages import LiveState, PassageEvent, TodayCounts, Update
 from server.events.sink import DeliveryError
 from server.events.topics import OFFLINE, ONLINE, Topics, discovery_configs
+from server.settings import MqttTarget
 
 logger = logging.getLogger(__name__)
 
@@ -38,45 +37,6 @@ RECONNECT_MAX_S = 30
 MAX_LOCATIONS = 64
 """Locations come from cameras: at most this many get retained topics and Home Assistant devices."""
 QOS = 1
-
-
-@dataclass(frozen=True)
-class MqttTarget:
-    """A broker from `mqtt://[user:pass@]host[:port]` (1883) or `mqtts://...` (TLS, 8883)."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None = None
-    password: str | None = None
-
-    def describe(self) -> str:
-        scheme = "mqtts" if self.tls else "mqtt"
-        user = f"{self.username}@" if self.username else ""
-        return f"{scheme}://{user}{self.host}:{self.port}"
-
-
-def parse_mqtt_url(url: str) -> MqttTarget:
-    """The broker of an `mqtt://` or `mqtts://` URL; ValueError with the reason otherwise."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ValueError(f"MQTT broker {url!r}: expected mqtt://[user:pass@]host[:port] or mqtts://...")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"MQTT broker {url!r}: {exc}") from None
-    if not parts.hostname:
-        raise ValueError(f"MQTT broker {url!r}: no host")
-    if parts.path not in ("", "/") or parts.query:
-        raise ValueError(f"MQTT broker {url!r}: no path or query expected")
-    tls = parts.scheme == "mqtts"
-    return MqttTarget(
-        host=parts.hostname,
-        port=port or (8883 if tls else 1883),
-        tls=tls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
 
 
 class MqttSink:

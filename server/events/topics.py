@@ -22,7 +22,6 @@ ONLINE = "online"
 OFFLINE = "offline"
 VERDICTS = ("none", "masked", "unmasked", "incorrect")
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
-_TOPIC_LEVEL = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 
 
 def topic_slug(location: str) -> str:
@@ -32,13 +31,6 @@ def topic_slug(location: str) -> str:
     if not slug:
         slug = "loc_" + hashlib.sha256(location.encode("utf-8")).hexdigest()[:8]
     return slug
-
-
-def check_prefix(prefix: str) -> str:
-    """A prefix of topic levels made of letters, digits, `_` and `-` (no wildcard, no empty level)."""
-    if not _TOPIC_LEVEL.fullmatch(prefix):
-        raise ValueError(f"MQTT prefix {prefix!r}: use letters, digits, _ and - in levels split by /")
-    return prefix
 
 
 @dataclass(frozen=True)

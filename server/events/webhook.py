@@ -20,14 +20,6 @@ TIMEOUT_S = 10.0
 USER_AGENT = "maskcam-webhook/1"
 
 
-def check_webhook_url(url: str) -> str:
-    """An http(s) URL with a host, or ValueError."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"webhook {url!r}: expected an http:// or https:// URL with a host")
-    return url
-
-
 def describe_url(url: str) -> str:
     """The URL without user info and query (either may hold a secret)."""
     parts = urlsplit(url)
@@ -39,7 +31,7 @@ def describe_url(url: str) -> str:
 class WebhookSink:
     def __init__(self, name: str, url: str, secret: str | None, timeout: float = TIMEOUT_S) -> None:
         self.name = name
-        self.url = check_webhook_url(url)
+        self.url = url
         self.description = describe_url(url)
         self._secret = secret
         self._timeout = timeout

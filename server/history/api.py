@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 10000
 DEFAULT_LIMIT = 1000
-CSV_FIELDS = ("time", "location", "label", "confidence", "seconds", "frames", "size", "label_changed")
+CSV_FIELDS = ("time", "location", "label", "confidence", "seconds", "frames", "size", "label_changed", "uid")
 SUMMARY_CSV_FIELDS = ("start", "location", *LABELS)
 NOT_FOR_TODAY = ("since", "until", "bucket", "limit")
 """Parameters of the other routes that the today routes refuse: a kiosk that asks for another day or a
@@ -144,7 +144,9 @@ async def _run(service: HistoryService, read: Callable[..., Any], *args: Any) ->
         )
 
 
-def _passage_json(record: PassageRecord, zone: tzinfo) -> dict[str, Any]:
+def passage_json(record: PassageRecord, zone: tzinfo) -> dict[str, Any]:
+    """A passage as `/api/passages` and its CSV show it, and as the events send it (`server.events`):
+    `uid` lets a receiver of the events join the two and drop a passage delivered twice."""
     return {
         "time": iso(record.start_ms, zone),
         "location": record.location,
@@ -154,6 +156,7 @@ def _passage_json(record: PassageRecord, zone: tzinfo) -> dict[str, Any]:
         "frames": record.frames,
         "size": record.size,
         "label_changed": record.label_changed,
+        "uid": record.uid,
     }
 
 
@@ -166,7 +169,7 @@ def _rows(store: HistoryStore, filters: _Filters) -> tuple[list[dict[str, Any]],
     read to know)."""
     limit = filters.query.limit
     records = store.passages(replace(filters.query, limit=limit + 1))
-    return [_passage_json(record, filters.zone) for record in records[:limit]], len(records) > limit
+    return [passage_json(record, filters.zone) for record in records[:limit]], len(records) > limit
 
 
 async def _passages(request: web.Request) -> web.Response:
@@ -267,6 +270,11 @@ def day_totals(rows: list[QuarterCount]) -> dict[str, dict[str, Any]]:
     return {location: _with_rate(counts) for location, counts in sorted(totals.items())}
 
 
+def zero_totals() -> dict[str, Any]:
+    """A location's totals with nobody yet."""
+    return _with_rate(dict.fromkeys(LABELS, 0))
+
+
 def _with_rate(counts: dict[str, int]) -> dict[str, Any]:
     people = sum(counts.values())
     compliant = sum(number for label, number in counts.items() if is_compliant(label))
@@ -311,7 +319,7 @@ async def _today(request: web.Request, one_location: bool) -> web.Response:
         }
         if one_location:
             assert location is not None
-            counts = totals.get(location) or _with_rate(dict.fromkeys(LABELS, 0))
+            counts = totals.get(location) or zero_totals()
             body: dict[str, Any] = {**head, "location": location, **counts}
         else:
             body = {**head, "locations": [{"location": name, **counts} for name, counts in totals.items()]}

@@ -24,6 +24,15 @@ class PassageSink(Protocol):
     def submit(self, record: PassageRecord) -> bool: ...
 
 
+class LiveObserver(Protocol):
+    """Who follows each camera's faces as they are now (the events' live state, `server.events`); called
+    on the event loop, never blocks."""
+
+    def camera_opened(self, location: str) -> None: ...
+
+    def frame(self, location: str, labels: Sequence[str]) -> None: ...
+
+
 def sightings(detections: Sequence[Detection]) -> list[Sighting]:
     """The faces of one frame, with their face ids where the analyser follows them."""
     return [
@@ -60,8 +69,10 @@ class SessionPassages:
         sink: PassageSink | None = None,
         metrics: ServerMetrics | None = None,
         on_finish: Callable[[SessionPassages], None] | None = None,
+        observer: LiveObserver | None = None,
     ) -> None:
         self.location = location
+        self._observer = observer
         self._on_finish = on_finish
         self.since = time.time()
         self._tracker = PassageTracker(rule)
@@ -78,11 +89,15 @@ class SessionPassages:
         """One analysed frame; `received_at` is when it reached the server (time.monotonic)."""
         at = time.time() - (time.monotonic() - received_at)
         self._emit(self._tracker.observe(at, sightings(detections)))
+        if self._observer is not None:
+            self._observer.frame(self.location, [detection.label for detection in detections])
 
     def finish(self) -> None:
         """The session ended: every passage still open ends now."""
         try:
             self._emit(self._tracker.finish())
+            if self._observer is not None:
+                self._observer.frame(self.location, ())
         finally:
             if self._on_finish is not None:
                 self._on_finish(self)

@@ -20,11 +20,12 @@ from typing import Any, TypeVar, cast
 from aiohttp import web
 
 from server.history.buckets import server_timezone
-from server.history.feed import SessionPassages
+from server.history.feed import LiveObserver, SessionPassages
 from server.history.store import Detail, HistoryError, HistoryStore, SchemaError, describe
-from server.history.writer import HistoryWriter, WriterSettings
+from server.history.writer import HistoryWriter, PassageOutlet, WriterSettings
 from server.metrics import ServerMetrics
 from server.settings import ServerConfig
+from server.spool import Spool, SpoolError
 from vision.passages import PassageRule
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class HistoryService:
 
     `live` holds the passages of every camera connected now (what `/api/live` shows): the service hands
     them out and each leaves when its session finishes it, so the history needs nothing of the transport.
+    `outlet` and `observer` are the rooms above that want the stored passages and each camera's faces
+    (`server.events`), set before the app starts.
     """
 
     config: ServerConfig
@@ -78,6 +81,13 @@ class HistoryService:
     writer: HistoryWriter | None = None
     reads: ReadPool = field(default_factory=lambda: ReadPool())
     live: list[SessionPassages] = field(default_factory=list)
+    outlet: PassageOutlet | None = None
+    observer: LiveObserver | None = None
+
+    @property
+    def spool(self) -> Spool | None:
+        """Where passages wait for the database and for the event sinks; None without a history."""
+        return self.writer.spool if self.writer is not None else None
 
     @property
     def rule(self) -> PassageRule:
@@ -85,8 +95,12 @@ class HistoryService:
 
     def session_passages(self, location: str) -> SessionPassages:
         """A new camera's passages, shown live until `SessionPassages.finish`."""
-        passages = SessionPassages(location, self.rule, self.writer, self.metrics, on_finish=self.live.remove)
+        passages = SessionPassages(
+            location, self.rule, self.writer, self.metrics, on_finish=self.live.remove, observer=self.observer
+        )
         self.live.append(passages)
+        if self.observer is not None:
+            self.observer.camera_opened(location)
         return passages
 
 
@@ -100,10 +114,13 @@ def setup_history(app: web.Application, config: ServerConfig, metrics: ServerMet
     app.on_cleanup.append(_stop_history)
 
 
-def open_writer(config: ServerConfig, metrics: ServerMetrics) -> HistoryWriter | None:
-    """The writer over the configured database, schema checked. A PostgreSQL server that cannot be reached
-    now is opened later by the writer (the video does not wait for it); a schema this server does not
-    know, or an SQLite file that cannot be opened, raises HistoryError."""
+def open_writer(
+    config: ServerConfig, metrics: ServerMetrics, outlet: PassageOutlet | None = None
+) -> HistoryWriter | None:
+    """The writer over the configured database, schema checked, and its spool (`--spool`: what waits for
+    the database survives a restart). A PostgreSQL server that cannot be reached now is opened later by
+    the writer (the video does not wait for it); a schema this server does not know, or an SQLite file or
+    a spool file that cannot be opened, raises HistoryError."""
     if config.history is None:
         return None
     if config.history_detail not in ("passages", "counts"):
@@ -119,11 +136,20 @@ def open_writer(config: ServerConfig, metrics: ServerMetrics) -> HistoryWriter |
             store.close()
             raise
         opened = False
-        logger.warning("history: %s; passages wait in memory until it can be reached", exc)
+        logger.warning("history: %s; passages wait in the spool until it can be reached", exc)
     if opened:
         warn_of_hidden_history(store)
+    try:
+        spool = Spool(config.spool) if config.spool is not None else None
+    except SpoolError as exc:
+        store.close()
+        raise HistoryError(str(exc)) from exc
     settings = WriterSettings(queue_size=config.history_queue, keep_days=config.history_days)
-    writer = HistoryWriter(store, settings, on_drop=metrics.passages_dropped.inc, opened=opened)
+    writer = HistoryWriter(
+        store, settings, on_drop=metrics.passages_dropped.inc, opened=opened, spool=spool, outlet=outlet
+    )
+    if writer.pending:
+        logger.info("history: %d passages from an earlier run wait in %s", writer.pending, config.spool)
     writer.start()
     logger.info(
         "history: %s (%s, kept %g days)", describe(config.history), config.history_detail, config.history_days
@@ -161,12 +187,15 @@ def warn_of_hidden_history(store: HistoryStore) -> None:
 
 async def _start_history(app: web.Application) -> None:
     service = app[HISTORY]
-    service.writer = await asyncio.to_thread(open_writer, service.config, service.metrics)
+    service.writer = await asyncio.to_thread(open_writer, service.config, service.metrics, service.outlet)
 
 
 async def _stop_history(app: web.Application) -> None:
     service = app[HISTORY]
     service.reads.close()
-    if service.writer is not None:
-        await asyncio.to_thread(service.writer.stop)
+    writer = service.writer
+    if writer is not None:
+        await asyncio.to_thread(writer.stop)
         service.writer = None
+        if service.config.spool is not None:
+            writer.spool.close()
