@@ -55,3 +55,8 @@ _.flow_follows
 
 # HistoryWriter.flush: the tests' way to wait for the writer thread; the server stops it with stop().
 _.flush
+
+# paho-mqtt's callbacks, set as attributes of its client and called by its network thread
+# (server/events/mqtt.py).
+_.on_connect
+_.on_disconnect

@@ -60,7 +60,7 @@ class ServerMetrics:
         )
         self.passages_dropped = Counter(
             "maskcam_passages_dropped",
-            "Passages not stored: the history's queue was full (database down or too slow), the database "
+            "Passages not stored: more than --history-queue waited for the database, the database "
             "refused the record, or its schema is newer than this server's",
             registry=self.registry,
         )

@@ -238,7 +238,8 @@ class ServerConfig(ModelSettings):
     )
     history_queue: int = setting(
         10000,
-        "passages held while the database is unreachable; beyond, dropped and counted",
+        "passages kept waiting (in the spool) while the database is unreachable; beyond, the oldest are "
+        "dropped and counted",
         parse=_positive_int,
     )
     passage_gap: float = setting(

@@ -145,12 +145,6 @@ class Spool:
             row = self._db.execute("SELECT count(*) FROM spool WHERE channel = ?", (channel,)).fetchone()
         return int(row[0])
 
-    def channels(self) -> dict[str, int]:
-        """Every channel that holds something, with its depth."""
-        with self._lock:
-            rows = self._db.execute("SELECT channel, count(*) FROM spool GROUP BY channel").fetchall()
-        return {str(name): int(number) for name, number in rows}
-
     def _remove(self, channel: str, ids: Sequence[int]) -> None:
         self._db.executemany("DELETE FROM spool WHERE channel = ? AND id = ?", [(channel, i) for i in ids])
 

@@ -119,9 +119,9 @@ class Subscriber:
         self._client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False
         )
-        self._client.on_connect = lambda client, *_: [client.subscribe(t, qos=1) for t in self.topics]
+        self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(0.2, 1)
+        self._client.reconnect_delay_set(1, 1)
 
     def start(self) -> Subscriber:
         self._client.connect_async("127.0.0.1", self.broker.port, keepalive=10)
@@ -131,6 +131,10 @@ class Subscriber:
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, *_: object) -> None:
+        for topic in self.topics:
+            client.subscribe(topic, qos=1)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         with self._lock:

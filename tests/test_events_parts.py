@@ -3,10 +3,8 @@ against a real local receiver and a real Mosquitto."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,13 +12,12 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from server.events.dispatcher import Dispatcher
 from server.events.messages import LiveState, PassageEvent, TodayCounts, verdict_of
 from server.events.mqtt import MqttSink
 from server.events.service import EventService
-from server.events.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, signed_headers, verify
+from server.events.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, signed_headers
 from server.events.topics import Topics, discovery_configs, topic_slug
 from server.events.webhook import WebhookSink, describe_url
 from server.history.api import CSV_FIELDS
@@ -32,7 +29,7 @@ from server.settings import ServerConfig, parse_config, parse_mqtt_url
 from server.spool import Spool, SpoolError, SpoolItem
 from tests.mqtt_helpers import Broker, Subscriber, remove_broker, retained, start_broker
 from tests.postgres_helpers import free_port
-from tests.webhook_helpers import Receiver
+from tests.webhook_helpers import Receiver, ReceiverThread, verify
 from vision.passages import Passage
 
 HA_SENSOR_KEYS = {
@@ -74,7 +71,7 @@ def test_spool_keeps_items_across_a_reopen_and_settles_them_into_other_channels(
     dropped = spool.settle("history", [e.id for e in again], {"mqtt": first[:3], "webhook-1": first[:3]},
                            {"mqtt": 100, "webhook-1": 2})  # fmt: skip
     assert dropped == {"mqtt": 0, "webhook-1": 1}  # webhook-1 holds 2: its oldest went
-    assert spool.channels() == {"history": 2, "mqtt": 3, "webhook-1": 2}
+    assert [spool.depth(c) for c in ("history", "mqtt", "webhook-1")] == [2, 3, 2]
     assert [e.uid for e in spool.take("webhook-1", 10)] == [i.uid for i in first[1:3]]
     spool.close()
 
@@ -167,35 +164,6 @@ def broker() -> Iterator[Broker]:
         yield broker
     finally:
         remove_broker(broker)
-
-
-class ReceiverThread:
-    """The aiohttp receiver served on its own event loop in a thread (the dispatcher under test blocks)."""
-
-    def __init__(self, receiver: Receiver) -> None:
-        self.receiver = receiver
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
-        self.thread.start()
-        assert ready.wait(10)
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        runner = web.AppRunner(self.receiver.app())
-        self.loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self.loop.run_until_complete(site.start())
-        self.port = runner.addresses[0][1]
-        self.runner = runner
-        ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(runner.cleanup())
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 def wait(condition: object, timeout: float, what: str) -> None:
@@ -317,3 +285,18 @@ def test_beyond_events_queue_the_oldest_passages_of_a_sink_are_dropped_counted_a
     body = json.loads(kept[0].payload)
     assert set(body) == {*CSV_FIELDS, "start_ms"} and "box" not in body
     spool.close()
+
+
+def test_the_receivers_check_in_the_docs_accepts_our_signature_and_refuses_a_wrong_one() -> None:
+    """docs/API.md's Python check for webhook receivers, run as written."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text(encoding="utf-8")
+    section = docs.split("### Webhooks", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/API.md", "exec"), namespace)
+    genuine = namespace["genuine"]
+    body = b'{"uid":"abc"}'
+    headers = signed_headers("s3cret", body)
+    assert genuine(b"s3cret", headers, body)  # type: ignore[operator]
+    assert not genuine(b"wrong", headers, body)  # type: ignore[operator]
+    assert not genuine(b"s3cret", signed_headers("s3cret", body, now=time.time() - 600), body)  # type: ignore[operator]

@@ -161,10 +161,10 @@ class MqttSink:
     def _on_connect(
         self,
         client: mqtt.Client,
-        userdata: object,
+        _userdata: object,
         flags: mqtt.ConnectFlags,
         reason: mqtt.ReasonCode,
-        properties: mqtt.Properties | None,
+        _properties: mqtt.Properties | None,
     ) -> None:
         if reason.is_failure:
             logger.warning("mqtt: %s refused the connection: %s", self.description, reason)
@@ -176,14 +176,14 @@ class MqttSink:
     def _on_disconnect(
         self,
         client: mqtt.Client,
-        userdata: object,
+        _userdata: object,
         flags: mqtt.DisconnectFlags,
         reason: mqtt.ReasonCode,
-        properties: mqtt.Properties | None,
+        _properties: mqtt.Properties | None,
     ) -> None:
         logger.warning("mqtt: disconnected from %s (%s); reconnecting", self.description, reason)
 
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topics.discovery_status and message.payload.strip() == ONLINE.encode():
             logger.info("mqtt: Home Assistant started; sending the discovery configs again")
             self._publish_all(self._announcements())

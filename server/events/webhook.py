@@ -71,7 +71,11 @@ class WebhookSink:
         except urllib.error.HTTPError as exc:
             self._reachable = False
             raise DeliveryError(f"HTTP {exc.code}") from None
-        except (OSError, ValueError) as exc:
+        except urllib.error.URLError as exc:  # refused, unreachable, a TLS failure
+            self._reachable = False
+            reason = exc.reason
+            raise DeliveryError(getattr(reason, "strerror", None) or str(reason)) from None
+        except (OSError, ValueError) as exc:  # a timeout, a connection reset
             self._reachable = False
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         if not 200 <= status < 300:
