@@ -59,6 +59,7 @@ class MqttSink:
         self._locations: list[str] = []
         self._latest: dict[str, str] = {}
         self._told_full = False
+        self._stopping = False
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=f"maskcam-{uuid.uuid4().hex[:12]}",
@@ -87,6 +88,7 @@ class MqttSink:
 
     def stop(self) -> None:
         """Say `offline` (a clean shutdown sends no will) and close."""
+        self._stopping = True
         if self.connected:
             info = self._client.publish(self.topics.status, OFFLINE, qos=QOS, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
@@ -181,7 +183,10 @@ class MqttSink:
         reason: mqtt.ReasonCode,
         _properties: mqtt.Properties | None,
     ) -> None:
-        logger.warning("mqtt: disconnected from %s (%s); reconnecting", self.description, reason)
+        if self._stopping:
+            logger.info("mqtt: disconnected from %s", self.description)
+        else:
+            logger.warning("mqtt: disconnected from %s (%s); reconnecting", self.description, reason)
 
     def _on_message(self, client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topics.discovery_status and message.payload.strip() == ONLINE.encode():
