@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
+from tests.mqtt_helpers import Broker, remove_broker, start_broker
 from tests.postgres_helpers import (
     PostgresCluster,
     postgres_bin,
@@ -53,6 +54,16 @@ def postgres() -> Iterator[PostgresCluster]:
 def postgres_url(postgres: PostgresCluster) -> str:
     """A new empty database in the session's cluster."""
     return postgres.create_database(f"history_{next(_DATABASES)}")
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    """A Mosquitto of the test's own on a free port (tests/mqtt_helpers.py), removed after it."""
+    started = start_broker()
+    try:
+        yield started
+    finally:
+        remove_broker(started)
 
 
 @pytest.fixture

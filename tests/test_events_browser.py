@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
 from server.spool import Spool, SpoolItem
 from tests.browser_helpers import CHROMIUM, CHROMIUM_FLAGS, ServerProcess, free_port, missing_prerequisites
-from tests.mqtt_helpers import Broker, remove_broker, start_broker
+from tests.mqtt_helpers import Broker
 from tests.test_browser import LANDSCAPE, WAIT_MS, PageProblems
 from tests.webhook_helpers import Receiver, ReceiverThread
 
@@ -27,15 +27,6 @@ pytestmark = [
     pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
 ]
 NOTES = Path("/work/notes")
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    broker = start_broker()
-    try:
-        yield broker
-    finally:
-        remove_broker(broker)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from server.history.writer import HistoryWriter, WriterSettings
 from server.metrics import ServerMetrics
 from server.settings import ServerConfig, parse_config, parse_mqtt_url
 from server.spool import Spool, SpoolError, SpoolItem
-from tests.mqtt_helpers import Broker, Subscriber, remove_broker, retained, start_broker
+from tests.mqtt_helpers import Broker, Subscriber, retained
 from tests.postgres_helpers import free_port
 from tests.webhook_helpers import Receiver, ReceiverThread, verify
 from vision.passages import Passage
@@ -155,15 +154,6 @@ def test_verdicts() -> None:
     assert verdict_of(["with_mask", "mask_worn_incorrectly"]) == "incorrect"
     assert verdict_of(["with_mask", "without_mask"]) == "unmasked"
     assert LiveState.of("G", ["with_mask"]).same_as(LiveState.of("G", ["with_mask"], at=0))
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    broker = start_broker()
-    try:
-        yield broker
-    finally:
-        remove_broker(broker)
 
 
 def wait(condition: object, timeout: float, what: str) -> None:
@@ -300,3 +290,27 @@ def test_the_receivers_check_in_the_docs_accepts_our_signature_and_refuses_a_wro
     assert genuine(b"s3cret", headers, body)  # type: ignore[operator]
     assert not genuine(b"wrong", headers, body)  # type: ignore[operator]
     assert not genuine(b"s3cret", signed_headers("s3cret", body, now=time.time() - 600), body)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("history", "detail", "per_person"),
+    [("h.sqlite3", "passages", True), ("h.sqlite3", "counts", False), (None, "passages", False)],
+)
+def test_what_is_sent_follows_the_historys_detail(
+    tmp_path: Path, history: str | None, detail: str, per_person: bool
+) -> None:
+    """Counts mode: no message per person; no history: no passage and no today's counts at all."""
+    settings = ServerConfig(
+        history=str(tmp_path / history) if history else None,
+        history_detail=detail,
+        webhook=("http://127.0.0.1:9/hook",),
+        mqtt=parse_mqtt_url("mqtt://127.0.0.1:9"),
+    )
+    events = EventService(settings, ServerMetrics(), UTC)
+    record = to_record(Passage(time.time(), 1.0, "with_mask", 0.9, 5, "large", False), "Gate 1")
+    forwarded = events.forward([record])
+    assert (set(forwarded) == {"mqtt", "webhook-1"}) is per_person and (forwarded == {}) is not per_person
+    mqtt_sink = events.sinks[0]
+    assert isinstance(mqtt_sink, MqttSink)
+    configs = discovery_configs(mqtt_sink.topics, "Gate 1", mqtt_sink.include_today)
+    assert len(configs) == (7 if history else 2)

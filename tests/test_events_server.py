@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from server.events.service import EVENTS
 from server.history.service import HISTORY
 from server.settings import PROJECT_ROOT, ServerConfig, parse_mqtt_url
 from tests.media_helpers import CameraClient, FakeCameraTrack, blank_frame, serve_app, two_face_frame
-from tests.mqtt_helpers import Broker, Subscriber, remove_broker, retained, start_broker
+from tests.mqtt_helpers import Broker, Subscriber, retained
 from tests.postgres_helpers import PostgresCluster, free_port
 from tests.webhook_helpers import Receiver
 
@@ -49,15 +49,6 @@ ROUND = [0] * 30 + [1] * 30
 @pytest.fixture(scope="module")
 def models() -> AnalyserSource:
     return load_models(ServerConfig())
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    broker = start_broker()
-    try:
-        yield broker
-    finally:
-        remove_broker(broker)
 
 
 def config(tmp_path: Path, **changes: Any) -> ServerConfig:
@@ -119,6 +110,20 @@ async def servers(models: AnalyserSource) -> AsyncIterator[Servers]:
         await served.__aexit__(None, None, None)
 
 
+async def film(
+    http: aiohttp.ClientSession, app: web.Application, base: str, passages: int, what: str
+) -> None:
+    """A camera at LOCATION until `passages` more passages have finished; then it hangs up and its session
+    ends."""
+    client = camera()
+    try:
+        await client.connect(http, base, location=LOCATION)
+        await stream_until(client, app, passages, what)
+    finally:
+        await client.close()
+    await client.wait_for(lambda: not app[HISTORY].live, 10.0, "the session to end")
+
+
 async def stream_until(client: CameraClient, app: web.Application, passages: int, what: str) -> None:
     target = finished(app) + passages
     await client.wait_for(lambda: finished(app) >= target, 60.0, what)
@@ -129,13 +134,7 @@ async def test_passages_states_counts_and_discovery_reach_mosquitto(
 ) -> None:
     listener = Subscriber(broker, ("maskcam/#", "homeassistant/#")).start()
     app, base = await servers.start(config(tmp_path, mqtt=parse_mqtt_url(broker.url)))
-    client = camera()
-    try:
-        await client.connect(http, base, location=LOCATION)
-        await stream_until(client, app, 4, "four passages")
-    finally:
-        await client.close()
-    await client.wait_for(lambda: not app[HISTORY].live, 10.0, "the session to end")
+    await film(http, app, base, 4, "four passages")
     writer = app[HISTORY].writer
     assert writer is not None and writer.flush(20)
     uids = await stored_uids(http, base)
@@ -275,13 +274,7 @@ async def test_postgresql_stopped_mid_stream_and_the_server_restarted_during_the
         await servers.stop(app)  # the server restarts while the database is down
         assert before is not None and before.written < first and before.dropped == 0
         app, base = await servers.start(settings)
-        client = camera()
-        try:
-            await client.connect(http, base, location=LOCATION)
-            await stream_until(client, app, 2, "passages after the restart, the database still down")
-        finally:
-            await client.close()
-        await client.wait_for(lambda: not app[HISTORY].live, 10.0, "the session to end")
+        await film(http, app, base, 2, "passages after the restart, the database still down")
     finally:
         await asyncio.to_thread(postgres.start)
     writer = app[HISTORY].writer

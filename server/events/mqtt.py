@@ -53,7 +53,7 @@ class MqttSink:
         self.target = target
         self.topics = topics
         self.description = target.describe()
-        self._include_today = include_today
+        self.include_today = include_today
         self._ack_timeout = ack_timeout
         self._lock = threading.Lock()
         self._locations: list[str] = []
@@ -118,7 +118,7 @@ class MqttSink:
                 return
             self._locations.append(location)
         if self.connected:
-            self._publish_all(discovery_configs(self.topics, location, self._include_today))
+            self._publish_all(discovery_configs(self.topics, location, self.include_today))
 
     def show(self, update: Update) -> None:
         """Retain the location's latest state or counts (and repeat it after a reconnection)."""
@@ -152,7 +152,7 @@ class MqttSink:
         configs = [
             config
             for location in locations
-            for config in discovery_configs(self.topics, location, self._include_today)
+            for config in discovery_configs(self.topics, location, self.include_today)
         ]
         return [(self.topics.status, ONLINE), *configs, *latest]
 
