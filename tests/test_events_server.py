@@ -78,7 +78,13 @@ def counted(app: web.Application) -> int:
     return round(sum(s.value for m in metric.collect() for s in m.samples if s.name.endswith("_total")))
 
 
-async def stored_uids(http: aiohttp.ClientSession, base: str) -> list[str]:
+async def stored_uids(
+    http: aiohttp.ClientSession, base: str, app: web.Application | None = None
+) -> list[str]:
+    """The uids of /api/passages; with `app`, once its writer has written every passage it was given."""
+    writer = app[HISTORY].writer if app is not None else None
+    if writer is not None:
+        assert await asyncio.to_thread(writer.flush, 20), "passages still unwritten"
     async with http.get(f"{base}/api/passages", params={"limit": "10000"}) as response:
         body = await response.json()
     return [passage["uid"] for passage in body["passages"]]
@@ -135,9 +141,7 @@ async def test_passages_states_counts_and_discovery_reach_mosquitto(
     listener = Subscriber(broker, ("maskcam/#", "homeassistant/#")).start()
     app, base = await servers.start(config(tmp_path, mqtt=parse_mqtt_url(broker.url)))
     await film(http, app, base, 4, "four passages")
-    writer = app[HISTORY].writer
-    assert writer is not None and writer.flush(20)
-    uids = await stored_uids(http, base)
+    uids = await stored_uids(http, base, app)
     assert len(uids) >= 4
     await asyncio.to_thread(
         listener.wait_for,
@@ -241,7 +245,7 @@ async def test_a_webhook_that_fails_for_a_while_gets_every_passage_signed(
         finally:
             await client.close()
         await client.wait_for(lambda: not app[HISTORY].live, 10.0, "the session to end")
-        uids = set(await stored_uids(http, base))
+        uids = set(await stored_uids(http, base, app))
         await client.wait_for(lambda: set(receiver.uids) >= uids, 60.0, "every passage delivered")
         assert set(receiver.uids) == uids and receiver.refused_signatures == 0
         async with http.get(f"{base}/api/sinks") as response:
