@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 IMAGE_USER_UID = 10001  # the Dockerfile's `useradd --uid`
 # Settings of issues in flight: the manifests wire them already. Drop a name once `--help` lists it.
-PENDING_SETTINGS = {"MASKCAM_MQTT"}
+PENDING_SETTINGS: set[str] = set()
 
 Resource = dict[str, Any]
 
