@@ -1,14 +1,17 @@
 // The main page: start/stop, camera and resolution choice, the annotated video, banner, counts and stats.
-// The labels, their verdicts and the camera size to ask for come from the server's /config.
+// The labels, their verdicts and the camera size to ask for come from the server's /config; the banner and
+// the counts follow the live scene (scene.js), the same source as the kiosk's headline.
 
 import { cameraAvailability, listCameras, openCamera, parseResolution, resolutionText, stopStream } from './camera.js';
 import { fetchConfig, LiveLink, pageUrl } from './connection.js';
 import { formatNumber, formatUnit, labelName, t, translatePage } from './i18n.js';
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
+import { HEALTH_POLL_MS } from './retry.js';
+import { LiveScene } from './scene.js';
 import { StatsSampler } from './stats.js';
-import { AnalysisWatch, countFaces, VerdictFilter, verdictFor } from './verdict.js';
 
-const CONFIG_RETRY_MS = 5000;
+const CONFIG_RETRY_MS = 2 * HEALTH_POLL_MS;
+const SCENE_CHECK_MS = 250;
 
 const byId = (id) => document.getElementById(id);
 const ui = {
@@ -41,8 +44,7 @@ const ui = {
 
 const link = new LiveLink();
 const sampler = new StatsSampler(link);
-const verdicts = new VerdictFilter();
-const analysisWatch = new AnalysisWatch();
+const scene = new LiveScene();
 let cameraStream = null;
 let running = false;
 let linkStatus = { state: 'stopped' };
@@ -79,6 +81,13 @@ function showCounts(counts) {
   for (const [label, element] of Object.entries(ui.counts)) element.textContent = formatNumber(counts[label] ?? 0);
 }
 
+/** Banner and counts from the one scene; while not checking, the video is dimmed and no count shows. */
+function showScene(state) {
+  ui.stage.dataset.checking = String(running && state.checking);
+  setBanner(running ? (state.why ?? state.verdict) : 'idle');
+  showCounts(state.counts);
+}
+
 /** One count per label of /config, in its order. */
 function buildCounts() {
   ui.countList.replaceChildren();
@@ -92,7 +101,7 @@ function buildCounts() {
     value.id = `count-${label}`;
     const name = document.createElement('span');
     name.className = 'count-name';
-    name.textContent = labelName(label, config, 'count.');
+    name.textContent = labelName(label, config);
     item.append(value, name);
     ui.countList.append(item);
     ui.counts[label] = value;
@@ -120,6 +129,7 @@ async function loadConfig() {
     return;
   }
   hideMessage();
+  scene.configure(config);
   buildCounts();
   chooseResolution();
   ui.startButton.disabled = false;
@@ -173,13 +183,13 @@ async function openChosenCamera() {
 async function start() {
   hideMessage();
   setRunning(true);
-  setBanner('starting');
+  scene.cameraOpening();
   let stream;
   try {
     stream = await openChosenCamera();
   } catch (error) {
     setRunning(false);
-    setBanner('idle');
+    scene.cameraFailed();
     showMessage(cameraMessage(error, t('page.startHint')), 'error');
     return;
   }
@@ -188,6 +198,7 @@ async function start() {
     return;
   }
   cameraStream = stream;
+  scene.cameraOpened();
   showLocalPreview(cameraStream);
   refreshCameraList();
   link.start(cameraStream);
@@ -200,10 +211,7 @@ function stop() {
   showLocalPreview(null);
   ui.remoteVideo.srcObject = null;
   setRunning(false);
-  analysisWatch.stop();
-  verdicts.reset();
-  setBanner('idle');
-  showCounts({});
+  showScene(scene.state);
   hideMessage();
   clearStats();
 }
@@ -217,6 +225,7 @@ async function reopenCamera(notice) {
     stream = await openChosenCamera();
   } catch (error) {
     stop();
+    scene.cameraFailed();
     showMessage(cameraMessage(error, t('page.startHint')), 'error');
     return;
   }
@@ -235,29 +244,15 @@ function onLinkStatus(event) {
   retryAt = performance.now() + (linkStatus.retryInMs ?? 0);
   const { text, severity } = linkMessage(linkStatus);
   ui.stats.connection.textContent = text;
-  if (linkStatus.state === 'connected') {
-    analysisWatch.heard(performance.now());
-    hideMessage();
-    setBanner('none');
-  } else if (linkStatus.state === 'connecting') {
-    analysisWatch.stop();
-    setBanner('waiting');
-  } else if (linkStatus.state === 'waiting' || linkStatus.state === 'failed') {
-    analysisWatch.stop();
-    verdicts.reset();
-    showCounts({});
-    setBanner('offline');
-    showMessage(text, severity);
-  }
+  scene.linkStatus(linkStatus);
+  if (linkStatus.state === 'connected') hideMessage();
+  else if (linkStatus.state === 'waiting' || linkStatus.state === 'failed') showMessage(text, severity);
 }
 
 function onDetections(event) {
   if (!running) return;
   const message = event.detail;
-  analysisWatch.heard(performance.now());
-  const counts = message.counts ?? countFaces(message.faces, config.labels);
-  showCounts(counts);
-  setBanner(verdicts.update(verdictFor(counts, config.verdicts), performance.now()));
+  scene.analysed(message);
   if (typeof message.inference_ms === 'number') lastInferenceMs = message.inference_ms;
 }
 
@@ -274,12 +269,6 @@ function onVideoResize() {
 async function tick() {
   if (!running) return;
   showCountdown();
-  if (linkStatus.state === 'connected' && analysisWatch.silentFor(performance.now()) !== null) {
-    // No analysed frame for a while: the last verdict and counts are no longer what the camera sees.
-    verdicts.reset();
-    showCounts({});
-    setBanner('paused');
-  }
   const figures = await sampler.sample();
   if (!figures) return;
   const { sent } = figures;
@@ -300,6 +289,8 @@ function init() {
   link.addEventListener('status', onLinkStatus);
   link.addEventListener('analysis', onDetections);
   link.addEventListener('remotestream', onRemoteStream);
+  scene.addEventListener('change', (event) => showScene(event.detail));
+  setInterval(() => scene.check(), SCENE_CHECK_MS);
   ui.remoteVideo.addEventListener('resize', onVideoResize);
   ui.controls.addEventListener('submit', (event) => {
     event.preventDefault();

@@ -1,19 +1,26 @@
 // The page's link to the mask-detection server: /config and /offer over HTTP, then one WebRTC peer
 // connection that sends the camera, receives the annotated video and the data channel of detections, and
-// reconnects by itself with backoff when the connection fails or the server restarts. The data channel's
+// reconnects by itself when the connection fails or the server restarts: within seconds of the server's
+// /healthz answering again (retry.js). The data channel's
 // name, like every other setting of the stream, comes from the server's /config. The messages of its errors
 // are in the page's language (texts.js); a detail the server sent stays as it is, inside them.
 
 import { t } from './i18n.js';
+import { HealthProbe, parseRetryAfter, reachable, RECONNECT_SPREAD_MS, retryDelay } from './retry.js';
 
 const REQUEST_TIMEOUT_MS = 10000;
 const ICE_GATHERING_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 15000;
 const DISCONNECTED_GRACE_MS = 4000;
 const SILENCE_LIMIT_MS = 8000;
+// Nothing at all (not even a pong) for this long: ask /healthz whether the server is still there, so that a
+// killed server is noticed in seconds rather than when ICE gives up.
+const PROBE_SILENCE_MS = 2500;
 const PING_INTERVAL_MS = 1000;
-const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const STABLE_CONNECTION_MS = 10000;
+// Failures after which the server's /healthz says when to try again (not capacity or a rate limit: those
+// have their own Retry-After, and /healthz answers 200 while the server is full).
+const PROBED_KINDS = new Set(['unreachable', 'lost', 'loading', 'server']);
 
 const pageParams = new URLSearchParams(window.location.search);
 const pageToken = pageParams.get('token');
@@ -59,7 +66,7 @@ export class ServerError extends Error {
 
 function errorForResponse(status, body, retryAfterHeader) {
   const detail = typeof body.error === 'string' ? body.error : `HTTP ${status}`;
-  const retryAfterMs = Number(retryAfterHeader) > 0 ? Number(retryAfterHeader) * 1000 : 0;
+  const retryAfterMs = parseRetryAfter(retryAfterHeader);
   const options = { status, retryAfterMs, maxSessions: body.maxSessions ?? null, reason: body.reason ?? null };
   if (status === 401 || status === 403) return new ServerError('unauthorized', detail, options);
   if (status === 429) return new ServerError('rate-limited', detail, options);
@@ -138,12 +145,6 @@ function iceGatheringComplete(pc, timeoutMs) {
   });
 }
 
-function backoffDelay(attempt, minimumMs) {
-  const base = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
-  const jittered = base * (0.8 + Math.random() * 0.4);
-  return Math.max(Math.round(jittered), minimumMs);
-}
-
 /**
  * One camera stream to the server and back, kept alive until `stop()`.
  *
@@ -162,6 +163,8 @@ export class LiveLink extends EventTarget {
   #lastMessageAt = 0;
   #pingId = 0;
   #state = 'stopped';
+  #probe = null;
+  #probing = false;
 
   config = null;
   session = null;
@@ -227,6 +230,8 @@ export class LiveLink extends EventTarget {
   }
 
   #clearTimers() {
+    this.#probe?.stop();
+    this.#probe = null;
     for (const timer of this.#timers) {
       clearTimeout(timer);
       clearInterval(timer);
@@ -314,10 +319,12 @@ export class LiveLink extends EventTarget {
 
   /** Once a second: measure the round trip, and notice a server that went silent (killed, restarted). */
   #watch() {
-    if (performance.now() - this.#lastMessageAt > SILENCE_LIMIT_MS) {
+    const silentMs = performance.now() - this.#lastMessageAt;
+    if (silentMs > SILENCE_LIMIT_MS) {
       this.#lost(new ServerError('lost', t('msg.silent')));
       return;
     }
+    if (silentMs > PROBE_SILENCE_MS) this.#askIfServerIsThere();
     if (this.#channel?.readyState === 'open') {
       this.#pingId += 1;
       this.#channel.send(JSON.stringify({ type: 'ping', id: this.#pingId, t: performance.now() }));
@@ -341,6 +348,16 @@ export class LiveLink extends EventTarget {
     this.dispatchEvent(new CustomEvent('analysis', { detail: message }));
   }
 
+  /** One /healthz request at a time; no answer at all means the server is gone (not merely busy). */
+  async #askIfServerIsThere() {
+    if (this.#probing) return;
+    this.#probing = true;
+    const generation = this.#generation;
+    const there = await reachable(serverUrl('healthz'), 2 * PING_INTERVAL_MS);
+    this.#probing = false;
+    if (!there && generation === this.#generation) this.#lost(new ServerError('unreachable', t('msg.silent')));
+  }
+
   #lost(error) {
     if (this.#state === 'stopped' || this.#state === 'waiting' || this.#state === 'failed') return;
     const wasStable = this.#connectedAt > 0 && performance.now() - this.#connectedAt > STABLE_CONNECTION_MS;
@@ -354,10 +371,18 @@ export class LiveLink extends EventTarget {
       this.#setState('failed', { error: serverError });
       return;
     }
-    const retryInMs = backoffDelay(this.#attempt, serverError.retryAfterMs);
+    const retryInMs = retryDelay(this.#attempt, serverError.retryAfterMs);
     const attempt = this.#attempt;
     this.#attempt += 1;
-    this.#setState('waiting', { error: serverError, retryInMs, attempt });
+    const probing = PROBED_KINDS.has(serverError.kind);
+    this.#setState('waiting', { error: serverError, retryInMs, attempt, probing });
     this.#later(() => this.#connect(), retryInMs);
+    if (probing) this.#probe = new HealthProbe(serverUrl('healthz'), () => this.#serverIsBack());
+  }
+
+  /** /healthz answered: offer again now, after a short random spread (many kiosks, one server). */
+  #serverIsBack() {
+    this.#probe = null;
+    this.#later(() => this.retryNow(), Math.random() * RECONNECT_SPREAD_MS);
   }
 }

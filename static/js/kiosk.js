@@ -1,7 +1,8 @@
 // The kiosk: starts by itself, tells the person in front of the camera what to do, shows today's
 // visitors at its location as the server's history counts them (the same numbers as every other screen
 // there and the dashboard), and recovers from a lost camera or a restarted server without anyone touching
-// it. The banner follows the live detections at once; the counts change when a passage has ended.
+// it. The headline follows the live scene (scene.js: the same source as the main page's banner) and says
+// plainly when the kiosk is not checking; the counts change when a passage has ended.
 //
 // URL options: ?camera=user|environment|<deviceId>, ?resolution=WIDTHxHEIGHT (default: the server's),
 // ?token=..., ?location=NAME (as the main page: the name of this camera in the server's history) and
@@ -12,11 +13,15 @@ import { Chime } from './chime.js';
 import { fetchConfig, fetchToday, LiveLink } from './connection.js';
 import { formatDate, formatNumber, labelName, t, translatePage } from './i18n.js';
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
+import { HEALTH_POLL_MS } from './retry.js';
+import { LiveScene, NOT_CHECKING } from './scene.js';
 import { StatsSampler } from './stats.js';
 import { DailyTally, localDate } from './tally.js';
-import { AnalysisWatch, ChimeTrigger, countFaces, VerdictFilter, verdictFor } from './verdict.js';
+import { ChimeTrigger, countFaces } from './verdict.js';
 
-const CAMERA_RETRY_MS = 5000;
+// A blocked or lost camera is asked for again on the schedule of a lost server (retry.js).
+const CAMERA_RETRY_MS = 2 * HEALTH_POLL_MS;
+const SCENE_CHECK_MS = 250;
 const REFUSED_RETRY_MS = 60000;
 const CHIME_GAP_MS = 4000;
 const TODAY_POLL_MS = 5000;
@@ -29,6 +34,7 @@ const resolution = params.get('resolution');
 
 const byId = (id) => document.getElementById(id);
 const ui = {
+  kiosk: byId('kiosk'),
   video: byId('kiosk-video'),
   message: byId('kiosk-message'),
   headline: byId('kiosk-headline'),
@@ -43,11 +49,9 @@ const ui = {
 
 const link = new LiveLink();
 const sampler = new StatsSampler(link);
-// How long "no face" must last before the kiosk says so (and before a chime may ring again).
-const VERDICT_CLEAR_MS = 1500;
-const verdicts = new VerdictFilter({ holdMs: 400, clearMs: VERDICT_CLEAR_MS });
-const analysisWatch = new AnalysisWatch();
-const chimeTrigger = new ChimeTrigger({ settleMs: VERDICT_CLEAR_MS });
+const scene = new LiveScene();
+// How long "nobody" must last after the kiosk stopped checking before an unmasked face rings again.
+const chimeTrigger = new ChimeTrigger({ settleMs: 1500 });
 const chime = new Chime();
 let config = null;
 let tally = null;
@@ -80,7 +84,10 @@ function saveChimeSetting() {
   }
 }
 
-function showVerdict(verdict) {
+/** The headline of the scene: a verdict while checking, else why not (never the welcome of "nobody"). */
+function showScene(state) {
+  const verdict = state.why ?? state.verdict;
+  ui.kiosk.dataset.checking = String(state.checking);
   if (verdict === shownVerdict) return;
   shownVerdict = verdict;
   ui.message.dataset.verdict = verdict;
@@ -149,7 +156,7 @@ function buildToday(labels) {
     item.className = 'today-item';
     item.dataset.label = label;
     const name = document.createElement('dt');
-    name.textContent = labelName(label, config, 'kiosk.today.');
+    name.textContent = labelName(label, config);
     const value = document.createElement('dd');
     value.id = `today-${label}`;
     item.append(name, value);
@@ -189,6 +196,7 @@ async function ensureConfig() {
     // Without storage a restart during an outage shows only the people counted.
   }
   useLocalTally(config.labels);
+  scene.configure(config);
   return config;
 }
 
@@ -247,23 +255,25 @@ async function openAndConnect() {
   try {
     await ensureConfig();
   } catch (error) {
-    showVerdict('offline');
+    scene.linkStatus({ state: 'waiting', error });
     const { text, severity } = linkMessage({ state: 'waiting', error });
     showStatus(text, severity);
     scheduleCameraRetry(CAMERA_RETRY_MS);
     return;
   }
   try {
+    scene.cameraOpening();
     cameraStream = await openCamera(cameraChoice, resolution, config.video);
   } catch (error) {
     cameraStream = null;
-    showVerdict('offline');
+    scene.cameraFailed();
     const recoverable = error.kind !== 'insecure' && error.kind !== 'unsupported';
     showStatus(cameraMessage(error, recoverable ? t('kiosk.retrying') : ''), 'error');
     if (recoverable) scheduleCameraRetry(CAMERA_RETRY_MS);
     return;
   }
   for (const track of cameraStream.getVideoTracks()) track.addEventListener('ended', onCameraLost);
+  scene.cameraOpened();
   ui.video.srcObject = cameraStream;
   link.start(cameraStream);
 }
@@ -273,27 +283,19 @@ function onCameraLost() {
   stopStream(cameraStream);
   cameraStream = null;
   ui.video.srcObject = null;
-  verdicts.reset();
-  showVerdict('offline');
+  scene.cameraFailed();
   showStatus(t('kiosk.cameraLost'), 'error');
-  scheduleCameraRetry(1000);
+  scheduleCameraRetry(CAMERA_RETRY_MS);
 }
 
 function onLinkStatus(event) {
   linkStatus = event.detail;
   retryAt = performance.now() + (linkStatus.retryInMs ?? 0);
   if (linkStatus.state === 'stopped') return;
+  scene.linkStatus(linkStatus);
   const { text, severity } = linkMessage(linkStatus);
   showStatus(text, severity);
-  if (linkStatus.state === 'connected') {
-    analysisWatch.heard(performance.now());
-    showVerdict('none');
-  } else if (linkStatus.state !== 'connecting') {
-    analysisWatch.stop();
-    verdicts.reset();
-    showVerdict('offline');
-    ui.video.srcObject = cameraStream;
-  }
+  if (linkStatus.state === 'waiting' || linkStatus.state === 'failed') ui.video.srcObject = cameraStream;
   if (linkStatus.state === 'failed') {
     // Refused for good (wrong token, rejected offer): nobody will press a button at an entrance, so try
     // again now and then in case the operator fixed the server.
@@ -309,25 +311,24 @@ function onRemoteStream(event) {
 }
 
 function onDetections(event) {
+  scene.analysed(event.detail);
   const counts = event.detail.counts ?? countFaces(event.detail.faces, config.labels);
-  const now = performance.now();
-  analysisWatch.heard(now);
-  showVerdict(verdicts.update(verdictFor(counts, config.verdicts), now));
-  if (tally?.observe(counts, now) && !currentServerToday()) showToday();
+  if (tally?.observe(counts, performance.now()) && !currentServerToday()) showToday();
+}
+
+/** The status line while waiting for the server: how it comes back (probing it, or a countdown). */
+function waitingStatus() {
+  const { text, severity } = linkMessage(linkStatus);
+  const next = linkStatus.probing ? t('kiosk.probing') : retryCountdown(retryAt - performance.now());
+  showStatus(`${text} ${next}`, severity);
 }
 
 async function tick() {
   if (cameraStream && !cameraIsLive()) onCameraLost();
-  if (linkStatus.state === 'waiting') {
-    const { text, severity } = linkMessage(linkStatus);
-    showStatus(`${text} ${retryCountdown(retryAt - performance.now())}`, severity);
-  }
-  const silentSeconds = linkStatus.state === 'connected' ? analysisWatch.silentFor(performance.now()) : null;
-  if (silentSeconds !== null) {
-    // The analysis has gone quiet: greet nobody with the last person's verdict until it answers again.
-    verdicts.reset();
-    showVerdict('paused');
-    showStatus(t('kiosk.analysisPaused', { seconds: formatNumber(silentSeconds, 0) }), 'warning');
+  if (linkStatus.state === 'waiting') waitingStatus();
+  if (scene.state.why === NOT_CHECKING.paused) {
+    const seconds = formatNumber(scene.silentSeconds(), 0);
+    showStatus(t('kiosk.analysisPaused', { seconds }), 'warning');
     return;
   }
   const figures = await sampler.sample();
@@ -366,6 +367,7 @@ function init() {
   link.addEventListener('status', onLinkStatus);
   link.addEventListener('analysis', onDetections);
   link.addEventListener('remotestream', onRemoteStream);
+  scene.addEventListener('change', (event) => showScene(event.detail));
   ui.chimeButton.addEventListener('click', toggleChime);
   ui.video.addEventListener('dblclick', () => {
     if (!document.fullscreenElement) document.documentElement.requestFullscreen?.().catch(() => {});
@@ -380,6 +382,7 @@ function init() {
   useLocalTally(savedLabels());
   pollToday();
   setInterval(tick, 1000);
+  setInterval(() => scene.check(), SCENE_CHECK_MS);
 
   showChimeSetting();
   if (chimeEnabled) chime.unlock().then(showChimeSetting);
@@ -388,7 +391,7 @@ function init() {
 
   const availability = cameraAvailability();
   if (availability !== 'ok') {
-    showVerdict('offline');
+    scene.cameraFailed();
     showStatus(cameraMessage({ kind: availability }, ''), 'error');
     return;
   }

@@ -20,13 +20,18 @@ function videoStat(report, type) {
   return found;
 }
 
+/** Rates are measured over the last WINDOW_MS of samples, and shown only once MIN_WINDOW_MS are in: the
+ * first frames after a connection come in a burst (a 15 fps camera read "33 fps" over its first second). */
+const WINDOW_MS = 5000;
+const MIN_WINDOW_MS = 2500;
+
 /**
- * Rates need two samples: the first call after a (re)connection returns figures without rates.
+ * Rates need samples over MIN_WINDOW_MS: the first calls after a (re)connection return figures without rates.
  * Returns {videoFps, detectionsPerSecond, roundTripMs, networkRttMs, sent: {width, height, fps, limitation},
  * received: {width, height}}, with null for what is not known yet.
  */
 export class StatsSampler {
-  #previous = null;
+  #samples = [];
 
   constructor(link) {
     this.link = link;
@@ -35,7 +40,7 @@ export class StatsSampler {
   async sample() {
     const pc = this.link.peerConnection;
     if (!pc || this.link.state !== 'connected') {
-      this.#previous = null;
+      this.#samples = [];
       return null;
     }
     const report = await pc.getStats();
@@ -44,12 +49,13 @@ export class StatsSampler {
     const outbound = videoStat(report, 'outbound-rtp');
     const pair = selectedCandidatePair(report);
     const current = { pc, now, framesDecoded: inbound?.framesDecoded ?? 0, messages: this.link.messagesReceived };
-    const previous = this.#previous?.pc === pc ? this.#previous : null;
-    this.#previous = current;
-    const seconds = previous ? (now - previous.now) / 1000 : 0;
-    const rate = (key) => (seconds > 0 ? (current[key] - previous[key]) / seconds : null);
+    this.#samples = this.#samples.filter((sample) => sample.pc === pc && now - sample.now <= WINDOW_MS);
+    this.#samples.push(current);
+    const oldest = this.#samples[0];
+    const seconds = now - oldest.now >= MIN_WINDOW_MS ? (now - oldest.now) / 1000 : 0;
+    const rate = (key) => (seconds > 0 ? (current[key] - oldest[key]) / seconds : null);
     return {
-      videoFps: rate('framesDecoded') ?? inbound?.framesPerSecond ?? null,
+      videoFps: rate('framesDecoded'),
       detectionsPerSecond: rate('messages'),
       roundTripMs: this.link.lastRoundTripMs,
       networkRttMs: pair?.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null,

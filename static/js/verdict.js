@@ -1,6 +1,6 @@
-// From one detections message to what the pages say: counts per label, one verdict for the scene, and a
-// filter that keeps the verdict from flickering when a single frame misses or misreads a face. Which
-// labels exist, and which verdict each one means, come from the server's /config (`labels`, `verdicts`).
+// From detections messages to what the screens say: counts per label, one verdict for the scene, and the
+// rule that decides when a new verdict replaces the shown one (docs/ARCHITECTURE.md, "When a verdict
+// changes"). Which labels exist, and which verdict each one means, come from the server's /config.
 
 /** Faces of each of `labels` in one message. */
 export function countFaces(faces, labels) {
@@ -23,88 +23,94 @@ export function verdictFor(counts, verdicts) {
 }
 
 /**
- * Adopts a new verdict only once it has lasted `holdMs` over at least two messages; "no face" must last
- * longer (`clearMs`), because the detector misses a face in a single frame more often than it invents one.
+ * The rule, counted in analysed frames (messages) because a face missed or misread is missed in a frame,
+ * whatever the frame rate:
+ * - a face verdict replaces what is shown (nobody, or another verdict) once `confirmFrames` messages in a
+ *   row say it: one misread frame neither shows nor flips a verdict, and a person who arrives while the
+ *   last one's verdict is still up gets their own directly;
+ * - "nobody" replaces a verdict after `clearFrames` messages in a row without a face, or after two that
+ *   are `clearMs` or more apart (a slow analysis): one or two missed frames do not clear it.
+ * At the 10-25 analysed frames per second of one camera, a verdict clears 0.1-0.3 s after the first
+ * analysed frame without the face, and within `clearMs` at any rate of 2 or more per second.
  */
-export class VerdictFilter {
-  constructor({ holdMs = 300, clearMs = 1200 } = {}) {
-    this.holdMs = holdMs;
-    this.clearMs = clearMs;
-    this.current = 'none';
-    this.candidate = null;
-    this.candidateSince = 0;
-    this.candidateMessages = 0;
-  }
-
-  /** Feed one message's verdict at time `nowMs`; returns the filtered verdict. */
-  update(verdict, nowMs) {
-    if (verdict === this.current) {
-      this.candidate = null;
-      return this.current;
-    }
-    if (verdict !== this.candidate) {
-      this.candidate = verdict;
-      this.candidateSince = nowMs;
-      this.candidateMessages = 0;
-    }
-    this.candidateMessages += 1;
-    const needed = verdict === 'none' ? this.clearMs : this.holdMs;
-    if (this.candidateMessages >= 2 && nowMs - this.candidateSince >= needed) {
-      this.current = verdict;
-      this.candidate = null;
-    }
-    return this.current;
-  }
-
-  reset() {
-    this.current = 'none';
-    this.candidate = null;
-  }
-}
+export const CONFIRM_FRAMES = 2;
+export const CLEAR_FRAMES = 3;
+export const CLEAR_MS = 500;
 
 /**
- * How long a connected page waits for the next analysed frame before it stops showing the last verdict.
- * The server sends a message for every analysed frame, faces or none, so silence means the analysis has
- * stalled or fails (a busy machine, a hung or restarting analysis process): the banner must not keep
- * greeting the next person with the previous person's verdict. Several times the gap between two
- * messages of a loaded server (bench/RESULTS.md), and short next to a visit at a door.
+ * What the screens show of the analysed stream: the verdict, and the counts and faces of the message it
+ * was taken from, so that banner, counts, boxes and kiosk headline never disagree. Feed every message.
  */
-export const ANALYSIS_SILENCE_MS = 5000;
+export class SceneFilter {
+  #labels;
+  #verdicts;
+  #candidate = null;
+  #candidateFrames = 0;
+  #misses = 0;
+  #firstMissAt = 0;
 
-/** Tells when the analysis has been silent for `silenceMs` since the connection or its last message. */
-export class AnalysisWatch {
-  constructor({ silenceMs = ANALYSIS_SILENCE_MS } = {}) {
-    this.silenceMs = silenceMs;
-    this.since = null;
+  constructor({ labels, verdicts, confirmFrames = CONFIRM_FRAMES, clearFrames = CLEAR_FRAMES, clearMs = CLEAR_MS }) {
+    this.#labels = labels;
+    this.#verdicts = verdicts;
+    this.confirmFrames = confirmFrames;
+    this.clearFrames = clearFrames;
+    this.clearMs = clearMs;
+    this.reset();
   }
 
-  /** The connection is up (or a message arrived) at `nowMs`: silence counts from here. */
-  heard(nowMs) {
-    this.since = nowMs;
+  /** The scene shown now: {verdict, counts, faces, frame}. */
+  shown = null;
+
+  /** Nothing seen yet (after a pause, a reconnection): the next verdict must be confirmed again. */
+  reset() {
+    this.shown = { verdict: 'none', counts: countFaces([], this.#labels), faces: [], frame: null };
+    this.#candidate = null;
+    this.#candidateFrames = 0;
+    this.#misses = 0;
   }
 
-  /** Not connected: nothing is expected, so nothing is silent. */
-  stop() {
-    this.since = null;
+  /** Feed one detections message at `nowMs`; returns true when the shown scene changed. */
+  update(message, nowMs) {
+    const counts = message.counts ?? countFaces(message.faces, this.#labels);
+    const seen = { verdict: verdictFor(counts, this.#verdicts), counts, faces: message.faces ?? [], frame: message.frame ?? null };
+    if (seen.verdict === this.shown.verdict) return this.#adopt(seen);
+    if (seen.verdict === 'none') {
+      this.#candidate = null;
+      this.#misses += 1;
+      if (this.#misses === 1) this.#firstMissAt = nowMs;
+      const slowAndGone = this.#misses >= 2 && nowMs - this.#firstMissAt >= this.clearMs;
+      return this.#misses >= this.clearFrames || slowAndGone ? this.#adopt(seen) : false;
+    }
+    this.#misses = 0;
+    if (seen.verdict !== this.#candidate) {
+      this.#candidate = seen.verdict;
+      this.#candidateFrames = 0;
+    }
+    this.#candidateFrames += 1;
+    return this.#candidateFrames >= this.confirmFrames ? this.#adopt(seen) : false;
   }
 
-  /** Whole seconds without a message at `nowMs`, when that is `silenceMs` or more; else null. */
-  silentFor(nowMs) {
-    if (this.since === null || nowMs - this.since < this.silenceMs) return null;
-    return Math.floor((nowMs - this.since) / 1000);
+  #adopt(seen) {
+    const changed =
+      seen.verdict !== this.shown.verdict ||
+      Object.keys(seen.counts).some((label) => seen.counts[label] !== this.shown.counts[label]);
+    this.shown = seen;
+    this.#candidate = null;
+    this.#candidateFrames = 0;
+    this.#misses = 0;
+    return changed;
   }
 }
 
 /**
  * Whether a newly shown kiosk verdict rings the chime: when an unmasked face appears, but not when the
- * same verdict returns after the analysis paused. The kiosk cannot tell the person who was there before
- * the pause from a new one, and ringing twice at one person is the worse mistake. After a pause the page
- * resets its VerdictFilter, which shows "none" until the first verdict has lasted its hold time; that
- * "none" means "not known yet", not "the person left", unless it lasts `settleMs` (the filter's own
- * time for adopting "no face").
+ * same verdict returns after the screen stopped checking for a while (the analysis paused, the link
+ * dropped briefly). The kiosk cannot tell the person who was there before from a new one, and ringing
+ * twice at one person is the worse mistake. After a pause the scene shows "none" until the first verdict
+ * is confirmed; that "none" means "not known yet", not "the person left", unless it lasts `settleMs`.
  */
 export class ChimeTrigger {
-  #lastVerdict = null; // the last verdict shown that says who is there ('paused' never does)
+  #lastVerdict = null; // the last verdict shown that says who is there
   #afterPause = false;
   #noneSince = null; // when a "none" right after a pause began
 
@@ -112,7 +118,7 @@ export class ChimeTrigger {
     this.settleMs = settleMs;
   }
 
-  /** Call once per change of the shown verdict, at `nowMs`; true when the chime should ring. */
+  /** Call once per change of the shown verdict (or not-checking state, as 'paused'), at `nowMs`. */
   shown(verdict, nowMs) {
     if (verdict === 'paused') {
       this.#afterPause = true;
