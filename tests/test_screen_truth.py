@@ -88,6 +88,10 @@ addEventListener('DOMContentLoaded', () => {
   };
   new MutationObserver(note).observe(message, { attributes: true, attributeFilter: ['data-verdict'] });
   note();
+  window.__status = [];
+  const status = document.querySelector('#kiosk-status');
+  new MutationObserver(() => window.__status.push([Date.now(), status.textContent]))
+    .observe(status, { childList: true, characterData: true, subtree: true });
 });
 """
 
@@ -101,7 +105,10 @@ RTCPeerConnection.prototype.createDataChannel = function (...args) {
   channel.addEventListener('message', (event) => {
     const message = JSON.parse(event.data);
     if (Array.isArray(message.faces)) {
-      window.__analysed.push({ perf: performance.now(), faces: message.faces.length, frame: message.frame });
+      window.__analysed.push({
+        perf: performance.now(), at: Date.now(), faces: message.faces.length, frame: message.frame,
+        inference: message.inference_ms, queue: message.queue_ms,
+      });
     }
   });
   return channel;
@@ -141,8 +148,10 @@ def assert_not_checking_soon(page: Page, since_wall: float, why: str) -> None:
 
 
 def assert_nothing_moved(page: Page) -> None:
+    """From the first verdict on (the counts' rows are built once at the start), nothing moved."""
     entries = shown(page)
-    assert {tuple(e["video"]) for e in entries} == {tuple(entries[0]["video"])}, "the video moved"
+    entries = entries[next(i for i, e in enumerate(entries) if e["verdict"] in VERDICTS) :]
+    assert {tuple(e["video"]) for e in entries} == {tuple(entries[0]["video"])}, [(e["verdict"], e["video"]) for e in entries]
     assert {tuple(e["message"]) for e in entries} == {tuple(entries[0]["message"])}, "the headline resized"
 
 
@@ -252,15 +261,24 @@ def outage_and_recovery(playwright: Playwright, tmp_path: Path, outage_s: float)
         stopped = time.time()
         assert_not_checking_soon(kiosk, stopped, "offline")
         expect(page.locator("#banner")).to_have_attribute("data-verdict", "offline", timeout=1000)
+        page.close()  # the kiosk alone measures its way back (one camera, as at an entrance)
         own_server.process.wait(timeout=30)
         time.sleep(max(0.0, outage_s - (time.time() - stopped)))
         starting = restart_in_background(own_server, tmp_path / "server.log")
         healthy = healthy_again_at(own_server, 120)
         starting.join(timeout=30)
         kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
-        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
         first = first_verdict_after(kiosk, stopped)
         assert first is not None
+        if os.environ.get("SHOW_TIMELINE"):
+            for at, text in kiosk.evaluate("window.__status"):
+                if at / 1000 >= healthy - 2:
+                    print(f"{at / 1000 - healthy:+.2f} {text}")
+            for entry in shown(kiosk):
+                print(f"{entry['at'] / 1000 - healthy:+.2f} {entry['verdict']}")
+            for entry in kiosk.evaluate("window.__analysed"):
+                if entry["at"] / 1000 >= healthy:
+                    print(f"{entry['at'] / 1000 - healthy:+.2f} analysed {entry}")
         between = states_between(kiosk, stopped, first - 0.001)
         assert not set(between) & {"none", *VERDICTS}, f"greeted while not checking: {between}"
         assert_nothing_moved(kiosk)
@@ -347,6 +365,8 @@ def test_the_verdict_follows_the_person(
         if faces or not had_faces or following is None:
             continue
         first_miss = analysed[begin]["perf"]
+        if verdict_at(entries, first_miss) not in VERDICTS:
+            continue  # a face seen in a single frame was never shown: nothing to clear
         if end - begin >= 3 and analysed[end - 1]["perf"] - first_miss >= 0.5 * 1000:
             # Someone left: the verdict clears within 0.7 s of the first frame without them.
             cleared = next((e["perf"] for e in entries if e["perf"] >= first_miss and e["verdict"] == "none"), None)
@@ -385,7 +405,8 @@ SCENE_SCENARIO = """async () => {
       t += step;
     }
   };
-  feed('a', 3);          // a masked person: shown from the second frame
+  feed(null, 1);         // after a start nothing is known, "nobody" included...
+  feed('a', 3);          // ...a masked person: shown from the second frame
   feed(null, 2);         // missed in two frames: kept, with their count
   feed('a', 1);
   feed('b', 1);          // one misread frame: no flip
@@ -403,7 +424,8 @@ def test_the_verdict_rule_in_frames(server: ServerProcess, playwright: Playwrigh
     with camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context:
         seen = evaluate_on_the_page(server, context, SCENE_SCENARIO)
     assert seen == [
-        "none:00", "masked:10", "masked:10",
+        "null:00",
+        "null:00", "masked:10", "masked:10",
         "masked:10", "masked:10",
         "masked:10",
         "masked:10",

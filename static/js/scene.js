@@ -33,6 +33,7 @@ export class LiveScene extends EventTarget {
   #link = 'stopped';
   #lastMessageAt = null; // since the link came up; null before its first analysed frame
   #connectedAt = null;
+  #linkLost = false; // since the link last failed, until it is connected again
   #state = null;
 
   constructor({ silenceMs = ANALYSIS_SILENCE_MS } = {}) {
@@ -75,6 +76,8 @@ export class LiveScene extends EventTarget {
       this.#connectedAt = null;
       this.#lastMessageAt = null;
     }
+    if (status.state === 'waiting' || status.state === 'failed') this.#linkLost = true;
+    if (status.state === 'connected' || status.state === 'stopped') this.#linkLost = false;
     this.#link = status.state;
     this.#update(now);
   }
@@ -83,9 +86,9 @@ export class LiveScene extends EventTarget {
   analysed(message) {
     if (!this.#filter || this.#link !== 'connected') return;
     const now = performance.now();
-    const wasSilent = this.#why(now) !== null;
+    const wasBlocked = this.#blocked(now) !== null;
     this.#lastMessageAt = now;
-    if (wasSilent) this.#filter.reset();
+    if (wasBlocked) this.#filter.reset();
     this.#filter.update(message, now);
     this.#update(now);
   }
@@ -101,9 +104,10 @@ export class LiveScene extends EventTarget {
     this.#update(performance.now());
   }
 
-  #why(now) {
+  /** Why the screen cannot check now (camera, link, silence); null when analysed frames are coming. */
+  #blocked(now) {
     if (this.#camera === 'failed') return NOT_CHECKING.camera;
-    if (this.#link === 'waiting' || this.#link === 'failed') return NOT_CHECKING.offline;
+    if (this.#linkLost) return NOT_CHECKING.offline; // retrying, too: no flicker between tries
     if (this.#camera !== 'open' || !this.#filter || this.#link !== 'connected') return NOT_CHECKING.starting;
     if (this.#lastMessageAt === null) {
       return now - this.#connectedAt >= this.silenceMs ? NOT_CHECKING.paused : NOT_CHECKING.starting;
@@ -117,8 +121,10 @@ export class LiveScene extends EventTarget {
   }
 
   #update(now) {
-    const why = this.#why(now);
-    if (why !== null) this.#filter?.reset();
+    const blocked = this.#blocked(now);
+    if (blocked !== null) this.#filter?.reset();
+    // Frames are coming but no verdict is confirmed yet: still starting (greet nobody before knowing).
+    const why = blocked ?? (this.#filter.shown.verdict === null ? NOT_CHECKING.starting : null);
     const next = why !== null ? this.#notChecking(why) : { checking: true, why: null, ...this.#filter.shown };
     const previous = this.#state;
     this.#state = next;

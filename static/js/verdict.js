@@ -25,17 +25,20 @@ export function verdictFor(counts, verdicts) {
 /**
  * The rule, counted in analysed frames (messages) because a face missed or misread is missed in a frame,
  * whatever the frame rate:
+ * - after a reset (a start, a reconnection, a pause) nothing is known: the first verdict, "nobody"
+ *   included, is shown once `confirmFrames` messages in a row say it (the screen is "starting" until then);
  * - a face verdict replaces what is shown (nobody, or another verdict) once `confirmFrames` messages in a
  *   row say it: one misread frame neither shows nor flips a verdict, and a person who arrives while the
  *   last one's verdict is still up gets their own directly;
  * - "nobody" replaces a verdict after `clearFrames` messages in a row without a face, or after two that
  *   are `clearMs` or more apart (a slow analysis): one or two missed frames do not clear it.
- * At the 10-25 analysed frames per second of one camera, a verdict clears 0.1-0.3 s after the first
- * analysed frame without the face, and within `clearMs` at any rate of 2 or more per second.
+ * So a verdict clears by the second empty frame after `clearMs` or the third before it: within
+ * 2 x `clearMs` (0.7 s) of the first analysed frame without the face while frames come at least every
+ * 0.35 s. Below about 3 analysed frames a second, two missed frames clear it.
  */
 export const CONFIRM_FRAMES = 2;
 export const CLEAR_FRAMES = 3;
-export const CLEAR_MS = 500;
+export const CLEAR_MS = 350;
 
 /**
  * What the screens show of the analysed stream: the verdict, and the counts and faces of the message it
@@ -58,12 +61,12 @@ export class SceneFilter {
     this.reset();
   }
 
-  /** The scene shown now: {verdict, counts, faces, frame}. */
+  /** The scene shown now: {verdict, counts, faces, frame}; verdict null while nothing is known. */
   shown = null;
 
   /** Nothing seen yet (after a pause, a reconnection): the next verdict must be confirmed again. */
   reset() {
-    this.shown = { verdict: 'none', counts: countFaces([], this.#labels), faces: [], frame: null };
+    this.shown = { verdict: null, counts: countFaces([], this.#labels), faces: [], frame: null };
     this.#candidate = null;
     this.#candidateFrames = 0;
     this.#misses = 0;
@@ -74,14 +77,14 @@ export class SceneFilter {
     const counts = message.counts ?? countFaces(message.faces, this.#labels);
     const seen = { verdict: verdictFor(counts, this.#verdicts), counts, faces: message.faces ?? [], frame: message.frame ?? null };
     if (seen.verdict === this.shown.verdict) return this.#adopt(seen);
-    if (seen.verdict === 'none') {
+    if (seen.verdict === 'none' && this.shown.verdict !== null) {
       this.#candidate = null;
       this.#misses += 1;
       if (this.#misses === 1) this.#firstMissAt = nowMs;
       const slowAndGone = this.#misses >= 2 && nowMs - this.#firstMissAt >= this.clearMs;
       return this.#misses >= this.clearFrames || slowAndGone ? this.#adopt(seen) : false;
     }
-    this.#misses = 0;
+    if (seen.verdict !== 'none') this.#misses = 0;
     if (seen.verdict !== this.#candidate) {
       this.#candidate = seen.verdict;
       this.#candidateFrames = 0;
@@ -120,6 +123,7 @@ export class ChimeTrigger {
 
   /** Call once per change of the shown verdict (or not-checking state, as 'paused'), at `nowMs`. */
   shown(verdict, nowMs) {
+    if (verdict === 'starting') return false; // not known yet: says nothing about who is there
     if (verdict === 'paused') {
       this.#afterPause = true;
       return false;
