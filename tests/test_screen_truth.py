@@ -484,3 +484,49 @@ def test_one_name_per_class_everywhere(server: ServerProcess, playwright: Playwr
     assert all(len(found) == 1 for found in english.values()), english
     assert all(len(found) == 1 for found in korean.values()), korean
     assert len({next(iter(found)) for found in korean.values()}) == 3, korean
+
+
+SCREENS = {
+    # name: (path, viewport, language)
+    "kiosk": ("/kiosk", LANDSCAPE, "en"),
+    "kiosk-phone-ko": ("/kiosk", PORTRAIT, "ko"),
+    "page": ("/", LANDSCAPE, "en"),
+    "page-phone-ko": ("/", PORTRAIT, "ko"),
+}
+
+
+def test_screenshots_checking_and_not_checking(playwright: Playwright, tmp_path: Path) -> None:  # noqa: F811
+    """docs/states/*.png (with UPDATE_SCREENSHOTS=1): the kiosk and the main page on a laptop in English
+    and on a phone in Korean, checking the demo portrait, then not checking once the server is stopped."""
+    own_server = ServerProcess().start(tmp_path / "server.log")
+    try:
+        with camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context:
+            pages: dict[str, Page] = {}
+            for name, (path, viewport, lang) in SCREENS.items():
+                page = context.new_page()
+                page.set_viewport_size(viewport)
+                page.goto(f"{own_server.url}{path}?lang={lang}")
+                if path == "/":
+                    page.click("#start-button")
+                pages[name] = page
+            for name, page in pages.items():
+                selector = "#banner" if SCREENS[name][0] == "/" else "#kiosk-message"
+                page.wait_for_selector(f"{selector}[data-verdict='masked']", timeout=2 * WAIT_MS)
+            for name, page in pages.items():
+                shoot(page, tmp_path, f"{name}-checking.png")
+            assert own_server.process is not None
+            own_server.process.send_signal(signal.SIGTERM)
+            own_server.process.wait(timeout=30)
+            for name, page in pages.items():
+                selector = "#banner" if SCREENS[name][0] == "/" else "#kiosk-message"
+                page.wait_for_selector(f"{selector}[data-verdict='offline']", timeout=WAIT_MS)
+                page.wait_for_timeout(500)  # the video's dimming fades in over 0.2 s
+                shoot(page, tmp_path, f"{name}-offline.png")
+    finally:
+        own_server.stop()
+
+
+def shoot(page: Page, folder: Path, name: str) -> None:
+    shot = folder / name
+    page.screenshot(path=str(shot), full_page=True)
+    save_copy_when_asked(shot, REPO_ROOT / "docs" / "states" / name)

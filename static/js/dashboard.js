@@ -459,65 +459,79 @@ function readFilters() {
   return true;
 }
 
-async function refresh() {
-  let problem = null;
-  const note = (error) => {
-    const key = noticeFor(error);
-    if (!key) throw error;
-    problem ??= { key, values: { reason: error.message } };
-  };
+/** The filters' dates once today is known: the default range ends today; a chosen one is kept. */
+function settleRange() {
+  for (const entry of today.locations) knownLocations.add(entry.location);
+  if (defaultRange) filters.from = null;
+  if (defaultRange || !isDate(filters.to)) filters.to = today.date;
+  if (!isDate(filters.from)) filters.from = addDays(filters.to, -(RANGE_DAYS - 1));
+  ui.from.value = filters.from;
+  ui.to.value = filters.to;
+}
+
+/** Today by hour and the range by day, from /api/summary. */
+async function drawCharts() {
+  const [hours, days] = await Promise.all([
+    api('summary', { bucket: 'hour', since: today.date, until: addDays(today.date, 1), ...locationQuery() }),
+    api('summary', { bucket: 'day', ...rangeQuery() }),
+  ]);
+  for (const bucket of days.buckets) knownLocations.add(bucket.location);
+  const hourRows = combine(hours.buckets);
+  drawChart('hour', hourRows, [dayStartSeconds(today.date), dayStartSeconds(addDays(today.date, 1))],
+    totalCaption(hourRows, today.date, today.date));
+  const dayRows = combine(days.buckets);
+  drawChart('day', dayRows, [dayStartSeconds(filters.from), dayStartSeconds(addDays(filters.to, 1))],
+    totalCaption(dayRows, filters.from, filters.to));
+}
+
+/** The passages of the last RECENT_MINUTES; a privacy-mode server keeps none. */
+async function loadRecent() {
+  const since = new Date(Date.now() - RECENT_MINUTES * 60_000).toISOString();
   try {
-    today = await api('today');
+    const recent = await api('passages', { since, limit: String(RECENT_LIMIT), ...locationQuery() });
+    showRecent({ passages: recent.passages });
   } catch (error) {
-    note(error);
+    if (error.reason !== 'counts_only') throw error;
+    showRecent({ privacy: true });
   }
-  try {
-    showCameras(await api('live'));
-  } catch (error) {
-    note(error);
-  }
-  if (today) {
-    for (const entry of today.locations) knownLocations.add(entry.location);
-    if (defaultRange) filters.from = null;
-    if (defaultRange || !isDate(filters.to)) filters.to = today.date;
-    if (!isDate(filters.from)) filters.from = addDays(filters.to, -(RANGE_DAYS - 1));
-    ui.from.value = filters.from;
-    ui.to.value = filters.to;
-    showToday();
-    showLinks();
-    ui.dayHeading.textContent = t('dash.byDay', { from: formatDay(filters.from), to: formatDay(filters.to) });
-    try {
-      const [hours, days] = await Promise.all([
-        api('summary', { bucket: 'hour', since: today.date, until: addDays(today.date, 1), ...locationQuery() }),
-        api('summary', { bucket: 'day', ...rangeQuery() }),
-      ]);
-      for (const bucket of days.buckets) knownLocations.add(bucket.location);
-      const hourRows = combine(hours.buckets);
-      drawChart('hour', hourRows, [dayStartSeconds(today.date), dayStartSeconds(addDays(today.date, 1))],
-        totalCaption(hourRows, today.date, today.date));
-      const dayRows = combine(days.buckets);
-      drawChart('day', dayRows, [dayStartSeconds(filters.from), dayStartSeconds(addDays(filters.to, 1))],
-        totalCaption(dayRows, filters.from, filters.to));
-    } catch (error) {
-      note(error);
-    }
-    const since = new Date(Date.now() - RECENT_MINUTES * 60_000).toISOString();
-    try {
-      const recent = await api('passages', { since, limit: String(RECENT_LIMIT), ...locationQuery() });
-      showRecent({ passages: recent.passages });
-    } catch (error) {
-      if (error.reason === 'counts_only') showRecent({ privacy: true });
-      else note(error);
-    }
-  }
-  showLocations();
-  problem ??= filterProblem;
+}
+
+/** The first problem of a refresh (or of the filters) in the notice; the history panels hidden without history. */
+function showProblem(problem) {
   document.body.dataset.state = problem ? problem.key.replace('dash.', '') : 'ok';
   if (problem) showNotice(problem.key, problem.values);
   else ui.notice.hidden = true;
   for (const hidden of document.querySelectorAll('.panel[data-needs-history]')) {
     hidden.hidden = problem?.key === 'dash.historyOff';
   }
+}
+
+/** Every panel once: each step that fails notes its problem and the others still show. */
+async function refresh() {
+  let problem = null;
+  const attempt = async (step) => {
+    try {
+      await step();
+    } catch (error) {
+      const key = noticeFor(error);
+      if (!key) throw error;
+      problem ??= { key, values: { reason: error.message } };
+    }
+  };
+  await attempt(async () => {
+    today = await api('today');
+  });
+  await attempt(async () => showCameras(await api('live')));
+  if (today) {
+    settleRange();
+    showToday();
+    showLinks();
+    ui.dayHeading.textContent = t('dash.byDay', { from: formatDay(filters.from), to: formatDay(filters.to) });
+    await attempt(drawCharts);
+    await attempt(loadRecent);
+  }
+  showLocations();
+  showProblem(problem ?? filterProblem);
   ui.updated.textContent = t('dash.updated', { time: formatDate(new Date(), { timeStyle: 'medium' }) });
 }
 
