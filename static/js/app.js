@@ -64,11 +64,14 @@ function hideMessage() {
   ui.messageText.textContent = '';
 }
 
-/** While a retry is scheduled, count down beside the message (outside the alert region). */
+/** While a retry is scheduled, count down beside the message (outside the alert region), or say that the
+ * page asks the server every second. */
 function showCountdown() {
   const waiting = linkStatus.state === 'waiting' && running;
   ui.messageCountdown.hidden = !waiting;
-  ui.messageCountdown.textContent = waiting ? retryCountdown(retryAt - performance.now()) : '';
+  if (!waiting) ui.messageCountdown.textContent = '';
+  else if (linkStatus.probing) ui.messageCountdown.textContent = t('msg.probing');
+  else ui.messageCountdown.textContent = retryCountdown(retryAt - performance.now());
 }
 
 function setBanner(state) {
@@ -246,7 +249,11 @@ function onLinkStatus(event) {
   ui.stats.connection.textContent = text;
   scene.linkStatus(linkStatus);
   if (linkStatus.state === 'connected') hideMessage();
-  else if (linkStatus.state === 'waiting' || linkStatus.state === 'failed') showMessage(text, severity);
+  else if (linkStatus.state === 'waiting' || linkStatus.state === 'failed') {
+    showMessage(text, severity);
+    clearStats(); // the last connection's figures are not this one's
+    ui.stats.connection.textContent = text;
+  }
 }
 
 function onDetections(event) {

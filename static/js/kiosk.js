@@ -319,7 +319,7 @@ function onDetections(event) {
 /** The status line while waiting for the server: how it comes back (probing it, or a countdown). */
 function waitingStatus() {
   const { text, severity } = linkMessage(linkStatus);
-  const next = linkStatus.probing ? t('kiosk.probing') : retryCountdown(retryAt - performance.now());
+  const next = linkStatus.probing ? t('msg.probing') : retryCountdown(retryAt - performance.now());
   showStatus(`${text} ${next}`, severity);
 }
 
@@ -332,7 +332,7 @@ async function tick() {
     return;
   }
   const figures = await sampler.sample();
-  if (figures) {
+  if (figures && figures.videoFps !== null) {
     showStatus(
       t('kiosk.connectedStats', {
         fps: formatNumber(figures.videoFps, 0),
