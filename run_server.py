@@ -59,10 +59,13 @@ def urls_to_open(config: ServerConfig, port: int) -> list[str]:
 
 def print_banner(config: ServerConfig, port: int) -> None:
     lines = ["", "Face-mask detection server is running. Open one of:"]
+    dashboard_query = f"?token={config.admin_token}" if config.admin_token else ""
     for url in urls_to_open(config, port):
         base, _, query = url.partition("?")
         suffix = f"?{query}" if query else ""
-        lines.append(f"  {url}    kiosk: {base}kiosk{suffix}")
+        lines.append(f"  {url}    kiosk: {base}kiosk{suffix}    dashboard: {base}dashboard{dashboard_query}")
+    if not config.admin_token:
+        lines.append("The dashboard opens on this machine only (no --admin-token).")
     if not config.https and config.host not in ("127.0.0.1", "::1", "localhost"):
         lines.append("Phones and other machines need --https for the camera (or the page shows why not).")
     lines.append("Stop with Ctrl+C.")

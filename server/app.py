@@ -239,8 +239,13 @@ async def _offer(request: web.Request) -> web.Response:
         return rejection.response
     if state.worker is None:
         state.metrics.offers_rejected.labels(reason="loading").inc()
-        return error_response(503, "loading", "The server is still loading its models; try again shortly.")
-    passages = request.app[HISTORY].session_passages(offer.location)
+        return error_response(
+            503,
+            "loading",
+            "The server is still loading its models; try again shortly.",
+            headers={"Retry-After": str(LOADING_RETRY_AFTER_S)},
+        )
+    passages = request.app[HISTORY].session_passages(offer.location) if offer.counted else None
     try:
         session = state.registry.create(
             state.config.ice_servers,
@@ -248,14 +253,17 @@ async def _offer(request: web.Request) -> web.Response:
             state.config.idle_timeout,
             state.recorder_factory,
             passages,
+            label_text=offer.lang in VIDEO_TEXT_LANGUAGES,
         )
     except CapacityError:
-        passages.finish()
+        if passages is not None:
+            passages.finish()
         state.metrics.offers_rejected.labels(reason="capacity").inc()
         return error_response(
             503,
             "capacity",
             f"The server is at capacity ({state.registry.max_sessions} cameras); try again later.",
+            headers={"Retry-After": str(CAPACITY_RETRY_AFTER_S)},
             maxSessions=state.registry.max_sessions,
         )
     try:
@@ -282,10 +290,23 @@ class _Rejection(Exception):
 
 @dataclass(frozen=True)
 class Offer:
-    """What an offer's body carries: the SDP, and the camera's location name (checked)."""
+    """What an offer's body carries: the SDP, the camera's location name (checked), whether its passages
+    are counted in the history (the main page without `?location=` sends `"count": false`), and the
+    viewer's language (the video names the classes only in a language OpenCV can draw)."""
 
     sdp: str
     location: str
+    counted: bool = True
+    lang: str = "en"
+
+
+VIDEO_TEXT_LANGUAGES = frozenset({"en"})
+LOADING_RETRY_AFTER_S = 2
+CAPACITY_RETRY_AFTER_S = 10
+"""`Retry-After` of the offer's 503s: the models load in seconds; a full server frees a place when a camera
+leaves, rarely within seconds, and a page must not knock every second (the pages honour it, retry.js)."""
+"""Languages whose class names the server draws into the video (OpenCV's fonts are ASCII only); for any
+other the video carries each class's colour and symbol, and the page names the class."""
 
 
 async def _read_offer(request: web.Request) -> Offer:
@@ -310,4 +331,10 @@ async def _read_offer(request: web.Request) -> Offer:
         location = parse_location(body.get("location"))
     except ValueError as exc:
         raise _Rejection(400, "bad_location", str(exc)) from exc
-    return Offer(sdp=sdp, location=location)
+    counted = body.get("count", True)
+    if not isinstance(counted, bool):
+        raise _Rejection(400, "bad_offer", 'Expected "count" to be true or false.')
+    lang = body.get("lang", "en")
+    if not isinstance(lang, str) or not 2 <= len(lang) <= 16:
+        raise _Rejection(400, "bad_offer", 'Expected "lang" to be a language tag such as "en" or "ko".')
+    return Offer(sdp=sdp, location=location, counted=counted, lang=lang.lower())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -71,3 +72,22 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTP client for tests that talk to a served app."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    """Playwright for a browser test module (imported here only when a test asks for it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real server (`run_server.py` on a free port) shared by a browser test module."""
+    from tests.browser_helpers import ServerProcess
+
+    process = ServerProcess().start(tmp_path_factory.mktemp("server") / "server.log")
+    yield process
+    process.stop()

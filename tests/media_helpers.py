@@ -190,13 +190,15 @@ class CameraClient:
             return
 
     async def connect(
-        self, http: aiohttp.ClientSession, base_url: str, location: str | None = None
+        self, http: aiohttp.ClientSession, base_url: str, location: str | None = None, **fields: Any
     ) -> dict[str, Any]:
-        """Offer -> POST /offer -> answer; returns the server's JSON (raises on an error status)."""
+        """Offer -> POST /offer -> answer; returns the server's JSON (raises on an error status). `fields`
+        go into the offer's body too (e.g. `count=False`, `lang="ko"`)."""
         await self.pc.setLocalDescription(await self.pc.createOffer())
-        offer = {"sdp": self.pc.localDescription.sdp, "type": self.pc.localDescription.type}
+        offer: dict[str, Any] = {"sdp": self.pc.localDescription.sdp, "type": self.pc.localDescription.type}
         if location is not None:
             offer["location"] = location
+        offer.update(fields)
         async with http.post(f"{base_url}/offer", json=offer) as response:
             body: dict[str, Any] = await response.json()
             if response.status != 200:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
-from playwright.sync_api import BrowserContext, Page, Playwright, ViewportSize, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, ViewportSize, expect
 
 from tests.browser_helpers import (
     CHROMIUM,
@@ -102,19 +102,6 @@ class PageProblems:
     def _on_console(self, message: Any) -> None:
         if message.type == "error" and "Content Security Policy" in message.text:
             self.errors.append(f"CSP: {message.text}")
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess().start(tmp_path_factory.mktemp("server") / "server.log")
-    yield process
-    process.stop()
 
 
 def launch_with_camera(playwright: Playwright, folder: Path, video: Path) -> BrowserContext:
@@ -405,44 +392,6 @@ def server_with_pausable_analysis(tmp_path: Path) -> Iterator[tuple[ServerProces
         own_server.stop()
 
 
-def test_pages_stop_showing_a_verdict_while_the_analysis_is_silent(
-    playwright: Playwright, tmp_path: Path
-) -> None:
-    """The analysis process stopped for real (SIGSTOP: as a hung or starved one): video still flows, but
-    no analysed frame comes, so the kiosk stops thanking the person in front of it and the page clears
-    its banner and counts; both come back once the analysis answers again (SIGCONT)."""
-    with (
-        server_with_pausable_analysis(tmp_path) as (own_server, analysis),
-        camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context,
-    ):
-        kiosk = context.new_page()
-        problems = PageProblems(kiosk)
-        kiosk.goto(own_server.url + "/kiosk")
-        page = context.new_page()
-        page.goto(own_server.url + "/")
-        page.click("#start-button")
-        kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
-        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
-
-        analysis.pause()
-        stopped_at = time.monotonic()
-        kiosk.wait_for_selector("#kiosk-message[data-verdict='paused']", timeout=WAIT_MS)
-        # The 5 s count from the kiosk's last message, which may be a second or two older than the stop.
-        assert time.monotonic() - stopped_at >= 2.5, "paused before the analysis had gone quiet"
-        assert kiosk.inner_text("#kiosk-headline") == "Welcome"
-        expect(kiosk.locator("#kiosk-status")).to_contain_text("checking paused")
-        page.wait_for_selector("#banner[data-verdict='paused']", timeout=WAIT_MS)
-        assert page.inner_text("#count-with_mask") == "0"
-        assert page.evaluate("document.querySelector('#remote-video').videoWidth") > 0
-
-        analysis.resume()
-        kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
-        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
-        expect(page.locator("#count-with_mask")).to_have_text("1", timeout=WAIT_MS)
-        expect(kiosk.locator("#kiosk-status")).not_to_contain_text("paused", timeout=WAIT_MS)
-        assert problems.errors == []
-
-
 COUNT_CHIME_NOTES = """
 window.__chimeNotes = 0;
 const createOscillator = AudioContext.prototype.createOscillator;
@@ -484,20 +433,6 @@ def test_the_kiosk_does_not_chime_again_for_the_same_person_after_an_analysis_pa
         assert problems.errors == []
 
 
-WATCH_SCENARIO = """async () => {
-  const { AnalysisWatch } = await import('/static/js/verdict.js');
-  const watch = new AnalysisWatch({ silenceMs: 5000 });
-  const seen = [watch.silentFor(0)];   // not connected: never silent
-  watch.heard(1000);                   // connected
-  seen.push(watch.silentFor(5999), watch.silentFor(6000), watch.silentFor(8500));
-  watch.heard(9000);                   // a message
-  seen.push(watch.silentFor(13000), watch.silentFor(14000));
-  watch.stop();
-  seen.push(watch.silentFor(99999));
-  return seen;
-}"""
-
-
 def evaluate_on_the_page(server: ServerProcess, context: BrowserContext, script: str) -> Any:
     """The value of `script` run in the served main page (for the page's own modules, imported by URL)."""
     page = context.new_page()
@@ -506,13 +441,6 @@ def evaluate_on_the_page(server: ServerProcess, context: BrowserContext, script:
         return page.evaluate(script)
     finally:
         page.close()
-
-
-def test_analysis_watch_counts_silence_from_the_last_message(
-    server: ServerProcess, demo_two_people: BrowserContext
-) -> None:
-    seen = evaluate_on_the_page(server, demo_two_people, WATCH_SCENARIO)
-    assert seen == [None, None, 5, 7, None, 5, None]
 
 
 CHIME_SCENARIO = """async () => {
@@ -593,7 +521,8 @@ def test_kiosk_recovers_from_a_lost_camera(server: ServerProcess, demo_masked_pe
 
     page.evaluate("window.__cameraStreams.at(-1).getTracks().forEach((track) => track.stop())")
     expect(page.locator("#kiosk-status")).to_contain_text("camera was lost", timeout=WAIT_MS)
-    assert page.get_attribute("#kiosk-message", "data-verdict") == "offline"
+    assert page.get_attribute("#kiosk-message", "data-verdict") == "camera"
+    assert page.inner_text("#kiosk-headline") == "Mask check offline"
     page.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
     assert page.evaluate("window.__cameraStreams.length") == 2
     wait_until(lambda: active_sessions(server) == 1, 15, "the lost camera's session to end")
@@ -767,35 +696,6 @@ def test_daily_tally_counts_visits_not_frames(server: ServerProcess, demo_two_pe
     assert steps["stored"]["people"] == 3
     assert steps["nextDay"]["date"] == "2026-11-27" and counts("nextDay") == (0, 0, 0)
     assert counts("reloaded") == (3, 1, 2)
-
-
-VERDICT_SCENARIO = """async () => {
-  const { VerdictFilter } = await import('/static/js/verdict.js');
-  const filter = new VerdictFilter({ holdMs: 300, clearMs: 1200 });
-  const seen = [];
-  let t = 0;
-  const feed = (verdict, n) => {
-    for (let i = 0; i < n; i += 1) { seen.push(filter.update(verdict, t)); t += 100; }
-  };
-  feed('masked', 5);
-  feed('unmasked', 1);                 // one misread frame
-  feed('masked', 3);
-  feed('none', 5);                     // the detector blinks for half a second
-  feed('masked', 2);
-  feed('unmasked', 5);                 // the person takes the mask off
-  return seen;
-}"""
-
-
-def test_banner_ignores_single_frame_glitches(server: ServerProcess, demo_two_people: BrowserContext) -> None:
-    page = demo_two_people.new_page()
-    page.goto(server.url + "/")
-    seen = page.evaluate(VERDICT_SCENARIO)
-    page.close()
-    # 100 ms between messages: a verdict needs 300 ms to show, "no face" 1200 ms.
-    assert seen[:3] == ["none"] * 3
-    assert seen[3:19] == ["masked"] * 16
-    assert seen[19:] == ["unmasked"] * 2
 
 
 VISIT_S, EMPTY_S = 3.0, 2.0

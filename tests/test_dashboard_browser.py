@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, Route, expect
 
 from tests.browser_helpers import (
     CHROMIUM,
@@ -50,12 +50,6 @@ ENTRANCE = "Main entrance"
 LABELS = ("with_mask", "without_mask", "mask_worn_incorrectly")
 VISIT_S, EMPTY_S = 3.0, 2.0
 PASSAGES_WANTED = 4
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as instance:
-        yield instance
 
 
 @pytest.fixture(scope="module")

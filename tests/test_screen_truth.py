@@ -21,7 +21,6 @@ import signal
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +49,7 @@ from tests.test_browser import (
     PageProblems,
     camera,
     evaluate_on_the_page,
-    playwright,  # noqa: F401 (a fixture)
-    server,  # noqa: F401 (a fixture)
     server_with_pausable_analysis,
-    wait_until,
 )
 
 SKIP_REASON = missing_prerequisites(photos=())
@@ -78,7 +74,10 @@ addEventListener('DOMContentLoaded', () => {
   if (!message) return;  // not the kiosk
   const video = document.querySelector('#kiosk-video');
   const note = () => {
-    const box = (element) => { const r = element.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; };
+    const box = (element) => {
+      const r = element.getBoundingClientRect();
+      return [r.x, r.y, r.width, r.height];
+    };
     window.__shown.push({
       at: Date.now(), perf: performance.now(), verdict: message.dataset.verdict,
       headline: document.querySelector('#kiosk-headline').textContent,
@@ -151,7 +150,9 @@ def assert_nothing_moved(page: Page) -> None:
     """From the first verdict on (the counts' rows are built once at the start), nothing moved."""
     entries = shown(page)
     entries = entries[next(i for i, e in enumerate(entries) if e["verdict"] in VERDICTS) :]
-    assert {tuple(e["video"]) for e in entries} == {tuple(entries[0]["video"])}, [(e["verdict"], e["video"]) for e in entries]
+    assert {tuple(e["video"]) for e in entries} == {tuple(entries[0]["video"])}, [
+        (e["verdict"], e["video"]) for e in entries
+    ]
     assert {tuple(e["message"]) for e in entries} == {tuple(entries[0]["message"])}, "the headline resized"
 
 
@@ -159,7 +160,9 @@ def states_between(page: Page, start_wall: float, end_wall: float) -> list[str]:
     return [e["verdict"] for e in shown(page) if start_wall <= e["at"] / 1000 <= end_wall]
 
 
-def test_kiosk_says_so_when_the_camera_is_blocked(server: ServerProcess, tmp_path: Path, playwright: Playwright) -> None:  # noqa: F811
+def test_kiosk_says_so_when_the_camera_is_blocked(
+    server: ServerProcess, tmp_path: Path, playwright: Playwright
+) -> None:
     context = kiosk_context(playwright, tmp_path, masked_video(tmp_path))
     context.add_init_script(
         "navigator.mediaDevices.getUserMedia = () => "
@@ -180,7 +183,7 @@ def test_kiosk_says_so_when_the_camera_is_blocked(server: ServerProcess, tmp_pat
         context.close()
 
 
-def test_kiosk_and_page_say_so_while_the_analysis_is_stopped(playwright: Playwright, tmp_path: Path) -> None:  # noqa: F811
+def test_kiosk_and_page_say_so_while_the_analysis_is_stopped(playwright: Playwright, tmp_path: Path) -> None:
     with (
         server_with_pausable_analysis(tmp_path) as (own_server, analysis),
         camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context,
@@ -240,7 +243,7 @@ def restart_in_background(server: ServerProcess, log: Path) -> threading.Thread:
     return thread
 
 
-def outage_and_recovery(playwright: Playwright, tmp_path: Path, outage_s: float) -> float:  # noqa: F811
+def outage_and_recovery(playwright: Playwright, tmp_path: Path, outage_s: float) -> float:
     """The kiosk and the main page watch a masked person; the server stops (SIGTERM) for `outage_s`:
     both say they are not checking within 3 s and greet nobody meanwhile. Returns the seconds from the
     restarted server's first /healthz 200 to the kiosk's first verdict."""
@@ -291,7 +294,7 @@ def outage_and_recovery(playwright: Playwright, tmp_path: Path, outage_s: float)
 
 @pytest.mark.parametrize("outage_s", [5.0, 30.0])
 def test_kiosk_is_back_within_seconds_of_the_server(
-    playwright: Playwright,  # noqa: F811
+    playwright: Playwright,
     tmp_path: Path,
     outage_s: float,
     capsys: pytest.CaptureFixture[str],
@@ -337,10 +340,37 @@ def verdict_at(entries: list[dict[str, Any]], perf: float) -> str:
     return str(current)
 
 
+def departures_and_blinks(
+    analysed: list[dict[str, Any]], entries: list[dict[str, Any]]
+) -> tuple[list[float], int]:
+    """Seconds from the first analysed frame without a shown face to the cleared verdict, for each
+    departure; and the number of faces missed in one or two frames, each checked not to clear it."""
+    clear_delays: list[float] = []
+    short_misses = 0
+    parts = runs(analysed)
+    for (had_faces, _, _), (faces, begin, end), following in zip(
+        parts, parts[1:], [*parts[2:], None], strict=False
+    ):
+        first_miss = analysed[begin]["perf"]
+        if faces or not had_faces or following is None or verdict_at(entries, first_miss) not in VERDICTS:
+            continue  # not a shown face going missing (a face seen in a single frame was never shown)
+        if end - begin >= 3 and analysed[end - 1]["perf"] - first_miss >= 500:
+            # Someone left: the verdict clears within 0.7 s of the first frame without them.
+            cleared = [e["perf"] for e in entries if e["perf"] >= first_miss and e["verdict"] == "none"]
+            assert cleared, "the verdict never cleared"
+            clear_delays.append((cleared[0] - first_miss) / 1000)
+        elif end - begin <= 2:
+            # A face missed in one or two frames: the verdict stays until the face is seen again.
+            short_misses += 1
+            during = {verdict_at(entries, a["perf"]) for a in analysed[begin : end + 1]}
+            assert "none" not in during, f"one or two missed frames cleared the verdict: {during}"
+    return clear_delays, short_misses
+
+
 @pytest.mark.parametrize("fps", [15, 30])
 def test_the_verdict_follows_the_person(
-    server: ServerProcess,  # noqa: F811
-    playwright: Playwright,  # noqa: F811
+    server: ServerProcess,
+    playwright: Playwright,
     tmp_path: Path,
     fps: int,
     capsys: pytest.CaptureFixture[str],
@@ -349,8 +379,9 @@ def test_the_verdict_follows_the_person(
     try:
         page = context.new_page()
         page.goto(server.url + "/kiosk")
-        page.wait_for_selector("#kiosk-message[data-verdict='masked'], #kiosk-message[data-verdict='unmasked']",
-                               timeout=WAIT_MS)
+        page.wait_for_selector(
+            "#kiosk-message[data-verdict='masked'], #kiosk-message[data-verdict='unmasked']", timeout=WAIT_MS
+        )
         page.wait_for_timeout(17_000)  # two rounds of the loop
         analysed = list(page.evaluate("window.__analysed"))
         entries = shown(page)
@@ -358,26 +389,7 @@ def test_the_verdict_follows_the_person(
         context.close()
     start = next(e["perf"] for e in entries if e["verdict"] in VERDICTS)
     analysed = [a for a in analysed if a["perf"] >= start]
-    clear_delays: list[float] = []
-    short_misses = 0
-    parts = runs(analysed)
-    for (had_faces, _, _), (faces, begin, end), following in zip(parts, parts[1:], [*parts[2:], None], strict=False):
-        if faces or not had_faces or following is None:
-            continue
-        first_miss = analysed[begin]["perf"]
-        if verdict_at(entries, first_miss) not in VERDICTS:
-            continue  # a face seen in a single frame was never shown: nothing to clear
-        if end - begin >= 3 and analysed[end - 1]["perf"] - first_miss >= 0.5 * 1000:
-            # Someone left: the verdict clears within 0.7 s of the first frame without them.
-            cleared = next((e["perf"] for e in entries if e["perf"] >= first_miss and e["verdict"] == "none"), None)
-            assert cleared is not None, "the verdict never cleared"
-            clear_delays.append((cleared - first_miss) / 1000)
-        elif end - begin <= 2:
-            # A face missed in one or two frames: the verdict stays until the face is seen again.
-            short_misses += 1
-            back = analysed[end]["perf"]
-            during = {verdict_at(entries, a["perf"]) for a in analysed[begin:end]} | {verdict_at(entries, back)}
-            assert "none" not in during, f"one or two missed frames cleared the verdict: {during}"
+    clear_delays, short_misses = departures_and_blinks(analysed, entries)
     rate = (len(analysed) - 1) / ((analysed[-1]["perf"] - analysed[0]["perf"]) / 1000)
     with capsys.disabled():
         print(
@@ -420,7 +432,7 @@ SCENE_SCENARIO = """async () => {
 }"""
 
 
-def test_the_verdict_rule_in_frames(server: ServerProcess, playwright: Playwright, tmp_path: Path) -> None:  # noqa: F811
+def test_the_verdict_rule_in_frames(server: ServerProcess, playwright: Playwright, tmp_path: Path) -> None:
     with camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context:
         seen = evaluate_on_the_page(server, context, SCENE_SCENARIO)
     assert seen == [
@@ -451,27 +463,33 @@ def class_names_on_screens(server: ServerProcess, context: BrowserContext, lang:
     try:
         page.goto(f"{server.url}/?lang={lang}")
         expect(page.locator(".count")).to_have_count(3, timeout=WAIT_MS)
-        note(page.evaluate(
-            "Object.fromEntries([...document.querySelectorAll('.count')]"
-            ".map((item) => [item.dataset.label, item.querySelector('.count-name').textContent]))"
-        ))
+        note(
+            page.evaluate(
+                "Object.fromEntries([...document.querySelectorAll('.count')]"
+                ".map((item) => [item.dataset.label, item.querySelector('.count-name').textContent]))"
+            )
+        )
         page.goto(f"{server.url}/kiosk?lang={lang}")
         expect(page.locator(".today-item[data-label]")).to_have_count(3, timeout=WAIT_MS)
-        note(page.evaluate(
-            "Object.fromEntries([...document.querySelectorAll('.today-item[data-label]')]"
-            ".map((item) => [item.dataset.label, item.querySelector('dt').textContent]))"
-        ))
+        note(
+            page.evaluate(
+                "Object.fromEntries([...document.querySelectorAll('.today-item[data-label]')]"
+                ".map((item) => [item.dataset.label, item.querySelector('dt').textContent]))"
+            )
+        )
         page.goto(f"{server.url}/dashboard?lang={lang}")
         expect(page.locator("#table-hour th")).not_to_have_count(0, timeout=WAIT_MS)
         labels = page.evaluate("fetch('/config').then((r) => r.json()).then((c) => c.labels)")
-        headers = page.evaluate("[...document.querySelectorAll('#table-hour tr:first-child th')].map((c) => c.textContent)")
-        note(dict(zip(labels, headers[-len(labels):], strict=True)))
+        headers = page.evaluate(
+            "[...document.querySelectorAll('#table-hour tr:first-child th')].map((cell) => cell.textContent)"
+        )
+        note(dict(zip(labels, headers[-len(labels) :], strict=True)))
     finally:
         page.close()
     return names
 
 
-def test_one_name_per_class_everywhere(server: ServerProcess, playwright: Playwright, tmp_path: Path) -> None:  # noqa: F811
+def test_one_name_per_class_everywhere(server: ServerProcess, playwright: Playwright, tmp_path: Path) -> None:
     """A test of the product's words: one class, one name, in each language, on every screen and in the
     video (the server draws /config's `labelText` into it, in English only)."""
     with camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context:
@@ -495,7 +513,7 @@ SCREENS = {
 }
 
 
-def test_screenshots_checking_and_not_checking(playwright: Playwright, tmp_path: Path) -> None:  # noqa: F811
+def test_screenshots_checking_and_not_checking(playwright: Playwright, tmp_path: Path) -> None:
     """docs/states/*.png (with UPDATE_SCREENSHOTS=1): the kiosk and the main page on a laptop in English
     and on a phone in Korean, checking the demo portrait, then not checking once the server is stopped
     (one screen at a time: four cameras at once starve this machine's analysis)."""

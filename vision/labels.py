@@ -25,9 +25,9 @@ LABEL_COLOURS_BGR: dict[str, tuple[int, int, int]] = {
 }
 
 SHORT_TEXT: dict[str, str] = {
-    "with_mask": "Mask",
+    "with_mask": "With mask",
     "without_mask": "No mask",
-    "mask_worn_incorrectly": "Incorrect",
+    "mask_worn_incorrectly": "Worn incorrectly",
 }
 
 LABEL_VERDICTS: dict[str, str] = {

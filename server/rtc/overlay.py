@@ -74,14 +74,16 @@ def stamp_yuv420p(
     return stamped
 
 
-def overlay_pixels(width: int, height: int, detections: Sequence[Detection]) -> tuple[np.ndarray, np.ndarray]:
+def overlay_pixels(
+    width: int, height: int, detections: Sequence[Detection], with_text: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """The pixels that drawing `detections` sets in an even-sized yuv420p frame: flat I420 indices, values.
 
     The dilation and colour conversions run only on the rectangle around what was drawn (aligned to the
     2x2 chroma blocks), not on the whole frame (bench/RESULTS.md, "the rectangle around the drawing").
     """
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
-    draw_detections(canvas, detections)
+    draw_detections(canvas, detections, with_text)
     # The rectangle around the non-black bytes of the rows seen as width * 3 bytes (no grey copy of the
     # whole canvas), then in pixels.
     x, y, w, h = cv2.boundingRect(canvas.reshape(height, width * 3))
@@ -145,6 +147,7 @@ def annotate_frame(
     detections: Sequence[Detection],
     size: tuple[int, int],
     reformatter: VideoReformatter,
+    with_text: bool = True,
 ) -> av.VideoFrame:
     """A copy of `frame` with the detections (found in a frame of `size`) drawn on it, through BGR; pts kept.
 
@@ -154,7 +157,7 @@ def annotate_frame(
     time, and two threads must never share one swscale context.
     """
     image = reformatter.reformat(frame, format="bgr24").to_ndarray()
-    draw_detections(image, scale_detections(detections, size, (frame.width, frame.height)))
+    draw_detections(image, scale_detections(detections, size, (frame.width, frame.height)), with_text)
     annotated = av.VideoFrame.from_ndarray(image, format="bgr24")
     annotated.pts = frame.pts
     if frame.time_base is not None:
@@ -178,9 +181,9 @@ class OverlayStamp:
     pixels: list[PlanePixels]
 
     @classmethod
-    def make(cls, result: AnalysisResult, size: tuple[int, int]) -> OverlayStamp:
+    def make(cls, result: AnalysisResult, size: tuple[int, int], with_text: bool = True) -> OverlayStamp:
         detections = scale_detections(result.detections, (result.width, result.height), size)
-        indices, values = overlay_pixels(size[0], size[1], detections)
+        indices, values = overlay_pixels(size[0], size[1], detections, with_text)
         return cls(result=result, size=size, pixels=split_planes(indices, values, size[0], size[1]))
 
     @property
@@ -222,9 +225,11 @@ class OutputFrames:
 
 class Annotator:
     """One video track's drawing: the stamp of the newest analysis, the output frames it is written into,
-    and the reformatter for frames that must be drawn through BGR."""
+    and the reformatter for frames that must be drawn through BGR. `with_text`: the labels' names, or
+    only their symbols (a viewer whose language OpenCV cannot draw)."""
 
-    def __init__(self) -> None:
+    def __init__(self, with_text: bool = True) -> None:
+        self._with_text = with_text
         self._stamp: OverlayStamp | None = None
         self._output = OutputFrames()
         self._reformatter = VideoReformatter()
@@ -236,6 +241,7 @@ class Annotator:
             size = (frame.width, frame.height)
             stamp = self._stamp
             if stamp is None or stamp.result is not result or stamp.size != size:
-                stamp = self._stamp = OverlayStamp.make(result, size)
+                stamp = self._stamp = OverlayStamp.make(result, size, self._with_text)
             return stamp.apply(frame, self._output.take(*size))
-        return annotate_frame(frame, result.detections, (result.width, result.height), self._reformatter)
+        size = (result.width, result.height)
+        return annotate_frame(frame, result.detections, size, self._reformatter, self._with_text)

@@ -47,8 +47,10 @@ class SessionRegistry:
         idle_timeout: float,
         recorder_factory: RecorderFactory | None = None,
         passages: SessionPassages | None = None,
+        label_text: bool = True,
     ) -> PeerSession:
-        """Reserve a place at once (before any await), so that concurrent offers cannot overbook."""
+        """Reserve a place at once (before any await), so that concurrent offers cannot overbook.
+        `label_text`: whether the video names the classes (False: colour and symbol only)."""
         if len(self._sessions) >= self.max_sessions:
             raise CapacityError(f"the server is at capacity ({self.max_sessions} sessions)")
         session_id = new_session_id()
@@ -63,6 +65,7 @@ class SessionRegistry:
             self._remove,
             recorder_factory,
             passages,
+            label_text,
         )
         self._sessions[session_id] = session
         self._metrics.active_sessions.set(len(self._sessions))

@@ -82,8 +82,10 @@ class PeerSession:
         on_closed: Callable[[PeerSession], None],
         recorder_factory: RecorderFactory | None = None,
         passages: SessionPassages | None = None,
+        label_text: bool = True,
     ) -> None:
         self.id = session_id
+        self.label_text = label_text
         self.passages = passages
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self.video: AnnotatedVideoTrack | None = None
@@ -142,7 +144,7 @@ class PeerSession:
             if transceiver is not None:
                 self._recorder = self._start_recorder()
                 analysis = self._worker.open(self.id, asyncio.get_running_loop(), self._publish)
-                self.video = AnnotatedVideoTrack(track, analysis, self._metrics)
+                self.video = AnnotatedVideoTrack(track, analysis, self._metrics, self.label_text)
                 transceiver.sender.replaceTrack(self.video)
                 self._log.info("camera track received")
                 return

@@ -34,7 +34,11 @@ class AnnotatedVideoTrack(MediaStreamTrack):
     kind = "video"
 
     def __init__(
-        self, source: MediaStreamTrack, analysis: AnalysisSlot, metrics: ServerMetrics | None = None
+        self,
+        source: MediaStreamTrack,
+        analysis: AnalysisSlot,
+        metrics: ServerMetrics | None = None,
+        with_text: bool = True,
     ) -> None:
         super().__init__()
         self._source = source
@@ -43,7 +47,7 @@ class AnnotatedVideoTrack(MediaStreamTrack):
         self._latest_result: AnalysisResult | None = None
         self._newest: av.VideoFrame | None = None
         self._frame_ready = asyncio.Event()
-        self._annotator = Annotator()
+        self._annotator = Annotator(with_text)
         self._source_ended = False
         self.frames_received = 0
         self.frames_sent = 0

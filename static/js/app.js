@@ -3,7 +3,7 @@
 // the counts follow the live scene (scene.js), the same source as the kiosk's headline.
 
 import { cameraAvailability, listCameras, openCamera, parseResolution, resolutionText, stopStream } from './camera.js';
-import { fetchConfig, LiveLink, pageUrl } from './connection.js';
+import { fetchConfig, LiveLink, pageLocation, pageUrl } from './connection.js';
 import { formatNumber, formatUnit, labelName, t, translatePage } from './i18n.js';
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
 import { HEALTH_POLL_MS } from './retry.js';
@@ -43,6 +43,8 @@ const ui = {
 };
 
 const link = new LiveLink();
+// A try of the page at a desk adds nobody to an entrance's figures: only a page given ?location= counts.
+link.counted = Boolean(pageLocation);
 const sampler = new StatsSampler(link);
 const scene = new LiveScene();
 let cameraStream = null;

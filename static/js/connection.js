@@ -5,7 +5,7 @@
 // name, like every other setting of the stream, comes from the server's /config. The messages of its errors
 // are in the page's language (texts.js); a detail the server sent stays as it is, inside them.
 
-import { t } from './i18n.js';
+import { LANG, t } from './i18n.js';
 import { HealthProbe, parseRetryAfter, reachable, RECONNECT_SPREAD_MS, retryDelay } from './retry.js';
 
 const REQUEST_TIMEOUT_MS = 10000;
@@ -116,7 +116,7 @@ export function fetchToday() {
   return requestJson('today', {}, pageLocation ? { location: pageLocation } : {});
 }
 
-function postOffer(description) {
+function postOffer(description, counted) {
   return requestJson('offer', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
@@ -124,6 +124,8 @@ function postOffer(description) {
       sdp: description.sdp,
       type: description.type,
       ...(pageLocation ? { location: pageLocation } : {}),
+      ...(counted ? {} : { count: false }),
+      lang: LANG,
     }),
   });
 }
@@ -168,6 +170,8 @@ export class LiveLink extends EventTarget {
 
   config = null;
   session = null;
+  /** Whether the server counts this camera's passages in its history (the main page: only with ?location=). */
+  counted = true;
   messagesReceived = 0;
   lastRoundTripMs = null;
 
@@ -287,7 +291,7 @@ export class LiveLink extends EventTarget {
     await pc.setLocalDescription(await pc.createOffer());
     await iceGatheringComplete(pc, ICE_GATHERING_TIMEOUT_MS);
     if (generation !== this.#generation) return;
-    const answer = await postOffer(pc.localDescription);
+    const answer = await postOffer(pc.localDescription, this.counted);
     if (generation !== this.#generation) return;
     this.session = answer.session ?? null;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });

@@ -1,0 +1,162 @@
+"""The server's side of the entrance screen (issue 20): a full server says when to try again, a page that
+did not ask to be counted is not, the video names a class only in a language it can draw, and the
+startup message names the dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from run_server import print_banner
+from server.app import STATE, create_app
+from server.rtc.overlay import overlay_pixels
+from server.settings import ServerConfig
+from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
+from vision.draw import draw_detections
+from vision.labels import LABELS, SHORT_TEXT
+from vision.pipeline import Detection
+
+CONFIG = ServerConfig(offers_per_minute=0, idle_timeout=3.0)
+
+
+def stand_in(_: ServerConfig) -> SlowAnalyser:
+    return SlowAnalyser(0.005)
+
+
+async def live_locations(http: aiohttp.ClientSession, base_url: str) -> list[str]:
+    async with http.get(f"{base_url}/api/live") as response:
+        assert response.status == 200
+        body: dict[str, Any] = await response.json()
+    return [camera["location"] for camera in body["cameras"]]
+
+
+async def test_a_full_server_says_when_to_try_again(http: aiohttp.ClientSession) -> None:
+    app = create_app(replace(CONFIG, max_sessions=1), source_factory=stand_in)
+    async with serve_app(app) as base_url:
+        first = CameraClient(FakeCameraTrack([blank_frame()]))
+        second = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            await first.connect(http, base_url)
+            await second.pc.setLocalDescription(await second.pc.createOffer())
+            offer = {"sdp": second.pc.localDescription.sdp, "type": "offer"}
+            async with http.post(f"{base_url}/offer", json=offer) as response:
+                assert response.status == 503
+                assert response.headers["Retry-After"] == "10"
+                assert (await response.json())["reason"] == "capacity"
+        finally:
+            await first.close()
+            await second.close()
+
+
+async def test_only_a_camera_that_asks_to_be_counted_is(http: aiohttp.ClientSession) -> None:
+    """The main page without ?location= offers with `"count": false`: no passages, not among the cameras
+    counted now; the kiosk (and any client that says nothing) is counted."""
+    app = create_app(CONFIG, source_factory=stand_in)
+    async with serve_app(app) as base_url:
+        desk = CameraClient(FakeCameraTrack([blank_frame()]))
+        entrance = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            await desk.connect(http, base_url, count=False)
+            await desk.wait_for(lambda: len(desk.messages) >= 3, 10.0, "analysed frames")
+            assert await live_locations(http, base_url) == []
+            await entrance.connect(http, base_url, location="Main entrance")
+            await entrance.wait_for(lambda: len(entrance.messages) >= 3, 10.0, "analysed frames")
+            assert await live_locations(http, base_url) == ["Main entrance"]
+            assert len(app[STATE].registry) == 2
+        finally:
+            await desk.close()
+            await entrance.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("count", "no"), ("count", 0), ("lang", 5), ("lang", "x"), ("lang", "k" * 40)]
+)
+async def test_a_bad_count_or_language_is_refused(
+    http: aiohttp.ClientSession, field: str, value: object
+) -> None:
+    app = create_app(CONFIG, source_factory=stand_in)
+    async with serve_app(app) as base_url:
+        client = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            await client.pc.setLocalDescription(await client.pc.createOffer())
+            offer = {"sdp": client.pc.localDescription.sdp, "type": "offer", field: value}
+            async with http.post(f"{base_url}/offer", json=offer) as response:
+                assert response.status == 400
+                assert (await response.json())["reason"] == "bad_offer"
+            assert len(app[STATE].registry) == 0
+        finally:
+            await client.close()
+
+
+async def test_a_korean_viewer_gets_symbols_in_the_video(http: aiohttp.ClientSession) -> None:
+    app = create_app(CONFIG, source_factory=stand_in)
+    async with serve_app(app) as base_url:
+        english = CameraClient(FakeCameraTrack([blank_frame()]))
+        korean = CameraClient(FakeCameraTrack([blank_frame()]))
+        try:
+            await english.connect(http, base_url, lang="en")
+            await korean.connect(http, base_url, lang="ko")
+            registry = app[STATE].registry
+            assert registry.get(english.session_id).label_text is True
+            assert registry.get(korean.session_id).label_text is False
+        finally:
+            await english.close()
+            await korean.close()
+
+
+def drawn_width(with_text: bool, label: str) -> int:
+    canvas = np.zeros((480, 640, 3), dtype=np.uint8)
+    draw_detections(
+        canvas, [Detection(box=(300, 200, 360, 280), label=label, score=0.9, face_confidence=0.9)], with_text
+    )
+    tag = canvas[:200]  # the label's tag sits above the box
+    columns = np.flatnonzero(tag.any(axis=(0, 2)))
+    assert (tag >= 200).all(axis=2).any(), "no white mark in the tag"
+    return int(columns[-1] - columns[0] + 1)
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_the_video_draws_a_symbol_where_it_cannot_name_the_class(label: str) -> None:
+    """Without text each class gets a small square of its colour with its white symbol, narrower than any
+    of the names; the symbols of the three classes differ."""
+    assert drawn_width(False, label) < drawn_width(True, label)
+    with_text, symbol_only = (
+        overlay_pixels(
+            640, 480, [Detection(box=(300, 200, 360, 280), label=label, score=0.9, face_confidence=0.9)], text
+        )[1]
+        for text in (True, False)
+    )
+    assert 0 < symbol_only.size < with_text.size
+
+
+def test_the_three_symbols_differ() -> None:
+    tags = []
+    for label in LABELS:
+        canvas = np.zeros((480, 640, 3), dtype=np.uint8)
+        draw_detections(
+            canvas, [Detection(box=(300, 200, 360, 280), label=label, score=0.9, face_confidence=0.9)], False
+        )
+        tags.append((canvas >= 200).all(axis=2))
+    assert all((a != b).any() for i, a in enumerate(tags) for b in tags[i + 1 :])
+
+
+def test_the_video_names_each_class_as_the_pages_do() -> None:
+    assert SHORT_TEXT == {
+        "with_mask": "With mask",
+        "without_mask": "No mask",
+        "mask_worn_incorrectly": "Worn incorrectly",
+    }
+
+
+def test_the_startup_message_names_the_dashboard(capsys: pytest.CaptureFixture[str]) -> None:
+    print_banner(replace(CONFIG, host="127.0.0.1", admin_token="op"), 8080)
+    out = capsys.readouterr().out
+    assert "kiosk: http://localhost:8080/kiosk" in out
+    assert "dashboard: http://localhost:8080/dashboard?token=op" in out
+    print_banner(replace(CONFIG, host="127.0.0.1"), 8080)
+    out = capsys.readouterr().out
+    assert "dashboard: http://localhost:8080/dashboard\n" in out and "this machine only" in out
