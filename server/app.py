@@ -22,13 +22,14 @@ from server.errors import error_response
 from server.events.service import EVENTS, setup_events
 from server.history.api import add_history_routes
 from server.history.service import HISTORY, setup_history
-from server.location import parse_location
+from server.location import UNNAMED, parse_location
 from server.metrics import METRICS_CONTENT_TYPE, ServerMetrics
+from server.pages import notice_response
 from server.rtc import tuning as rtc_tuning
 from server.rtc.messages import DATA_CHANNEL_LABEL
 from server.rtc.registry import CapacityError, SessionRegistry
 from server.rtc.session import OfferError, RecorderFactory
-from server.security import CREDENTIAL, OPERATOR_ONLY
+from server.security import CREDENTIAL, OPERATOR_ONLY, wants_html
 from server.settings import ServerConfig
 from vision.labels import LABEL_COLOURS_BGR, LABEL_VERDICTS, LABELS, SHORT_TEXT, is_compliant
 
@@ -88,7 +89,7 @@ def create_app(
     """
     rtc_tuning.install()
     metrics = ServerMetrics()
-    middlewares = _security_middlewares(config, metrics)
+    middlewares = [*_security_middlewares(config, metrics), _not_found_middleware]
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
     registry = SessionRegistry(config.max_sessions, metrics)
     app[STATE] = ServerState(
@@ -125,6 +126,19 @@ def _security_middlewares(config: ServerConfig, metrics: ServerMetrics) -> list[
     return security_middlewares(
         config.token, config.offers_per_minute, admin_token=config.admin_token, on_reject=count_rejection
     )
+
+
+@web.middleware
+async def _not_found_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A wrong path: a page in the reader's language for a browser, the JSON error for a script (not
+    aiohttp's bare "404: Not Found")."""
+    try:
+        response: web.StreamResponse = await handler(request)
+    except web.HTTPNotFound:
+        if wants_html(request):
+            return notice_response(request, "notFound", 404)
+        return error_response(404, "not_found", f"Nothing here: {request.path}")
+    return response
 
 
 async def _start_worker(app: web.Application) -> None:
@@ -187,6 +201,7 @@ async def _config(request: web.Request) -> web.Response:
             "compliantLabels": [label for label in LABELS if is_compliant(label)],
             "video": {"width": width, "height": height, "frameRate": CAMERA_FRAME_RATE},
             "idleTimeoutSeconds": config.idle_timeout,
+            "unnamedLocation": UNNAMED,
         },
         headers={"Cache-Control": "no-store"},
     )

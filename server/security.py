@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from server.errors import error_response
+from server.pages import STYLESHEETS, notice_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -53,8 +54,9 @@ SECURITY_HEADERS: dict[str, str] = {
     "Permissions-Policy": "camera=(self)",
     "X-Frame-Options": "DENY",
 }
-OPEN_PATHS = frozenset({"/healthz"})
-"""Paths that never need the token: load balancers and container health checks probe them."""
+OPEN_PATHS = frozenset({"/healthz", *STYLESHEETS})
+"""Paths that never need the token: load balancers and container health checks probe `/healthz`; the
+notices' stylesheets, since a notice about a missing token must be readable without it."""
 DASHBOARD_PATH = "/dashboard"
 HTML_PATHS = frozenset({"/", "/kiosk", DASHBOARD_PATH})
 STATIC_PREFIX = "/static/"
@@ -72,32 +74,6 @@ PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 """Headers that a reverse proxy adds: a request carrying one was relayed for some other client."""
 RATE_WINDOW_SECONDS = 60.0
 MAX_TRACKED_ADDRESSES = 4096
-
-_UNAUTHORIZED_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Access token required</title></head>
-<body><h1>Access token required</h1>
-<p>This mask-detection server needs an access token. Open the address you were given, which ends in
-<code>?token=...</code>, or ask the operator for it.</p></body></html>
-"""
-_OPERATOR_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Operator token required</title></head>
-<body><h1>Operator token required</h1>
-<p>The dashboard shows the compliance history: it needs the operator's token (the server's
-<code>--admin-token</code>), not a camera's. Open <code>/dashboard?token=...</code> with the operator
-token, or ask whoever runs this server for it.</p>
-<p lang="ko">대시보드에는 카메라 토큰이 아닌 운영자 토큰(<code>--admin-token</code>)이 필요합니다.</p>
-</body></html>
-"""
-_LOCAL_ONLY_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Dashboard: this machine only</title></head>
-<body><h1>Dashboard: this machine only</h1>
-<p>This server has no operator token (<code>--admin-token</code>), so its dashboard and history answer
-only a browser on the server's own machine. Start the server with <code>--admin-token</code> to open
-the dashboard from elsewhere.</p>
-<p lang="ko">운영자 토큰(<code>--admin-token</code>)이 없는 서버의 대시보드는
-서버 컴퓨터에서만 열 수 있습니다.</p>
-</body></html>
-"""
 
 
 def security_middlewares(
@@ -126,7 +102,7 @@ def security_middlewares(
             middlewares.append(_token_middleware(token, on_reject, TOKEN_COOKIE, _camera_guarded))
     if admin_token:
         middlewares.append(
-            _token_middleware(admin_token, on_reject, ADMIN_COOKIE, _admin_guarded, page=_OPERATOR_PAGE)
+            _token_middleware(admin_token, on_reject, ADMIN_COOKIE, _admin_guarded, notice="operator")
         )
     else:
         middlewares.append(_loopback_only_middleware(on_reject))
@@ -165,13 +141,7 @@ def _loopback_only_middleware(on_reject: RejectCallback | None) -> Middleware:
             if on_reject is not None:
                 on_reject("unauthorized")
             if request.path == DASHBOARD_PATH:
-                return web.Response(
-                    text=_LOCAL_ONLY_PAGE,
-                    status=403,
-                    content_type="text/html",
-                    charset="utf-8",
-                    headers={"Cache-Control": "no-store"},
-                )
+                return notice_response(request, "localOnly", 403)
             return error_response(
                 403,
                 "forbidden",
@@ -318,11 +288,11 @@ def _token_middleware(
     cookie: str,
     guarded: Callable[[str], bool],
     other: _OtherCredential | None = None,
-    page: str | None = None,
+    notice: str = "token",
 ) -> Middleware:
     """Requests to `guarded` paths need `token` (query, bearer header, or the `cookie` that a good
-    `?token=` sets), or `other`'s on its paths. A refused page gets `page` (default: the access-token
-    page). The request records which credential let it in (`CREDENTIAL`): `/config` keeps the TURN
+    `?token=` sets), or `other`'s on its paths. A refused page gets the `notice` page (server/pages.py).
+    The request records which credential let it in (`CREDENTIAL`): `/config` keeps the TURN
     credentials from a caller holding only the operator's."""
     own = _Credential(token, cookie)
 
@@ -334,13 +304,20 @@ def _token_middleware(
             if other is None or not other.paths(request.path) or not other.credential.presented_by(request):
                 if on_reject is not None:
                     on_reject("unauthorized")
-                return _unauthorized_response(request, page or _UNAUTHORIZED_PAGE)
+                return _unauthorized_response(request, notice)
             request[CREDENTIAL] = OPERATOR_ONLY
         response = await handler(request)
         own.set_cookie(request, response)
         return response
 
     return access_token
+
+
+def wants_html(request: web.Request) -> bool:
+    """A browser asking for a page (which gets an HTML notice), not a script (which gets JSON)."""
+    return request.method in ("GET", "HEAD") and (
+        request.path in HTML_PATHS or "text/html" in request.headers.get("Accept", "")
+    )
 
 
 def _cookie_value(token: str) -> str:
@@ -355,11 +332,10 @@ def _bearer_token(request: web.Request) -> str | None:
     return value.strip()
 
 
-def _unauthorized_response(request: web.Request, page: str) -> web.Response:
+def _unauthorized_response(request: web.Request, notice: str) -> web.Response:
     headers = {"WWW-Authenticate": 'Bearer realm="maskcam"', "Cache-Control": "no-store"}
-    wants_html = request.method in ("GET", "HEAD") and (
-        request.path in HTML_PATHS or "text/html" in request.headers.get("Accept", "")
-    )
-    if wants_html:
-        return web.Response(text=page, status=401, content_type="text/html", charset="utf-8", headers=headers)
+    if wants_html(request):
+        response = notice_response(request, notice, 401)
+        response.headers.update(headers)
+        return response
     return error_response(401, "unauthorized", "Access token missing or wrong.", headers=headers)

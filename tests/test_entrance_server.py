@@ -160,3 +160,35 @@ def test_the_startup_message_names_the_dashboard(capsys: pytest.CaptureFixture[s
     print_banner(replace(CONFIG, host="127.0.0.1"), 8080)
     out = capsys.readouterr().out
     assert "dashboard: http://localhost:8080/dashboard\n" in out and "this machine only" in out
+
+
+async def test_a_wrong_path_gets_a_page_in_the_readers_language(http: aiohttp.ClientSession) -> None:
+    app = create_app(CONFIG, source_factory=stand_in)
+    async with serve_app(app) as base_url:
+        async with http.get(f"{base_url}/nope", headers={"Accept": "text/html"}) as response:
+            assert response.status == 404 and response.content_type == "text/html"
+            page = await response.text()
+        assert '<html lang="en">' in page and "<h1>Page not found</h1>" in page
+        assert 'href="/static/css/notice.css"' in page
+        async with http.get(f"{base_url}/nope?lang=ko", headers={"Accept": "text/html"}) as response:
+            assert "<h1>페이지를 찾을 수 없습니다</h1>" in await response.text()
+        async with http.get(f"{base_url}/nope", headers={"Accept": "application/json"}) as response:
+            assert response.status == 404 and (await response.json())["reason"] == "not_found"
+
+
+async def test_the_token_page_speaks_the_readers_language_and_is_styled(http: aiohttp.ClientSession) -> None:
+    app = create_app(replace(CONFIG, token="s3cret"), source_factory=stand_in)
+    async with serve_app(app) as base_url:
+        async with http.get(
+            f"{base_url}/kiosk", headers={"Accept-Language": "ko-KR,ko;q=0.9,en;q=0.8"}
+        ) as response:
+            assert response.status == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+            page = await response.text()
+        assert '<html lang="ko">' in page and "<h1>접근 토큰이 필요합니다</h1>" in page
+        async with http.get(f"{base_url}/?lang=en", headers={"Accept-Language": "ko"}) as response:
+            assert "<h1>Access token required</h1>" in await response.text()
+        for sheet in ("/static/css/base.css", "/static/css/notice.css"):
+            async with http.get(f"{base_url}{sheet}") as response:
+                assert response.status == 200, sheet
+        async with http.get(f"{base_url}/static/css/kiosk.css") as response:
+            assert response.status == 401

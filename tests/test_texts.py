@@ -18,9 +18,9 @@ from vision.labels import LABEL_VERDICTS, LABELS
 STATIC = Path(__file__).resolve().parents[1] / "static"
 TEXTS_JS = STATIC / "js" / "texts.js"
 PREFIX = "export const TEXTS = "
-PAGE_STATES = ("idle", "starting", "waiting", "offline", "none")
-"""Banner states of the page besides the verdicts."""
-KIOSK_STATES = ("starting", "offline", "none")
+PAGE_STATES = ("idle", "starting", "offline", "paused", "camera", "none")
+"""Banner states of the page besides the verdicts: idle, not checking (static/js/scene.js), nobody."""
+KIOSK_STATES = ("starting", "offline", "paused", "camera", "none")
 
 
 def texts() -> dict[str, dict[str, str]]:
@@ -67,7 +67,7 @@ def keys_used() -> set[str]:
     verdicts = set(LABEL_VERDICTS.values())
     used |= {f"banner.{state}" for state in (*PAGE_STATES, *verdicts)}
     used |= {f"kiosk.{state}.{part}" for state in (*KIOSK_STATES, *verdicts) for part in ("head", "sub")}
-    used |= {f"{prefix}{label}" for prefix in ("label.", "count.", "kiosk.today.") for label in LABELS}
+    used |= {f"label.{label}" for label in LABELS}
     return used
 
 
@@ -112,7 +112,7 @@ def test_every_key_like_literal_in_the_js_exists() -> None:
             continue
         found |= set(KEY_LITERAL.findall(script.read_text(encoding="utf-8")))
     # Prefixes the JS completes with a state or a label (`kiosk.${verdict}.head`, labelName's prefixes).
-    prefixes = {"label.", "count.", "kiosk.today."}
+    prefixes = {"label."}
     found -= prefixes
     assert len(found) > 50
     for language, entries in table.items():

@@ -23,9 +23,7 @@ _SYMBOLS: dict[str, tuple[tuple[tuple[float, float], ...], ...]] = {
 }
 
 
-def draw_detections(
-    frame: np.ndarray, detections: Sequence[Detection], with_text: bool = True
-) -> np.ndarray:
+def draw_detections(frame: np.ndarray, detections: Sequence[Detection], with_text: bool = True) -> np.ndarray:
     """Draw every detection onto the BGR frame in place and return it; without text, a symbol per face."""
     height, width = frame.shape[:2]
     thickness = max(2, round(min(width, height) / 240))

@@ -31,6 +31,7 @@ const ui = {
   kioskLink: byId('kiosk-link'),
   dashboardLink: byId('dashboard-link'),
   countList: byId('counts'),
+  counting: byId('counting'),
   stats: {
     videoFps: byId('stat-video-fps'),
     detections: byId('stat-detections'),
@@ -293,6 +294,7 @@ async function tick() {
 
 function init() {
   translatePage();
+  ui.counting.textContent = link.counted ? t('page.counted', { location: pageLocation }) : t('page.notCounted');
   ui.kioskLink.href = pageUrl('kiosk');
   ui.dashboardLink.href = pageUrl('dashboard');
   link.addEventListener('status', onLinkStatus);

@@ -112,6 +112,11 @@ function dayStartSeconds(isoDate) {
   return guess / 1000;
 }
 
+/** A location as the operator reads it: the server's name of a camera given no ?location= is translated. */
+function locationName(name) {
+  return name === config?.unnamedLocation ? t('dash.unnamed') : name;
+}
+
 function locationQuery() {
   return filters.location ? { location: filters.location } : {};
 }
@@ -174,7 +179,7 @@ function complianceOf(counts) {
 function todayCard(entry) {
   const card = element('article', 'card');
   card.dataset.location = entry.location;
-  card.append(element('h3', '', entry.location));
+  card.append(element('h3', '', locationName(entry.location)));
   const rate = element('p', 'rate', formatPercent(entry.compliance));
   rate.dataset.role = 'compliance';
   card.append(rate, element('p', 'rate-label', t('dash.compliance')));
@@ -208,7 +213,7 @@ function showCameras(live) {
     ...cameras.map((camera) => {
       const item = element('li');
       item.dataset.location = camera.location;
-      const name = element('span', '', camera.location);
+      const name = element('span', '', locationName(camera.location));
       const verdict = element(
         'span',
         'verdict',
@@ -404,7 +409,7 @@ function showRecent(result) {
     verdict.dataset.label = passage.label;
     line.append(
       element('td', '', formatTime(passage.time)),
-      element('td', '', passage.location),
+      element('td', '', locationName(passage.location)),
       verdict,
       element('td', '', formatUnit(passage.seconds, 1, 'unit.seconds')),
     );
@@ -429,7 +434,7 @@ function showLocations() {
   const current = [...ui.location.options].slice(1).map((option) => option.value);
   if (JSON.stringify(current) !== JSON.stringify(options)) {
     for (const option of [...ui.location.options].slice(1)) option.remove();
-    for (const name of options) ui.location.append(new Option(name, name));
+    for (const name of options) ui.location.append(new Option(locationName(name), name));
   }
   ui.location.value = chosen;
 }
