@@ -563,3 +563,21 @@ def shoot(page: Page, folder: Path, name: str, state: str) -> None:
     shot = folder / name
     page.screenshot(path=str(shot), full_page=True)
     save_copy_when_asked(shot, REPO_ROOT / "docs" / "states" / name)
+
+
+def test_screenshot_of_the_not_found_page(
+    server: ServerProcess, playwright: Playwright, tmp_path: Path
+) -> None:
+    """A wrong path on a phone in Korean: the styled notice (docs/states/not-found-phone-ko.png)."""
+    with camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context:
+        page = context.new_page()
+        problems = PageProblems(page)
+        page.set_viewport_size(PORTRAIT)
+        response = page.goto(f"{server.url}/kiosks?lang=ko")
+        assert response is not None and response.status == 404
+        expect(page.locator("h1")).to_have_text("페이지를 찾을 수 없습니다")
+        assert page.evaluate("getComputedStyle(document.querySelector('.notice')).borderLeftWidth") == "8px"
+        shot = tmp_path / "not-found-phone-ko.png"
+        page.screenshot(path=str(shot))
+        save_copy_when_asked(shot, REPO_ROOT / "docs" / "states" / "not-found-phone-ko.png")
+        assert problems.errors == []
