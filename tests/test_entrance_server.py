@@ -34,24 +34,6 @@ async def live_locations(http: aiohttp.ClientSession, base_url: str) -> list[str
     return [camera["location"] for camera in body["cameras"]]
 
 
-async def test_a_full_server_says_when_to_try_again(http: aiohttp.ClientSession) -> None:
-    app = create_app(replace(CONFIG, max_sessions=1), source_factory=stand_in)
-    async with serve_app(app) as base_url:
-        first = CameraClient(FakeCameraTrack([blank_frame()]))
-        second = CameraClient(FakeCameraTrack([blank_frame()]))
-        try:
-            await first.connect(http, base_url)
-            await second.pc.setLocalDescription(await second.pc.createOffer())
-            offer = {"sdp": second.pc.localDescription.sdp, "type": "offer"}
-            async with http.post(f"{base_url}/offer", json=offer) as response:
-                assert response.status == 503
-                assert response.headers["Retry-After"] == "10"
-                assert (await response.json())["reason"] == "capacity"
-        finally:
-            await first.close()
-            await second.close()
-
-
 async def test_only_a_camera_that_asks_to_be_counted_is(http: aiohttp.ClientSession) -> None:
     """The main page without ?location= offers with `"count": false`: no passages, not among the cameras
     counted now; the kiosk (and any client that says nothing) is counted."""

@@ -183,20 +183,29 @@ def test_kiosk_says_so_when_the_camera_is_blocked(
         context.close()
 
 
+def kiosk_and_page_checking(
+    context: BrowserContext, server: ServerProcess
+) -> tuple[Page, Page, PageProblems]:
+    """The kiosk and the main page (started) on one camera, both showing the masked person's verdict;
+    the kiosk's page errors are watched."""
+    kiosk = context.new_page()
+    problems = PageProblems(kiosk)
+    kiosk.goto(server.url + "/kiosk")
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.click("#start-button")
+    kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
+    page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
+    return kiosk, page, problems
+
+
 def test_kiosk_and_page_say_so_while_the_analysis_is_stopped(playwright: Playwright, tmp_path: Path) -> None:
     with (
         server_with_pausable_analysis(tmp_path) as (own_server, analysis),
         camera(playwright, tmp_path, [demo_portrait(masked=True)]) as context,
     ):
         context.add_init_script(RECORD_KIOSK)
-        kiosk = context.new_page()
-        problems = PageProblems(kiosk)
-        kiosk.goto(own_server.url + "/kiosk")
-        page = context.new_page()
-        page.goto(own_server.url + "/")
-        page.click("#start-button")
-        kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
-        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
+        kiosk, page, problems = kiosk_and_page_checking(context, own_server)
 
         analysis.pause()
         stopped = time.time()
@@ -250,14 +259,7 @@ def outage_and_recovery(playwright: Playwright, tmp_path: Path, outage_s: float)
     own_server = ServerProcess().start(tmp_path / "server.log")
     context = kiosk_context(playwright, tmp_path, masked_video(tmp_path))
     try:
-        kiosk = context.new_page()
-        problems = PageProblems(kiosk)
-        kiosk.goto(own_server.url + "/kiosk")
-        page = context.new_page()
-        page.goto(own_server.url + "/")
-        page.click("#start-button")
-        kiosk.wait_for_selector("#kiosk-message[data-verdict='masked']", timeout=WAIT_MS)
-        page.wait_for_selector("#banner[data-verdict='masked']", timeout=WAIT_MS)
+        kiosk, page, problems = kiosk_and_page_checking(context, own_server)
 
         assert own_server.process is not None
         own_server.process.send_signal(signal.SIGTERM)

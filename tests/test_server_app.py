@@ -103,6 +103,7 @@ async def test_second_session_beyond_capacity_gets_503(http: aiohttp.ClientSessi
             offer = {"sdp": second.pc.localDescription.sdp, "type": "offer"}
             async with http.post(f"{base_url}/offer", json=offer) as response:
                 assert response.status == 503
+                assert response.headers["Retry-After"] == "10"  # the pages wait that long (retry.js)
                 error = await response.json()
             assert error["reason"] == "capacity" and error["maxSessions"] == 1
             assert len(app[STATE].registry) == 1

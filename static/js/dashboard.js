@@ -18,6 +18,8 @@ const POLL_MS = 5000;
 const COMPACT_AXIS_WIDTH = 500;
 const RECENT_MINUTES = 10;
 const RECENT_LIMIT = 200;
+// The newest few passages, the rest behind "show all": on a phone 60 rows are a long scroll.
+const RECENT_SHOWN = 8;
 const RANGE_DAYS = 30;
 const DAY_MS = 86_400_000;
 const CSV_LIMIT = 10_000; // the newest passages a passages CSV holds (as texts.js's dash.csvLimit says)
@@ -43,6 +45,7 @@ const ui = {
   recentNote: byId('recent-note'),
   recentBody: document.querySelector('#recent tbody'),
   recentTable: byId('recent'),
+  recentMore: byId('recent-more'),
   recentEmpty: byId('recent-empty'),
 };
 
@@ -306,7 +309,9 @@ function chartOptions(kind, range, width) {
         value: (u, v) => (v == null ? '–' : `${formatNumber(v, 0)}%`),
       },
     ],
-    legend: { show: true },
+    // Series names only: the values at the cursor read as missing data ("–") and cannot be hovered on a
+    // phone; the caption and the table carry the figures.
+    legend: { show: true, live: false },
     cursor: { drag: { x: false, y: false } },
   };
 }
@@ -390,6 +395,14 @@ function totalCaption(rows, from, to) {
 
 // ---- Passages of the last minutes -------------------------------------------------------------------
 
+let recentExpanded = false;
+let lastRecent = null;
+
+function toggleRecent() {
+  recentExpanded = !recentExpanded;
+  if (lastRecent) showRecent(lastRecent);
+}
+
 function showRecent(result) {
   ui.recentHeading.textContent = t('dash.recent', { minutes: formatNumber(RECENT_MINUTES) });
   ui.recentNote.textContent = t('dash.recentNote', { seconds: formatNumber(POLL_MS / 1000) });
@@ -415,7 +428,12 @@ function showRecent(result) {
     );
     return line;
   });
-  ui.recentBody.replaceChildren(...rows);
+  ui.recentBody.replaceChildren(...(recentExpanded ? rows : rows.slice(0, RECENT_SHOWN)));
+  ui.recentMore.hidden = rows.length <= RECENT_SHOWN;
+  ui.recentMore.textContent = recentExpanded
+    ? t('dash.showFewer', { count: formatNumber(RECENT_SHOWN) })
+    : t('dash.showMore', { count: formatNumber(rows.length) });
+  lastRecent = result;
   ui.recentTable.hidden = rows.length === 0;
   ui.recentEmpty.textContent = t('dash.noRecent', { minutes: formatNumber(RECENT_MINUTES) });
   ui.recentEmpty.hidden = rows.length > 0;
@@ -537,7 +555,7 @@ async function refresh() {
   }
   showLocations();
   showProblem(problem ?? filterProblem);
-  ui.updated.textContent = t('dash.updated', { time: formatDate(new Date(), { timeStyle: 'medium' }) });
+  ui.updated.textContent = t('dash.updated', { time: formatTime(new Date().toISOString()) });
 }
 
 function schedule() {
@@ -566,6 +584,7 @@ async function init() {
     link.href = url.toString();
     if (link.hreflang === LANG) link.setAttribute('aria-current', 'true');
   }
+  ui.recentMore.addEventListener('click', toggleRecent);
   ui.filters.addEventListener('submit', (event) => {
     event.preventDefault();
     if (readFilters()) poll();
