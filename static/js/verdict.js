@@ -30,8 +30,10 @@ export function verdictFor(counts, verdicts) {
  * - a face verdict replaces what is shown (nobody, or another verdict) once `confirmFrames` messages in a
  *   row say it: one misread frame neither shows nor flips a verdict, and a person who arrives while the
  *   last one's verdict is still up gets their own directly;
- * - "nobody" replaces a verdict after `clearFrames` messages in a row without a face, or after two that
- *   are `clearMs` or more apart (a slow analysis): one or two missed frames do not clear it.
+ * - "nobody" replaces a verdict after `clearFrames` messages in a row without a face, or after two whose
+ *   frames the server received `clearMs` or more apart (a slow analysis): one or two missed frames do not
+ *   clear it. The frames' own times (`received_at`), not the messages' arrival, tell a blink of the
+ *   camera from an absence: a busy analysis can deliver two frames of one short blink far apart.
  * So a verdict clears by the second empty frame after `clearMs` or the third before it: within
  * 2 x `clearMs` (0.7 s) of the first analysed frame without the face while frames come at least every
  * 0.35 s. Below about 3 analysed frames a second, two missed frames clear it.
@@ -72,7 +74,7 @@ export class SceneFilter {
     this.#misses = 0;
   }
 
-  /** Feed one detections message at `nowMs`; returns true when the shown scene changed. */
+  /** Feed one detections message, arrived at `nowMs`; returns true when the shown scene changed. */
   update(message, nowMs) {
     const counts = message.counts ?? countFaces(message.faces, this.#labels);
     const seen = { verdict: verdictFor(counts, this.#verdicts), counts, faces: message.faces ?? [], frame: message.frame ?? null };
@@ -80,8 +82,9 @@ export class SceneFilter {
     if (seen.verdict === 'none' && this.shown.verdict !== null) {
       this.#candidate = null;
       this.#misses += 1;
-      if (this.#misses === 1) this.#firstMissAt = nowMs;
-      const slowAndGone = this.#misses >= 2 && nowMs - this.#firstMissAt >= this.clearMs;
+      const frameAt = typeof message.received_at === 'number' ? message.received_at : nowMs;
+      if (this.#misses === 1) this.#firstMissAt = frameAt;
+      const slowAndGone = this.#misses >= 2 && frameAt - this.#firstMissAt >= this.clearMs;
       return this.#misses >= this.clearFrames || slowAndGone ? this.#adopt(seen) : false;
     }
     if (seen.verdict !== 'none') this.#misses = 0;
