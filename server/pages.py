@@ -46,6 +46,8 @@ def page_language(request: web.Request) -> str:
 
 def notice_html(request: web.Request, notice: str) -> str:
     """The HTML of one of NOTICES for `request`'s reader."""
+    if notice not in NOTICES:
+        raise ValueError(f"no notice {notice!r}")
     lang = page_language(request)
     table = texts()[lang]
     title = html.escape(table[f"notice.{notice}.title"])

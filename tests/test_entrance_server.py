@@ -13,6 +13,7 @@ import pytest
 
 from run_server import print_banner
 from server.app import STATE, create_app
+from server.pages import NOTICES, texts
 from server.rtc.overlay import overlay_pixels
 from server.settings import ServerConfig
 from tests.media_helpers import CameraClient, FakeCameraTrack, SlowAnalyser, blank_frame, serve_app
@@ -82,9 +83,9 @@ async def test_a_korean_viewer_gets_symbols_in_the_video(http: aiohttp.ClientSes
         try:
             await english.connect(http, base_url, lang="en")
             await korean.connect(http, base_url, lang="ko")
-            registry = app[STATE].registry
-            assert registry.get(english.session_id).label_text is True
-            assert registry.get(korean.session_id).label_text is False
+            by_id = {session.id: session for session in app[STATE].registry.sessions()}
+            assert by_id[str(english.session_id)].label_text is True
+            assert by_id[str(korean.session_id)].label_text is False
         finally:
             await english.close()
             await korean.close()
@@ -174,3 +175,9 @@ async def test_the_token_page_speaks_the_readers_language_and_is_styled(http: ai
                 assert response.status == 200, sheet
         async with http.get(f"{base_url}/static/css/kiosk.css") as response:
             assert response.status == 401
+
+
+def test_every_notice_has_its_texts_in_every_language() -> None:
+    for language, table in texts().items():
+        for notice in NOTICES:
+            assert table[f"notice.{notice}.title"] and table[f"notice.{notice}.body"], (language, notice)
