@@ -133,7 +133,9 @@ async function refreshToday() {
     // A server without history has no counts to come back to: this screen's own are the ones to show.
     if (error.reason === 'history_off') serverToday = null;
     if (currentServerToday()) {
-      showCountsNote('kiosk.countsStale', { time: formatDate(serverToday.at, { timeStyle: 'short' }) });
+      // The dashboard's clock format ("03:52 AM"), one per language.
+      const time = formatDate(serverToday.at, { hour: '2-digit', minute: '2-digit' });
+      showCountsNote('kiosk.countsStale', { time });
     } else {
       showCountsNote(error.reason === 'history_off' ? 'kiosk.countsNoHistory' : 'kiosk.countsLocal');
     }
