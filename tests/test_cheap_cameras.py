@@ -1,0 +1,67 @@
+"""The benchmark's cheap cameras send decodable VP8 that the real server analyses: faces are found where
+the clip shows them, the hidden faces are not there to find, and the measuring holds (frame numbering,
+time to find, label agreement)."""
+
+from __future__ import annotations
+
+import av
+import pytest
+
+from bench.cheap_cameras import CameraClip, build_clip, clip_scenes, load_clip, run_cameras, save_clip
+from bench.frames import SCENES_DIR
+from server.app import create_app
+from server.config import ServerConfig
+from server.models import load_models
+from tests.media_helpers import serve_app
+from vision.boxes import iou
+from vision.detectors import build_detector
+
+
+@pytest.fixture(scope="module")
+def clip() -> CameraClip:
+    if not SCENES_DIR.is_dir():
+        pytest.skip(f"needs the scene photos of ../shared/data ({SCENES_DIR} not found)")
+    return build_clip(clip_scenes(2), fps=15.0, segment_seconds=1.0)
+
+
+def decoded(clip: CameraClip, indices: set[int]) -> dict[int, av.VideoFrame]:
+    decoder = av.CodecContext.create("libvpx", "r")
+    frames = {}
+    for index, packet in enumerate(clip.packets):
+        for frame in decoder.decode(av.Packet(packet)):
+            if index in indices:
+                frames[index] = frame
+    return frames
+
+
+def test_the_clip_decodes_and_its_hidden_faces_are_not_there_to_find(clip: CameraClip, tmp_path) -> None:
+    assert clip.segments == 4 and all(clip.keyframes[i * clip.segment_frames] for i in range(clip.segments))
+    first_only, all_faces = 2, clip.segment_frames + 2
+    frames = decoded(clip, {first_only, all_faces})
+    detector = build_detector()
+
+    def found(index: int) -> list[bool]:
+        boxes = [face.box for face in detector.detect(frames[index].to_ndarray(format="bgr24"))]
+        return [any(iou(shown, box) >= 0.3 for box in boxes) for shown in (f.box for f in clip.faces[all_faces])]
+
+    assert len(clip.faces[first_only]) == 1 and len(clip.faces[all_faces]) >= 2
+    assert found(all_faces) == [True] * len(clip.faces[all_faces])
+    assert found(first_only)[1:] == [False] * (len(clip.faces[all_faces]) - 1)
+    save_clip(clip, tmp_path / "clip.npz")
+    assert load_clip(tmp_path / "clip.npz") == clip
+
+
+@pytest.mark.slow
+async def test_the_real_server_analyses_the_replayed_packets(clip: CameraClip) -> None:
+    config = ServerConfig(offers_per_minute=0, idle_timeout=5.0)
+    models = load_models(config)
+    app = create_app(config, pipeline_factory=lambda _: models)
+    async with serve_app(app) as url:
+        result = await run_cameras(url, cameras=2, duration=6.0, warmup=1.0, overlay="page", clip=clip)
+    assert result.generator_cpu_percent < 50
+    for camera in result.per_camera:
+        assert camera.messages >= 6, camera
+        # The server numbered the frames as they were sent: none was lost or undecodable.
+        assert camera.transit_min_ms is not None and -20.0 < camera.transit_min_ms < 1000.0, camera
+        assert camera.faces_entered >= 2 and camera.faces_found >= 1, camera
+        assert camera.label_agreement is not None and camera.label_agreement > 0.3, camera
