@@ -8,6 +8,7 @@ import { formatNumber, formatUnit, labelName, t, translatePage } from './i18n.js
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
 import { HEALTH_POLL_MS } from './retry.js';
 import { LiveScene } from './scene.js';
+import { FaceOverlay, mirrorsPreview, overlayMode } from './overlay.js';
 import { StatsSampler } from './stats.js';
 
 const CONFIG_RETRY_MS = 2 * HEALTH_POLL_MS;
@@ -18,6 +19,7 @@ const ui = {
   stage: byId('stage'),
   remoteVideo: byId('remote-video'),
   localVideo: byId('local-video'),
+  overlayCanvas: byId('face-overlay'),
   stageHint: byId('stage-hint'),
   banner: byId('banner'),
   bannerText: byId('banner-text'),
@@ -54,6 +56,8 @@ let linkStatus = { state: 'stopped' };
 let retryAt = 0;
 let lastInferenceMs = null;
 let config = null;
+// ?overlay=page (or the server's default): the boxes are drawn here, over the camera preview.
+let faceOverlay = null;
 
 function showMessage(text, severity) {
   if (ui.messageText.textContent !== text) ui.messageText.textContent = text;
@@ -138,6 +142,10 @@ async function loadConfig() {
   scene.configure(config);
   buildCounts();
   chooseResolution();
+  const pageDrawn = overlayMode(window.location.search, config) === 'page';
+  ui.stage.dataset.overlay = pageDrawn ? 'page' : 'server';
+  faceOverlay = pageDrawn ? new FaceOverlay(ui.localVideo, ui.overlayCanvas, config) : null;
+  ui.overlayCanvas.hidden = !pageDrawn;
   ui.startButton.disabled = false;
 }
 
@@ -156,6 +164,16 @@ function setRunning(value) {
 function showLocalPreview(stream) {
   ui.localVideo.srcObject = stream;
   ui.localVideo.hidden = !stream;
+  if (!faceOverlay) return;
+  faceOverlay.mirrored = Boolean(stream) && mirrorsPreview(stream.getVideoTracks()[0], ui.cameraSelect.value);
+  ui.localVideo.dataset.mirrored = String(faceOverlay.mirrored);
+  if (stream) faceOverlay.start();
+  else faceOverlay.stop();
+}
+
+/** How the link sends the camera: in page-overlay mode no video comes back and the frame rate is capped. */
+function linkOptions() {
+  return faceOverlay ? { overlay: 'page', maxFramerate: config.overlay?.frameRate ?? null } : {};
 }
 
 async function refreshCameraList() {
@@ -207,7 +225,7 @@ async function start() {
   scene.cameraOpened();
   showLocalPreview(cameraStream);
   refreshCameraList();
-  link.start(cameraStream);
+  link.start(cameraStream, linkOptions());
 }
 
 function stop() {
@@ -263,6 +281,7 @@ function onDetections(event) {
   if (!running) return;
   const message = event.detail;
   scene.analysed(message);
+  faceOverlay?.show(message);
   if (typeof message.inference_ms === 'number') lastInferenceMs = message.inference_ms;
 }
 
@@ -272,7 +291,7 @@ function onRemoteStream(event) {
 }
 
 function onVideoResize() {
-  const { videoWidth, videoHeight } = ui.remoteVideo;
+  const { videoWidth, videoHeight } = faceOverlay ? ui.localVideo : ui.remoteVideo;
   if (videoWidth > 0 && videoHeight > 0) ui.stage.style.setProperty('--video-aspect', `${videoWidth} / ${videoHeight}`);
 }
 
@@ -303,6 +322,7 @@ function init() {
   scene.addEventListener('change', (event) => showScene(event.detail));
   setInterval(() => scene.check(), SCENE_CHECK_MS);
   ui.remoteVideo.addEventListener('resize', onVideoResize);
+  ui.localVideo.addEventListener('resize', onVideoResize);
   ui.controls.addEventListener('submit', (event) => {
     event.preventDefault();
     if (running) stop();

@@ -116,7 +116,7 @@ export function fetchToday() {
   return requestJson('today', {}, pageLocation ? { location: pageLocation } : {});
 }
 
-function postOffer(description, counted) {
+function postOffer(description, counted, overlay) {
   return requestJson('offer', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
@@ -126,6 +126,7 @@ function postOffer(description, counted) {
       ...(pageLocation ? { location: pageLocation } : {}),
       ...(counted ? {} : { count: false }),
       lang: LANG,
+      ...(overlay === 'page' ? { overlay } : {}),
     }),
   });
 }
@@ -167,6 +168,7 @@ export class LiveLink extends EventTarget {
   #state = 'stopped';
   #probe = null;
   #probing = false;
+  #options = {};
 
   config = null;
   session = null;
@@ -183,9 +185,14 @@ export class LiveLink extends EventTarget {
     return this.#pc;
   }
 
-  /** Connect `stream` (its first video track) and keep it connected. */
-  start(stream) {
+  /**
+   * Connect `stream` (its first video track) and keep it connected. With `overlay: 'page'` the page draws
+   * the boxes itself: the server is asked for no video back, and the camera is sent at no more than
+   * `maxFramerate` frames per second (the browser's encoder keeps to it; the analysis uses no more).
+   */
+  start(stream, { overlay = 'server', maxFramerate = null } = {}) {
     this.stop();
+    this.#options = { overlay, maxFramerate };
     this.#stream = stream;
     this.#attempt = 0;
     this.#connect();
@@ -282,7 +289,13 @@ export class LiveLink extends EventTarget {
       if (generation === this.#generation) this.#onMessage(event.data);
     };
     channel.onclose = () => this.#lost(new ServerError('lost', t('msg.closed')));
-    pc.addTransceiver(this.#stream.getVideoTracks()[0], { direction: 'sendrecv', streams: [this.#stream] });
+    const { overlay, maxFramerate } = this.#options;
+    const pageDrawn = overlay === 'page';
+    pc.addTransceiver(this.#stream.getVideoTracks()[0], {
+      direction: pageDrawn ? 'sendonly' : 'sendrecv',
+      streams: [this.#stream],
+      ...(pageDrawn && maxFramerate > 0 ? { sendEncodings: [{ maxFramerate }] } : {}),
+    });
     pc.ontrack = (event) => {
       const remote = event.streams[0] ?? new MediaStream([event.track]);
       this.dispatchEvent(new CustomEvent('remotestream', { detail: remote }));
@@ -291,7 +304,7 @@ export class LiveLink extends EventTarget {
     await pc.setLocalDescription(await pc.createOffer());
     await iceGatheringComplete(pc, ICE_GATHERING_TIMEOUT_MS);
     if (generation !== this.#generation) return;
-    const answer = await postOffer(pc.localDescription, this.counted);
+    const answer = await postOffer(pc.localDescription, this.counted, overlay);
     if (generation !== this.#generation) return;
     this.session = answer.session ?? null;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });

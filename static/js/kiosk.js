@@ -6,7 +6,7 @@
 //
 // URL options: ?camera=user|environment|<deviceId>, ?resolution=WIDTHxHEIGHT (default: the server's),
 // ?token=..., ?location=NAME (as the main page: the name of this camera in the server's history) and
-// ?lang=en|ko.
+// ?lang=en|ko, ?overlay=page (the boxes drawn by this page over its camera, no video back from the server).
 
 import { cameraAvailability, openCamera, stopStream } from './camera.js';
 import { Chime } from './chime.js';
@@ -15,6 +15,7 @@ import { formatDate, formatNumber, labelName, t, translatePage } from './i18n.js
 import { cameraMessage, linkMessage, retryCountdown } from './messages.js';
 import { HEALTH_POLL_MS } from './retry.js';
 import { LiveScene, NOT_CHECKING } from './scene.js';
+import { FaceOverlay, mirrorsPreview, overlayMode } from './overlay.js';
 import { StatsSampler } from './stats.js';
 import { DailyTally, localDate } from './tally.js';
 import { ChimeTrigger, countFaces } from './verdict.js';
@@ -36,6 +37,7 @@ const byId = (id) => document.getElementById(id);
 const ui = {
   kiosk: byId('kiosk'),
   video: byId('kiosk-video'),
+  overlayCanvas: byId('kiosk-overlay'),
   message: byId('kiosk-message'),
   headline: byId('kiosk-headline'),
   subline: byId('kiosk-subline'),
@@ -54,6 +56,7 @@ const scene = new LiveScene();
 const chimeTrigger = new ChimeTrigger({ settleMs: 1500 });
 const chime = new Chime();
 let config = null;
+let faceOverlay = null;
 let tally = null;
 // The server's last answer of /today ({counts, day: this screen's date then, at}), kept through failed
 // polls (shown as stale) so that one slow or refused poll does not swap in this screen's own count.
@@ -199,6 +202,10 @@ async function ensureConfig() {
   }
   useLocalTally(config.labels);
   scene.configure(config);
+  if (overlayMode(window.location.search, config) === 'page') {
+    faceOverlay = new FaceOverlay(ui.video, ui.overlayCanvas, config);
+    ui.overlayCanvas.hidden = false;
+  }
   return config;
 }
 
@@ -277,7 +284,17 @@ async function openAndConnect() {
   for (const track of cameraStream.getVideoTracks()) track.addEventListener('ended', onCameraLost);
   scene.cameraOpened();
   ui.video.srcObject = cameraStream;
-  link.start(cameraStream);
+  if (faceOverlay) {
+    faceOverlay.mirrored = mirrorsPreview(cameraStream.getVideoTracks()[0], cameraChoice);
+    ui.video.dataset.mirrored = String(faceOverlay.mirrored);
+    faceOverlay.start();
+  }
+  link.start(cameraStream, linkOptions());
+}
+
+/** In page-overlay mode no video comes back and the camera's frame rate is capped (/config `overlay`). */
+function linkOptions() {
+  return faceOverlay ? { overlay: 'page', maxFramerate: config.overlay?.frameRate ?? null } : {};
 }
 
 function onCameraLost() {
@@ -302,7 +319,7 @@ function onLinkStatus(event) {
     // Refused for good (wrong token, rejected offer): nobody will press a button at an entrance, so try
     // again now and then in case the operator fixed the server.
     setTimeout(() => {
-      if (link.state === 'failed' && cameraIsLive()) link.start(cameraStream);
+      if (link.state === 'failed' && cameraIsLive()) link.start(cameraStream, linkOptions());
     }, REFUSED_RETRY_MS);
   }
 }
@@ -314,6 +331,7 @@ function onRemoteStream(event) {
 
 function onDetections(event) {
   scene.analysed(event.detail);
+  faceOverlay?.show(event.detail);
   const counts = event.detail.counts ?? countFaces(event.detail.faces, config.labels);
   if (tally?.observe(counts, performance.now()) && !currentServerToday()) showToday();
 }
