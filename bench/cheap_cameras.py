@@ -285,6 +285,8 @@ class CameraResult:
     faces_found: int
     time_to_find_p50_s: float | None
     time_to_find_max_s: float | None
+    connected_at_end: bool = True
+    """Still connected at the window's end, with a message in its last 2 s: the session was not dropped."""
     error: str | None = None
 
 
@@ -367,7 +369,13 @@ def times_to_find(
 
 
 def summarise_camera(
-    camera: int, clip: CameraClip, track: ReplayTrack, messages: Sequence[Message], start: float, end: float
+    camera: int,
+    clip: CameraClip,
+    track: ReplayTrack,
+    messages: Sequence[Message],
+    start: float,
+    end: float,
+    connected: bool = True,
 ) -> CameraResult:
     sent = {frame.index: frame for frame in track.sent}
     window = [m for m in messages if start <= m.arrived <= end]
@@ -404,6 +412,7 @@ def summarise_camera(
         faces_found=len(found),
         time_to_find_p50_s=percentile(found, 50),
         time_to_find_max_s=max(found) if found else None,
+        connected_at_end=connected and bool(window) and window[-1].arrived >= end - 2.0,
     )
 
 
@@ -493,6 +502,7 @@ async def run_cameras(
         start, cpu_start, wall_start = time.monotonic(), time.process_time(), time.time()
         await asyncio.sleep(duration)
         end, cpu_end, wall_end = time.monotonic(), time.process_time(), time.time()
+        connected = [peer.pc.connectionState == "connected" for peer in peers]
         await asyncio.sleep(linger)
     finally:
         await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
@@ -506,7 +516,8 @@ async def run_cameras(
         generator_cpu_percent=(cpu_end - cpu_start) / (end - start) * 100.0,
     )
     result.per_camera = [
-        summarise_camera(peer.number, clip, peer.track, peer.messages, start, end) for peer in peers
+        summarise_camera(peer.number, clip, peer.track, peer.messages, start, end, connected[peer.number])
+        for peer in peers
     ]
     return result
 

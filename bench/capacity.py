@@ -1,0 +1,241 @@
+"""The server's capacity in cameras, measured with cameras that cost little (`bench.cheap_cameras`).
+
+For each overlay mode and camera count a fresh server is started (`bench.resources.BenchServer`) and one
+load-generator process connects every camera at once; the server (its process and its analysis process)
+is sampled over the generator's measured window. The generator's own CPU is reported beside the server's,
+so a reader sees what the clients took from the same cores. Modes and counts are interleaved, and the
+whole matrix is repeated, so that the variants see the same machine (the load of other work) side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.resources import PROJECT_ROOT, BenchServer, ProcessSampler
+
+
+@dataclass
+class CapacityRun:
+    overlay: str
+    cameras: int
+    fps: float
+    repeat: int
+    server_cpu_percent: float | None
+    """The server and its analysis process, over the window (100 = one core)."""
+    analysis_cpu_percent: float | None
+    """The analysis process alone."""
+    server_cpu_per_camera: float | None
+    """Core-seconds of the server (analysis included) per camera-second."""
+    server_peak_rss_mb: float
+    machine_cpu_percent: float | None
+    generator_cpu_percent: float | None
+    load_average: list[float] = field(default_factory=list)
+    """The machine's 1/5/15-min load averages at the end of the run (other work included)."""
+    per_camera: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def run_capacity(
+    overlay: str,
+    cameras: int,
+    fps: float,
+    duration: float,
+    warmup: float,
+    repeat: int,
+    server_args: Sequence[str],
+    log_dir: Path,
+    clip: Path,
+) -> CapacityRun:
+    """A fresh server, `cameras` cheap cameras in one generator process: the measured window's figures."""
+    name = f"{overlay}-{cameras}-{repeat}"
+    output = log_dir / f"cameras-{name}.json"
+    with (
+        BenchServer(max(cameras, 4), server_args, log_dir / f"server-{name}.log") as server,
+        ProcessSampler(server.process.pid if server.process else 0) as sampler,
+    ):
+        generator = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.cheap_cameras",
+                "--url",
+                server.url,
+                "--cameras",
+                str(cameras),
+                "--overlay",
+                overlay,
+                "--fps",
+                str(fps),
+                "--duration",
+                str(duration),
+                "--warmup",
+                str(warmup),
+                "--clip",
+                str(clip),
+                "--json",
+                str(output),
+            ],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=(log_dir / f"cameras-{name}.log").open("wb"),
+            timeout=duration + warmup + 180,
+            check=False,
+        )
+    try:
+        result = json.loads(output.read_text())
+    except (OSError, ValueError) as exc:
+        result = {"error": f"no result from the generator (exit {generator.returncode}): {exc}"}
+    if "error" in result or "window_start_unix" not in result:
+        return CapacityRun(
+            overlay, cameras, fps, repeat, None, None, None, sampler.peak_rss_mb(), None, None,
+            list(os.getloadavg()), error=str(result.get("error")),
+        )  # fmt: skip
+    start, end = result["window_start_unix"], result["window_end_unix"]
+    server_cpu, machine_cpu = sampler.cpu_percent(start, end)
+    per_camera = result["per_camera"]
+    errors = [c["error"] for c in per_camera if c.get("error")]
+    return CapacityRun(
+        overlay=overlay,
+        cameras=cameras,
+        fps=fps,
+        repeat=repeat,
+        server_cpu_percent=server_cpu,
+        analysis_cpu_percent=sampler.children_cpu_percent(start, end),
+        server_cpu_per_camera=server_cpu / 100.0 / cameras if server_cpu is not None else None,
+        server_peak_rss_mb=sampler.peak_rss_mb(),
+        machine_cpu_percent=machine_cpu,
+        generator_cpu_percent=result["generator_cpu_percent"],
+        load_average=list(os.getloadavg()),
+        per_camera=per_camera,
+        error="; ".join(errors) or None,
+    )
+
+
+def run_matrix(
+    modes: Sequence[str],
+    counts: Sequence[int],
+    repeats: int,
+    fps: float,
+    duration: float,
+    warmup: float,
+    server_args: Sequence[str],
+) -> list[CapacityRun]:
+    """Every (mode, count) once per repeat, modes interleaved within each count."""
+    log_dir = Path(tempfile.mkdtemp(prefix="maskcam-capacity-"))
+    print(f"capacity benchmark logs: {log_dir}", file=sys.stderr)
+    clip = log_dir / "clip.npz"
+    runs = []
+    for repeat in range(1, repeats + 1):
+        for cameras in counts:
+            for overlay in modes:
+                run = run_capacity(
+                    overlay, cameras, fps, duration, warmup, repeat, server_args, log_dir, clip
+                )
+                print(summary_line(run), file=sys.stderr, flush=True)
+                runs.append(run)
+    return runs
+
+
+def _worst(run: CapacityRun, key: str, lowest: bool) -> float | None:
+    values = [c[key] for c in run.per_camera if c.get(key) is not None]
+    if not values:
+        return None
+    return float(min(values) if lowest else max(values))
+
+
+def _mean(run: CapacityRun, key: str) -> float | None:
+    values = [c[key] for c in run.per_camera if c.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def run_figures(run: CapacityRun) -> dict[str, float | None]:
+    """The figures of one run that the tables and targets use: worst camera where it matters."""
+    return {
+        "server_cpu_per_camera": run.server_cpu_per_camera,
+        "server_cpu_percent": run.server_cpu_percent,
+        "analysis_cpu_percent": run.analysis_cpu_percent,
+        "generator_cpu_percent": run.generator_cpu_percent,
+        "analysed_per_s_min": _worst(run, "analysed_per_s", True),
+        "analysed_per_s_mean": _mean(run, "analysed_per_s"),
+        "latency_p50_ms": _mean(run, "latency_p50_ms"),
+        "latency_p95_ms_max": _worst(run, "latency_p95_ms", False),
+        "latency_growth_max": _worst(run, "latency_growth", False),
+        "messages_lost": float(sum(c.get("messages_lost", 0) for c in run.per_camera)),
+        "time_to_find_max_s": _worst(run, "time_to_find_max_s", False),
+        "faces_not_found": float(sum(c["faces_entered"] - c["faces_found"] for c in run.per_camera)),
+        "label_agreement_min": _worst(run, "label_agreement", True),
+        "label_agreement_mean": _mean(run, "label_agreement"),
+        "server_peak_rss_mb": run.server_peak_rss_mb,
+        "sessions_dropped": float(sum(1 for c in run.per_camera if not c.get("connected_at_end", True))),
+        "load_1min": run.load_average[0] if run.load_average else None,
+    }
+
+
+def summary_line(run: CapacityRun) -> str:
+    if run.error and not run.per_camera:
+        return f"{run.overlay} x{run.cameras} (run {run.repeat}): error {run.error}"
+    f = run_figures(run)
+    return (
+        f"{run.overlay} x{run.cameras} (run {run.repeat}): "
+        f"server {_n(f['server_cpu_per_camera'], 3)} core/camera, "
+        f"analysed/s min {_n(f['analysed_per_s_min'])}, p95 {_n(f['latency_p95_ms_max'], 0)} ms, "
+        f"find max {_n(f['time_to_find_max_s'], 2)} s, agreement min {_n(f['label_agreement_min'], 2)}, "
+        f"generator {_n(run.generator_cpu_percent, 0)} %, load {_n(f['load_1min'], 2)}"
+    )
+
+
+def _n(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _range(values: Sequence[float | None], digits: int) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return "-"
+    low, high = min(known), max(known)
+    return (
+        _n(low, digits)
+        if f"{low:.{digits}f}" == f"{high:.{digits}f}"
+        else f"{_n(low, digits)}-{_n(high, digits)}"
+    )
+
+
+TABLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("server core / camera", "server_cpu_per_camera", 3),
+    ("analysis process %", "analysis_cpu_percent", 0),
+    ("analysed/s (worst camera)", "analysed_per_s_min", 1),
+    ("latency p50 ms", "latency_p50_ms", 0),
+    ("latency p95 ms (worst)", "latency_p95_ms_max", 0),
+    ("growth (worst)", "latency_growth_max", 2),
+    ("time to find, max s", "time_to_find_max_s", 2),
+    ("faces not found", "faces_not_found", 0),
+    ("label agreement (worst)", "label_agreement_min", 2),
+    ("messages lost", "messages_lost", 0),
+    ("peak RSS MB", "server_peak_rss_mb", 0),
+    ("generator CPU %", "generator_cpu_percent", 0),
+    ("load avg 1 min", "load_1min", 1),
+)
+
+
+def capacity_table(runs: Sequence[CapacityRun]) -> str:
+    """One row per (mode, cameras): the range over the repeats of each figure."""
+    header = "| mode | cameras | runs | " + " | ".join(title for title, _, _ in TABLE_COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (3 + len(TABLE_COLUMNS))]
+    keys = sorted({(run.overlay, run.cameras) for run in runs}, key=lambda k: (k[0] != "page", k[1]))
+    for overlay, cameras in keys:
+        group = [run for run in runs if run.overlay == overlay and run.cameras == cameras]
+        ok = [run for run in group if run.per_camera]
+        figures = [run_figures(run) for run in ok]
+        cells = [_range([f[key] for f in figures], digits) for _, key, digits in TABLE_COLUMNS]
+        failed = len(group) - len(ok)
+        runs_cell = f"{len(ok)}" + (f" (+{failed} failed)" if failed else "")
+        lines.append(f"| {overlay} | {cameras} | {runs_cell} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
