@@ -42,7 +42,9 @@ def test_the_clip_decodes_and_its_hidden_faces_are_not_there_to_find(clip: Camer
 
     def found(index: int) -> list[bool]:
         boxes = [face.box for face in detector.detect(frames[index].to_ndarray(format="bgr24"))]
-        return [any(iou(shown, box) >= 0.3 for box in boxes) for shown in (f.box for f in clip.faces[all_faces])]
+        return [
+            any(iou(shown, box) >= 0.3 for box in boxes) for shown in (f.box for f in clip.faces[all_faces])
+        ]
 
     assert len(clip.faces[first_only]) == 1 and len(clip.faces[all_faces]) >= 2
     assert found(all_faces) == [True] * len(clip.faces[all_faces])
