@@ -223,28 +223,46 @@ class SentFrame:
 
 
 class ReplayTrack(MediaStreamTrack):
-    """A camera that sends the clip's packets at its frame rate, starting at segment ``start_segment``."""
+    """A camera that sends the clip's packets at its frame rate, starting at segment ``start_segment`` after
+    ``start_delay`` seconds (cameras started together would otherwise send their keyframes, each several
+    times a delta frame, at the same moments). Like a real camera it answers a keyframe request (the
+    receiver lost a packet it needs: RTCP PLI or FIR) by sending a keyframe soon: it skips ahead to the next
+    segment, which starts with one."""
 
     kind = "video"
 
-    def __init__(self, clip: CameraClip, start_segment: int = 0) -> None:
+    def __init__(self, clip: CameraClip, start_segment: int = 0, start_delay: float = 0.0) -> None:
         super().__init__()
         self.clip = clip
         self._offset = (start_segment % clip.segments) * clip.segment_frames
+        self._start_delay = start_delay
         self._index = 0
         self._start: float | None = None
+        self._keyframe_wanted = False
+        self.keyframes_requested = 0
         self.sent: list[SentFrame] = []
+
+    def request_keyframe(self) -> None:
+        """Called by the sender on the receiver's PLI or FIR."""
+        self._keyframe_wanted = True
+        self.keyframes_requested += 1
 
     async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
-        now = time.monotonic()
         if self._start is None:
-            self._start = now
+            await asyncio.sleep(self._start_delay)
+            self._start = time.monotonic()
+        now = time.monotonic()
         due = self._start + self._index / self.clip.fps
         if due > now:
             await asyncio.sleep(due - now)
         clip_index = (self._offset + self._index) % len(self.clip.packets)
+        if self._keyframe_wanted and not self.clip.keyframes[clip_index]:
+            skip = self.clip.segment_frames - clip_index % self.clip.segment_frames
+            self._offset += skip
+            clip_index = (self._offset + self._index) % len(self.clip.packets)
+        self._keyframe_wanted = False
         packet = av.Packet(self.clip.packets[clip_index])
         packet.pts = round(self._index * VIDEO_CLOCK / self.clip.fps)
         packet.time_base = _TIME_BASE
@@ -285,6 +303,8 @@ class CameraResult:
     faces_found: int
     time_to_find_p50_s: float | None
     time_to_find_max_s: float | None
+    keyframes_requested: int = 0
+    """The server's keyframe requests (it lost a packet that it needed): a loaded server's lost packets."""
     connected_at_end: bool = True
     """Still connected at the window's end, with a message in its last 2 s: the session was not dropped."""
     error: str | None = None
@@ -412,6 +432,7 @@ def summarise_camera(
         faces_found=len(found),
         time_to_find_p50_s=percentile(found, 50),
         time_to_find_max_s=max(found) if found else None,
+        keyframes_requested=track.keyframes_requested,
         connected_at_end=connected and bool(window) and window[-1].arrived >= end - 2.0,
     )
 
@@ -420,11 +441,11 @@ class Camera:
     """One peer: the replayed clip up, detections messages back; in ``server`` overlay mode the annotated
     video that comes back is read and thrown away (aiortc decodes it regardless)."""
 
-    def __init__(self, number: int, clip: CameraClip, overlay: Overlay) -> None:
+    def __init__(self, number: int, clip: CameraClip, overlay: Overlay, start_delay: float = 0.0) -> None:
         self.number = number
         self.clip = clip
         self.overlay = overlay
-        self.track = ReplayTrack(clip, start_segment=number)
+        self.track = ReplayTrack(clip, start_segment=number, start_delay=start_delay)
         self.messages: list[Message] = []
         self.pc = RTCPeerConnection()
         self._drains: list[asyncio.Task[None]] = []
@@ -448,6 +469,8 @@ class Camera:
     async def connect(self, http: aiohttp.ClientSession, url: str) -> None:
         direction = "sendonly" if self.overlay == "page" else "sendrecv"
         transceiver = self.pc.addTransceiver(self.track, direction=direction)
+        # aiortc's sender would ask an encoder for a keyframe; these packets were encoded before.
+        transceiver.sender._send_keyframe = self.track.request_keyframe  # type: ignore[method-assign]
         codecs = RTCRtpSender.getCapabilities("video").codecs
         transceiver.setCodecPreferences([c for c in codecs if c.mimeType == "video/VP8"])
         channel = self.pc.createDataChannel("detections")
@@ -488,7 +511,10 @@ async def run_cameras(
 ) -> LoadResult:
     """Connect ``cameras`` peers, stream for warmup + duration s, and summarise the measured window."""
     clip = clip or build_clip(clip_scenes())
-    peers = [Camera(number, clip, overlay) for number in range(cameras)]
+    segment_s = clip.segment_frames / clip.fps
+    peers = [
+        Camera(number, clip, overlay, start_delay=number * segment_s / cameras) for number in range(cameras)
+    ]
     try:
         async with aiohttp.ClientSession() as http:
             await asyncio.gather(*(peer.connect(http, url) for peer in peers))
