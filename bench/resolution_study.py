@@ -24,7 +24,7 @@ import numpy as np
 from bench.frames import Scene, test_split_scenes
 from vision.boxes import iou
 from vision.detector import FaceDetector
-from vision.detectors import DEFAULT_DETECTOR, DetectorSpec, build_detector
+from vision.detector_factory import DEFAULT_DETECTOR, DetectorSpec, build_detector
 from vision.model_options import parse_detector_size
 
 DATASETS = ("jolignier", "andrewmvd")

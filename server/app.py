@@ -29,8 +29,9 @@ from server.rtc import tuning as rtc_tuning
 from server.rtc.messages import DATA_CHANNEL_LABEL
 from server.rtc.registry import CapacityError, SessionRegistry
 from server.rtc.session import OfferError, RecorderFactory
+from server.rtc.track import STALE_AFTER_S
 from server.security import CREDENTIAL, OPERATOR_ONLY, wants_html
-from server.settings import ServerConfig
+from server.settings import OVERLAY_MODES, ServerConfig
 from vision.labels import LABEL_COLOURS_BGR, LABEL_VERDICTS, LABELS, SHORT_TEXT, is_compliant
 
 logger = logging.getLogger(__name__)
@@ -202,6 +203,13 @@ async def _config(request: web.Request) -> web.Response:
             "video": {"width": width, "height": height, "frameRate": CAMERA_FRAME_RATE},
             "idleTimeoutSeconds": config.idle_timeout,
             "unnamedLocation": UNNAMED,
+            # Who draws the boxes by default, the frame rate a page that draws them sends at most, and how
+            # old a result may be before its boxes are no longer drawn (the server's own limit).
+            "overlay": {
+                "mode": config.overlay,
+                "frameRate": config.page_frame_rate,
+                "staleSeconds": STALE_AFTER_S,
+            },
         },
         headers={"Cache-Control": "no-store"},
     )
@@ -269,6 +277,7 @@ async def _offer(request: web.Request) -> web.Response:
             state.recorder_factory,
             passages,
             label_text=offer.lang in VIDEO_TEXT_LANGUAGES,
+            overlay=offer.overlay or state.config.overlay,
         )
     except CapacityError:
         if passages is not None:
@@ -291,7 +300,13 @@ async def _offer(request: web.Request) -> web.Response:
         await asyncio.shield(session.close("rejected"))
         raise
     logger.info(
-        "session opened", extra={"session": session.id, "remote": request.remote, "location": offer.location}
+        "session opened",
+        extra={
+            "session": session.id,
+            "remote": request.remote,
+            "location": offer.location,
+            "overlay": session.overlay,
+        },
     )
     return web.json_response({"sdp": answer_sdp, "type": "answer", "session": session.id})
 
@@ -307,12 +322,14 @@ class _Rejection(Exception):
 class Offer:
     """What an offer's body carries: the SDP, the camera's location name (checked), whether its passages
     are counted in the history (the main page without `?location=` sends `"count": false`), and the
-    viewer's language (the video names the classes only in a language OpenCV can draw)."""
+    viewer's language (the video names the classes only in a language OpenCV can draw); and who draws the
+    boxes when the client says (None: the server's `--overlay`)."""
 
     sdp: str
     location: str
     counted: bool = True
     lang: str = "en"
+    overlay: str | None = None
 
 
 VIDEO_TEXT_LANGUAGES = frozenset({"en"})
@@ -325,7 +342,8 @@ other the video carries each class's colour and symbol, and the page names the c
 
 
 async def _read_offer(request: web.Request) -> Offer:
-    """The offer from a `{"sdp", "type": "offer", "location"?}` body, or a _Rejection with the 4xx to send."""
+    """The offer from a `{"sdp", "type": "offer", "location"?, "overlay"?}` body, or a _Rejection with the
+    4xx to send."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
@@ -352,4 +370,8 @@ async def _read_offer(request: web.Request) -> Offer:
     lang = body.get("lang", "en")
     if not isinstance(lang, str) or not 2 <= len(lang) <= 16:
         raise _Rejection(400, "bad_offer", 'Expected "lang" to be a language tag such as "en" or "ko".')
-    return Offer(sdp=sdp, location=location, counted=counted, lang=lang.lower())
+    overlay = body.get("overlay")
+    if overlay is not None and overlay not in OVERLAY_MODES:
+        choices = " or ".join(f'"{mode}"' for mode in OVERLAY_MODES)
+        raise _Rejection(400, "bad_overlay", f'Expected "overlay" to be {choices}.')
+    return Offer(sdp=sdp, location=location, counted=counted, lang=lang.lower(), overlay=overlay)

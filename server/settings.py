@@ -34,6 +34,9 @@ DEFAULT_HISTORY = str(PROJECT_ROOT / "data" / "history.sqlite3")
 DEFAULT_SPOOL = PROJECT_ROOT / "data" / "spool.sqlite3"
 HISTORY_DETAILS = ("passages", "counts")
 ENV_PREFIX = "MASKCAM_"
+OVERLAY_MODES = ("server", "page")
+"""Who draws the boxes: the server, into the video it sends back; or the page, over its own preview (no
+video back, the camera's frame rate capped)."""
 TABLE_BEGIN = "<!-- settings table: python -m server.settings --markdown -->"
 TABLE_END = "<!-- end of settings table -->"
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
@@ -78,6 +81,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
 
 
@@ -194,6 +204,14 @@ class ServerConfig(ModelSettings):
         "analysed frame",
         parse=_positive_int,
     )
+    detect_interval: float = setting(
+        StreamSettings().detect_interval_s or 0.0,
+        "a full face detection at least every this many seconds per session, however few of its frames "
+        "are analysed (many cameras): a face that enters is found within it; `0` = by `--detect-every` "
+        "alone",
+        parse=_non_negative_float,
+        shown_default="`0.5`",
+    )
     log_format: str = setting(
         "text", "log format: `text` or `json` (one object per line)", choices=("text", "json")
     )
@@ -303,6 +321,19 @@ class ServerConfig(ModelSettings):
     events_queue: int = setting(
         10000,
         "passages kept waiting per event sink (in the spool); beyond, the oldest are dropped and counted",
+        parse=_positive_int,
+    )
+    overlay: str = setting(
+        "server",
+        "who draws the boxes: `server` (into the video sent back) or `page` (over the page's own camera "
+        "preview: no video back, no encoder, the camera's frame rate capped); a page's `?overlay=` and an "
+        'offer\'s `"overlay"` win',
+        choices=OVERLAY_MODES,
+    )
+    page_frame_rate: int = setting(
+        15,
+        "frames/s at most that a page in `page` overlay mode sends (`/config`'s `overlay.frameRate`, the "
+        "browser's `maxFramerate`): the analysis uses no more",
         parse=_positive_int,
     )
     ice_servers: tuple[IceServer, ...] = ()

@@ -28,7 +28,9 @@ from tests.media_helpers import serve_app, two_face_frame
 from vision.pipeline import Detection
 from vision.stream import FollowedDetection, StreamAnalyser
 
-CONFIG = ServerConfig()
+CONFIG = ServerConfig(detect_interval=0.0)
+"""Full detections by count alone: the child and this process must take the same frames in turn for a full
+detection whatever their speed (tests/test_stream_schedule.py tests the schedule by time)."""
 
 
 def _analyse_once(process: AnalysisProcess, image: np.ndarray) -> list[Detection]:

@@ -10,11 +10,11 @@ import pytest
 from bench.cheap_cameras import CameraClip, build_clip, clip_scenes, load_clip, run_cameras, save_clip
 from bench.frames import SCENES_DIR
 from server.app import create_app
-from server.config import ServerConfig
-from server.models import load_models
+from server.settings import ServerConfig
+from server.analysis.models import load_models
 from tests.media_helpers import serve_app
 from vision.boxes import iou
-from vision.detectors import build_detector
+from vision.detector_factory import build_detector
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_the_clip_decodes_and_its_hidden_faces_are_not_there_to_find(clip: Camer
 async def test_the_real_server_analyses_the_replayed_packets(clip: CameraClip) -> None:
     config = ServerConfig(offers_per_minute=0, idle_timeout=5.0)
     models = load_models(config)
-    app = create_app(config, pipeline_factory=lambda _: models)
+    app = create_app(config, source_factory=lambda _: models)
     async with serve_app(app) as url:
         result = await run_cameras(url, cameras=2, duration=6.0, warmup=1.0, overlay="page", clip=clip)
     assert result.generator_cpu_percent < 50

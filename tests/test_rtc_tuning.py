@@ -1,10 +1,12 @@
 """The server's aiortc tuning: frames leave the jitter buffer at their marker packet, VP8 without denoiser,
-and both are what aiortc really uses once installed (an aiortc upgrade that moves the hooks fails here)."""
+larger UDP receive buffers, and all are what aiortc really uses once installed (an aiortc upgrade that moves the hooks fails here)."""
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import socket
+from pathlib import Path
 
 import av
 import numpy as np
@@ -141,6 +143,13 @@ async def test_installed_tuning_is_what_peer_connections_use() -> None:
         receiver = receiver_pc.getReceivers()[0]
         assert isinstance(sender._RTCRtpSender__encoder, DenoiserFreeVp8Encoder)  # type: ignore[attr-defined]
         assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, MarkerJitterBuffer)  # type: ignore[attr-defined]
+        # Linux grants twice what is asked, up to net.core.rmem_max.
+        granted = 2 * min(
+            rtc_tuning.UDP_RECEIVE_BUFFER_BYTES, int(Path("/proc/sys/net/core/rmem_max").read_text())
+        )
+        connection = receiver.transport.transport._connection
+        sockets = [protocol.transport.get_extra_info("socket") for protocol in connection._protocols]
+        assert sockets and all(s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == granted for s in sockets)
     finally:
         await sender_pc.close()
         await receiver_pc.close()

@@ -7,8 +7,11 @@ reliable (too few points) the face is searched again in a square region around i
 to a small detector input (``follow="region"`` does this for every face). A followed face keeps its
 class probabilities for ``classify_every`` frames instead of being re-classified on every frame.
 
-A full detection runs every ``detect_every`` analysed frames, so new faces appear within that many frames,
-and at once when the whole picture changed (a cut); it is authoritative: a face that it does not find
+A full detection runs at least every ``detect_interval_s`` seconds and every ``detect_every`` analysed frames,
+whichever comes first, and at once when the whole picture changed (a cut). The time bound is what keeps a
+new face's wait short at every load: with many cameras each one gets few analysed frames per second, and a
+count of frames alone (8 frames at 2 per second) let a face that entered wait 4 s to be found, its
+neighbour's box and label followed meanwhile. A full detection is authoritative: a face that it does not find
 is dropped, and it corrects the size and drift of flow-moved boxes. A crowd of more than
 ``max_followed`` faces gets a full detection on every frame, which bounds the cost of small faces that
 the flow cannot hold and the region search must find.
@@ -17,7 +20,8 @@ the flow cannot hold and the region search must find.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -57,7 +61,10 @@ class StreamSettings:
     """How often to run each stage; the defaults were measured in bench/RESULTS.md."""
 
     detect_every: int = 8
-    """A full-frame detection on every N-th analysed frame (1 = every frame, no following)."""
+    """A full-frame detection on every N-th analysed frame at least (1 = every frame, no following)."""
+    detect_interval_s: float | None = 0.5
+    """A full-frame detection at least this often (seconds), however few frames a camera gets analysed: a
+    face that enters is found within this plus one analysis. None: by ``detect_every`` alone."""
     region_scale: float = 1.6
     """Side of the search region around a face, in multiples of the face box's long side."""
     region_input: int | None = None
@@ -121,6 +128,7 @@ class StreamAnalyser:
         classifier: FaceClassifier,
         settings: StreamSettings | None = None,
         region_detector: FaceDetector | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.detector = detector
         self.classifier = classifier
@@ -134,6 +142,8 @@ class StreamAnalyser:
         self._face_ids = itertools.count()
         self._frame_index = 0
         self._since_full = 0
+        self._clock = clock
+        self._last_full_at = -float("inf")
         self._frame_shape: tuple[int, int] = (0, 0)
         self._thumbnail: np.ndarray | None = None
         self._previous_grey: np.ndarray | None = None
@@ -175,14 +185,17 @@ class StreamAnalyser:
         return self._detections()
 
     def _needs_full_detection(self) -> bool:
+        interval = self.settings.detect_interval_s
         return (
             not self._followed
             or self._since_full + 1 >= self.settings.detect_every
+            or (interval is not None and self._clock() - self._last_full_at >= interval)
             or len(self._followed) > self.settings.max_followed
         )
 
     def _full_detection(self, frame: np.ndarray, grey: np.ndarray | None) -> None:
         """Replace the followed faces by the detector's, keeping the class of those already known."""
+        self._last_full_at = self._clock()
         faces = self.detector.detect(frame)
         self.full_detections += 1
         self._since_full = 0

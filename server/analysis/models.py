@@ -2,8 +2,8 @@
 
 With `--detect-every 1` every frame gets the full pipeline (detector, then classifier), and every camera
 shares it. With N > 1 (the default) each camera gets its own `vision.stream.StreamAnalyser` over the one
-shared detector and classifier: a full detection every N analysed frames and cheap face following in
-between (detection is the dominant cost of a frame: bench/RESULTS.md). The server runs these models in
+shared detector and classifier: a full detection every N analysed frames and at least every
+`--detect-interval` seconds, and cheap face following in between (detection is the dominant cost of a frame: bench/RESULTS.md). The server runs these models in
 its analysis process (`server.analysis.process`), which calls `load_models` in the child.
 """
 
@@ -57,7 +57,9 @@ def load_models(config: ServerConfig) -> LoadedModels:
     classifier.predict_crops([np.zeros((classifier.input_size, classifier.input_size, 3), dtype=np.uint8)])
     if config.detect_every <= 1:
         return LoadedModels(detector, classifier)
-    settings = StreamSettings(detect_every=config.detect_every)
+    settings = StreamSettings(
+        detect_every=config.detect_every, detect_interval_s=config.detect_interval or None
+    )
     region_detector = build_region_detector(config.detector_spec, settings.region_input)
     side = region_input(config.detector, settings.region_input)
     region_detector.detect(np.zeros((side, side, 3), dtype=np.uint8))

@@ -48,6 +48,7 @@ class SessionRegistry:
         recorder_factory: RecorderFactory | None = None,
         passages: SessionPassages | None = None,
         label_text: bool = True,
+        overlay: str = "server",
     ) -> PeerSession:
         """Reserve a place at once (before any await), so that concurrent offers cannot overbook.
         `label_text`: whether the video names the classes (False: colour and symbol only)."""
@@ -66,6 +67,7 @@ class SessionRegistry:
             recorder_factory,
             passages,
             label_text,
+            overlay,
         )
         self._sessions[session_id] = session
         self._metrics.active_sessions.set(len(self._sessions))

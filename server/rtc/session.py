@@ -4,6 +4,10 @@ When the camera's track arrives the session opens the camera's analysis slot (`A
 wraps the track (`AnnotatedVideoTrack`); each analysed frame comes back to `_publish`, which shows it on
 the video, sends it to the page and hands it to the passages and the recorder.
 
+With the page-drawn overlay (`overlay="page"`) the page draws the boxes over its own camera preview: the
+session's video transceiver is `recvonly`, so its answer sends no video, and the track is only read for
+the analysis: nothing pulls frames from it to draw on or to encode.
+
 A session ends on hang-up, on a failed or closed connection (ICE consent failure included), or when no
 video frame arrived for `idle_timeout` seconds (a client that vanished without a word). Ending it stops
 its track, closes its analysis slot, its recorder and the peer connection, and removes it from the
@@ -83,10 +87,12 @@ class PeerSession:
         recorder_factory: RecorderFactory | None = None,
         passages: SessionPassages | None = None,
         label_text: bool = True,
+        overlay: str = "server",
     ) -> None:
         self.id = session_id
         self.label_text = label_text
         self.passages = passages
+        self.overlay = overlay
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self.video: AnnotatedVideoTrack | None = None
         self.channel: RTCDataChannel | None = None
@@ -103,7 +109,8 @@ class PeerSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._video_transceiver = self.pc.addTransceiver("video", direction="sendrecv")
+        direction = "recvonly" if overlay == "page" else "sendrecv"
+        self._video_transceiver = self.pc.addTransceiver("video", direction=direction)
         self._video_transceiver.setCodecPreferences(_preferred_video_codecs())
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
@@ -123,7 +130,9 @@ class PeerSession:
             # aiortc's SDP parser and negotiation raise many types (ValueError, KeyError, OperationError...).
             raise OfferError(f"cannot use this SDP: {type(exc).__name__}: {exc}") from exc
         if self.video is None:
-            raise OfferError("the offer sends no video to the server (use a sendrecv video transceiver)")
+            raise OfferError(
+                "the offer sends no video to the server (use a sendrecv or sendonly video transceiver)"
+            )
         self._watchdog = asyncio.get_running_loop().create_task(
             self._watch_idle(), name=f"watchdog-{self.id}"
         )
@@ -145,8 +154,9 @@ class PeerSession:
                 self._recorder = self._start_recorder()
                 analysis = self._worker.open(self.id, asyncio.get_running_loop(), self._publish)
                 self.video = AnnotatedVideoTrack(track, analysis, self._metrics, self.label_text)
-                transceiver.sender.replaceTrack(self.video)
-                self._log.info("camera track received")
+                if self.overlay != "page":
+                    transceiver.sender.replaceTrack(self.video)
+                self._log.info("camera track received", extra={"overlay": self.overlay})
                 return
         # Audio or a second camera: nobody reads it, but aiortc would queue its decoded frames forever.
         self._blackhole.addTrack(track)

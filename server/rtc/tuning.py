@@ -1,7 +1,7 @@
-"""Two changes to aiortc's media path for a server that receives live video and sends it straight back.
+"""Three changes to aiortc's media path for a server that receives live video and sends it straight back.
 
-aiortc's defaults suit a client; measured on this server's 2 cores (bench/RESULTS.md) two of them cost the
-product latency and CPU that it needs for analysis:
+aiortc's defaults suit a client; measured on this server's 2 cores (bench/RESULTS.md) they cost the
+product latency and CPU that it needs for analysis, or packets:
 
 - **Frame assembly.** aiortc's video jitter buffer hands a frame to the decoder only when the first packet of
   the *next* frame arrives, so every received frame waits one frame interval although its
@@ -13,8 +13,13 @@ product latency and CPU that it needs for analysis:
   quantised away: with the denoiser an encode costs several times as much (bench/RESULTS.md, "VP8 without
   the denoiser"), on every frame of every camera. `DenoiserFreeVp8Encoder` is aiortc's encoder with the
   denoiser off and otherwise the same settings.
+- **UDP receive buffers.** aioice asks the kernel for 256 KiB per socket, about 100 full-size RTP packets
+  at the kernel's accounting: one second of a camera's video. With 16 cameras on the 2 shared cores the
+  event loop was held off longer than that, and the kernel dropped 30 % of the datagrams (`RcvbufErrors`
+  in /proc/net/snmp), each loss a broken frame and a keyframe request; with `UDP_RECEIVE_BUFFER_BYTES`
+  (capped by the kernel at `net.core.rmem_max`) none was dropped in the same run.
 
-`install()` puts both in place of aiortc's own classes, for every peer connection made afterwards in this
+`install()` puts these in place of aiortc's own, for every peer connection made afterwards in this
 process. aiortc offers no option for either; the tests in tests/test_rtc_tuning.py check that the
 replacements are really used and behave, so an aiortc upgrade that moves these hooks fails them.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import multiprocessing
 from typing import Any
 
+import aioice.turn
 import aiortc.codecs
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
@@ -35,6 +41,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from av.frame import Frame
 
+UDP_RECEIVE_BUFFER_BYTES = 4 * 2**20
+"""SO_RCVBUF of every ICE socket (aioice's own: 256 KiB); Linux caps it at net.core.rmem_max."""
 VP8_DENOISER = "0"
 """libvpx noise-sensitivity for the server's VP8 encoder (aiortc's default: 4)."""
 
@@ -119,8 +127,11 @@ def get_encoder(codec: RTCRtpCodecParameters) -> Encoder:
 
 
 def install() -> None:
-    """Use `MarkerJitterBuffer` and `DenoiserFreeVp8Encoder` in every peer connection made from now on."""
+    """Use `MarkerJitterBuffer`, `DenoiserFreeVp8Encoder` and `UDP_RECEIVE_BUFFER_BYTES` in every peer
+    connection made from now on."""
     receiver_module: Any = aiortc.rtcrtpreceiver
     sender_module: Any = aiortc.rtcrtpsender
+    turn_module: Any = aioice.turn
+    turn_module.UDP_SOCKET_BUFFER_SIZE = UDP_RECEIVE_BUFFER_BYTES
     receiver_module.JitterBuffer = MarkerJitterBuffer
     sender_module.get_encoder = get_encoder
