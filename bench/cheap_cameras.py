@@ -124,15 +124,16 @@ def hide_faces(image: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
     return hidden
 
 
-def _encoder(fps: float, bitrate: int) -> av.video.codeccontext.VideoCodecContext:
+def _encoder(fps: float, bitrate: int) -> av.VideoCodecContext:
     codec = av.CodecContext.create("libvpx", "w")
+    assert isinstance(codec, av.VideoCodecContext)
     codec.width, codec.height = WIDTH, HEIGHT
     codec.pix_fmt = "yuv420p"
     codec.bit_rate = bitrate
     codec.framerate = fractions.Fraction(round(fps * 1000), 1000)
     codec.time_base = fractions.Fraction(1000, round(fps * 1000))
     codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "auto-alt-ref": "0"}
-    return codec  # type: ignore[return-value]
+    return codec
 
 
 def build_clip(
@@ -376,10 +377,10 @@ def times_to_find(
         for message in messages:
             if message.frame < first_index or message.arrived < entered_at:
                 continue
-            frame = by_index.get(message.frame)
-            if frame is None:
+            message_frame = by_index.get(message.frame)
+            if message_frame is None:
                 continue
-            still_shown = [f for f in clip.faces[frame.clip_index] if f.appearance == face.appearance]
+            still_shown = [f for f in clip.faces[message_frame.clip_index] if f.appearance == face.appearance]
             if not still_shown:
                 break
             if _matches(still_shown[0].box, message.faces) is not None:

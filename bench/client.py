@@ -33,6 +33,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from bench.frames import Scene, moved_i420, read_code, stamp_code_i420, stream_scenes, to_i420
+from bench.stats import percentile
 from server.rtc import tuning as rtc_tuning
 
 VIDEO_CLOCK = 90000
@@ -151,10 +152,6 @@ class ClientResult:
     error: str | None = None
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
-
-
 def summarise(
     observations: Observations, sent: list[float], start: float, end: float, unix_offset: float
 ) -> ClientResult:
@@ -164,7 +161,7 @@ def summarise(
     latencies = [float(lat) for _, lat in in_window if lat is not None]
     first = [float(lat) for t, lat in in_window if lat is not None and t < start + 5.0]
     last = [float(lat) for t, lat in in_window if lat is not None and t >= end - 5.0]
-    first_median, last_median = _percentile(first, 50), _percentile(last, 50)
+    first_median, last_median = percentile(first, 50), percentile(last, 50)
     messages = [t for t in observations.messages if start <= t < end]
     by_second: list[list[float]] = [[] for _ in range(max(1, int(duration)))]
     for t, lat in in_window:
@@ -184,15 +181,15 @@ def summarise(
         fps_received=len(in_window) / duration,
         code_readable=len(latencies) / len(in_window) if in_window else 0.0,
         detections_per_s=len(messages) / duration,
-        latency_p50_ms=_percentile(latencies, 50),
-        latency_p95_ms=_percentile(latencies, 95),
+        latency_p50_ms=percentile(latencies, 50),
+        latency_p95_ms=percentile(latencies, 95),
         latency_first5s_ms=first_median,
         latency_last5s_ms=last_median,
         latency_growth=last_median / first_median if first_median and last_median else None,
-        latency_by_second_ms=[_percentile(values, 50) for values in by_second],
+        latency_by_second_ms=[percentile(values, 50) for values in by_second],
         sent_kbps_by_second=sent_kbps,
         received_kbps_by_second=received_kbps,
-        server_inference_ms_p50=_percentile(observations.inference_ms, 50),
+        server_inference_ms_p50=percentile(observations.inference_ms, 50),
         faces_per_message=float(np.mean(observations.faces_per_message))
         if observations.faces_per_message
         else None,

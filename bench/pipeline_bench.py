@@ -172,11 +172,34 @@ def _make_analyse(variant: str, settings: PipelineSettings, clock: StageClock) -
         stream_settings = StreamSettings()
         spec = DetectorSpec(settings.detector)
         region_detector = TimedDetector(build_region_detector(spec, stream_settings.region_input), clock)
+        # The analyser's time is the video's (frame n at n / fps), so that its full detections by time fall
+        # on the same frames however fast this machine runs them.
+        video_time = VideoTime(settings.fps)
         analyser = StreamAnalyser(
-            TimedDetector(build_detector(spec), clock), classifier, stream_settings, region_detector
+            TimedDetector(build_detector(spec), clock),
+            classifier,
+            stream_settings,
+            region_detector,
+            clock=video_time,
         )
-        return analyser.analyse, analyser
+
+        def analyse_stream(frame: np.ndarray) -> list[Detection]:
+            video_time.frames += 1
+            return list(analyser.analyse(frame))
+
+        return analyse_stream, analyser
     raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+
+
+class VideoTime:
+    """Seconds of video: the frames analysed so far at `fps`."""
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self.frames = 0
+
+    def __call__(self) -> float:
+        return self.frames / self.fps
 
 
 def run_variant(variant: str, settings: PipelineSettings) -> VariantResult:

@@ -1,32 +1,24 @@
 """Several real WebRTC cameras against the real server: video rate, detection rate, latency, CPU, memory.
 
-For each client count the server is started fresh (``python run_server.py``, a subprocess), the clients
+For each client count the server is started fresh (`bench.resources.BenchServer`), the clients
 (``python -m bench.client``, one process each) stream at the same time, and the server (its process and
-its analysis process together) is sampled with psutil: CPU % over the measured window (100 % = one core)
-and peak RSS. On a small machine the clients share the CPU with the server, which the results state.
+its analysis process together) is sampled with psutil (`bench.resources.ProcessSampler`): CPU % over the
+measured window (100 % = one core) and peak RSS. On a small machine the clients share the CPU with the
+server, which the results state.
 """
 
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from scripts.resources import tree_usage
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from bench.resources import PROJECT_ROOT, BenchServer, ProcessSampler
 
 
 @dataclass
@@ -40,150 +32,59 @@ class StreamRun:
     error: str | None = None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with code {process.returncode} before it was healthy")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the server was not healthy within {timeout:.0f} s")
-
-
-class ProcessSampler:
-    """Samples a process's CPU times and RSS, its children's included (the server's analysis process),
-    and the machine's CPU, in a thread, twice a second."""
-
-    def __init__(self, pid: int, interval: float = 0.5) -> None:
-        self._process = psutil.Process(pid)
-        self._interval = interval
-        self.samples: list[tuple[float, float, float, float]] = []
-        """(unix time, process CPU seconds, RSS bytes, machine busy CPU seconds)."""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
-
-    def __enter__(self) -> ProcessSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                rss, cpu_seconds = tree_usage(self._process)
-            except psutil.Error:
-                return
-            machine = psutil.cpu_times()
-            busy = machine.user + machine.system + machine.nice + getattr(machine, "irq", 0.0)
-            busy += getattr(machine, "softirq", 0.0)
-            self.samples.append((time.time(), cpu_seconds, float(rss), busy))
-            self._stop.wait(self._interval)
-
-    def cpu_percent(self, start: float, end: float) -> tuple[float | None, float | None]:
-        """Process and machine CPU % (100 = one core) between two unix times."""
-        window = [s for s in self.samples if start <= s[0] <= end]
-        if len(window) < 2:
-            return None, None
-        elapsed = window[-1][0] - window[0][0]
-        process = (window[-1][1] - window[0][1]) / elapsed * 100.0
-        machine = (window[-1][3] - window[0][3]) / elapsed * 100.0
-        return process, machine
-
-    def peak_rss_mb(self) -> float:
-        return max((s[2] for s in self.samples), default=0.0) / 2**20
-
-
 def run_streams(
     clients: int, duration: float, warmup: float, server_args: Sequence[str], log_dir: Path
 ) -> StreamRun:
     """One fresh server, `clients` client processes at once; the figures of the measured window."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run_server.py"),
-        "--port",
-        str(port),
-        "--max-sessions",
-        str(max(clients, 4)),
-        "--offers-per-minute",
-        "0",
-        "--log-level",
-        "WARNING",
-        *server_args,
-    ]
-    log_path = log_dir / f"server-{clients}-clients.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(url, server)
-        with ProcessSampler(server.pid) as sampler:
-            outputs = [log_dir / f"client-{clients}-{i}.json" for i in range(clients)]
-            processes = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench.client",
-                        "--url",
-                        url,
-                        "--duration",
-                        str(duration),
-                        "--warmup",
-                        str(warmup),
-                        "--json",
-                        str(output),
-                    ],
-                    cwd=PROJECT_ROOT,
-                    stdout=subprocess.DEVNULL,
-                    stderr=(log_dir / f"client-{clients}-{i}.log").open("wb"),
-                )
-                for i, output in enumerate(outputs)
-            ]
-            try:
-                for process in processes:
-                    process.wait(timeout=duration + warmup + 120)
-            finally:
-                for process in processes:
-                    if process.poll() is None:
-                        process.kill()
-                        process.wait()
-        per_client = [_read_json(output) for output in outputs]
-        windows = [c for c in per_client if "window_start_unix" in c]
-        start = max((c["window_start_unix"] for c in windows), default=0.0)
-        end = min((c["window_end_unix"] for c in windows), default=0.0)
-        server_cpu, machine_cpu = sampler.cpu_percent(start, end)
-        errors = [c["error"] for c in per_client if c.get("error")]
-        return StreamRun(
-            clients=clients,
-            per_client=per_client,
-            server_cpu_percent=server_cpu,
-            server_peak_rss_mb=sampler.peak_rss_mb(),
-            machine_cpu_percent=machine_cpu,
-            server_args=list(server_args),
-            error="; ".join(errors) or None,
-        )
-    finally:
-        server.send_signal(signal.SIGTERM)
+    outputs = [log_dir / f"client-{clients}-{i}.json" for i in range(clients)]
+    with (
+        BenchServer(max(clients, 4), server_args, log_dir / f"server-{clients}-clients.log") as server,
+        ProcessSampler(server.process.pid if server.process else 0) as sampler,
+    ):
+        processes = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.client",
+                    "--url",
+                    server.url,
+                    "--duration",
+                    str(duration),
+                    "--warmup",
+                    str(warmup),
+                    "--json",
+                    str(output),
+                ],
+                cwd=PROJECT_ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=(log_dir / f"client-{clients}-{i}.log").open("wb"),
+            )
+            for i, output in enumerate(outputs)
+        ]
         try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            for process in processes:
+                process.wait(timeout=duration + warmup + 120)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    per_client = [_read_json(output) for output in outputs]
+    windows = [c for c in per_client if "window_start_unix" in c]
+    start = max((c["window_start_unix"] for c in windows), default=0.0)
+    end = min((c["window_end_unix"] for c in windows), default=0.0)
+    server_cpu, machine_cpu = sampler.cpu_percent(start, end)
+    errors = [c["error"] for c in per_client if c.get("error")]
+    return StreamRun(
+        clients=clients,
+        per_client=per_client,
+        server_cpu_percent=server_cpu,
+        server_peak_rss_mb=sampler.peak_rss_mb(),
+        machine_cpu_percent=machine_cpu,
+        server_args=list(server_args),
+        error="; ".join(errors) or None,
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:

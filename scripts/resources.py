@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from bench.resources import tree_usage
+
 EXECUTOR_THREAD_PREFIX = "asyncio_"
 """run_in_executor/to_thread threads: a pool that grows to a fixed size, then is reused."""
 
@@ -42,19 +44,6 @@ def snapshot() -> ResourceSnapshot:
         open_files=len(os.listdir("/proc/self/fd")),
         rss_mb=tree_usage(psutil.Process())[0] / 2**20,
     )
-
-
-def tree_usage(process: psutil.Process) -> tuple[int, float]:
-    """RSS (bytes) and CPU seconds of a process and its children (the server's analysis process) together."""
-    rss, cpu = 0, 0.0
-    for member in [process, *process.children(recursive=True)]:
-        try:
-            times = member.cpu_times()
-            rss += member.memory_info().rss
-            cpu += times.user + times.system
-        except psutil.Error:
-            continue
-    return rss, cpu
 
 
 def task_names() -> list[str]:

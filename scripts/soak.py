@@ -37,8 +37,8 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from bench.client import SceneVideoTrack, read_returned_video
 from bench.frames import stream_scenes
+from bench.resources import tree_usage
 from scripts.cycle_test import wait_healthy
-from scripts.resources import tree_usage
 from tests.browser_helpers import ServerProcess
 
 LATENCY_GROWTH_RATIO = 1.2

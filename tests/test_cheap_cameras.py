@@ -4,14 +4,16 @@ time to find, label agreement)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import pytest
 
 from bench.cheap_cameras import CameraClip, build_clip, clip_scenes, load_clip, run_cameras, save_clip
 from bench.frames import SCENES_DIR
+from server.analysis.models import load_models
 from server.app import create_app
 from server.settings import ServerConfig
-from server.analysis.models import load_models
 from tests.media_helpers import serve_app
 from vision.boxes import iou
 from vision.detector_factory import build_detector
@@ -34,7 +36,9 @@ def decoded(clip: CameraClip, indices: set[int]) -> dict[int, av.VideoFrame]:
     return frames
 
 
-def test_the_clip_decodes_and_its_hidden_faces_are_not_there_to_find(clip: CameraClip, tmp_path) -> None:
+def test_the_clip_decodes_and_its_hidden_faces_are_not_there_to_find(
+    clip: CameraClip, tmp_path: Path
+) -> None:
     assert clip.segments == 4 and all(clip.keyframes[i * clip.segment_frames] for i in range(clip.segments))
     first_only, all_faces = 2, clip.segment_frames + 2
     frames = decoded(clip, {first_only, all_faces})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -128,6 +129,7 @@ def test_page_draws_the_boxes_over_the_mirrored_preview(
         screenshot = tmp_path / "page.png"
         page.screenshot(path=str(screenshot))
         image = cv2.imread(str(screenshot))
+        assert image is not None
         config = json.loads(page.evaluate("fetch('config').then((r) => r.text())"))
         element = state["element"]
         edge = image[round(element[1] + y) : round(element[1] + y + 2), round(element[0] + x + w / 2)]
@@ -147,6 +149,6 @@ def test_page_draws_the_boxes_over_the_mirrored_preview(
         context.close()
 
 
-def overlay_state(page: Page) -> dict:  # type: ignore[type-arg]
-    result: dict = page.evaluate(OVERLAY_STATE)  # type: ignore[type-arg]
+def overlay_state(page: Page) -> dict[str, Any]:
+    result: dict[str, Any] = page.evaluate(OVERLAY_STATE)
     return result

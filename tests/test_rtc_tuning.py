@@ -1,5 +1,6 @@
 """The server's aiortc tuning: frames leave the jitter buffer at their marker packet, VP8 without denoiser,
-larger UDP receive buffers, and all are what aiortc really uses once installed (an aiortc upgrade that moves the hooks fails here)."""
+larger UDP receive buffers, and all are what aiortc really uses once installed (an aiortc upgrade that moves
+the hooks fails here)."""
 
 from __future__ import annotations
 
