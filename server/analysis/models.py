@@ -3,8 +3,9 @@
 With `--detect-every 1` every frame gets the full pipeline (detector, then classifier), and every camera
 shares it. With N > 1 (the default) each camera gets its own `vision.stream.StreamAnalyser` over the one
 shared detector and classifier: a full detection every N analysed frames and at least every
-`--detect-interval` seconds, and cheap face following in between (detection is the dominant cost of a frame: bench/RESULTS.md). The server runs these models in
-its analysis process (`server.analysis.process`), which calls `load_models` in the child.
+`--detect-interval` seconds, and cheap face following in between (detection is the dominant cost of a
+frame: bench/RESULTS.md). The server runs these models in its analysis process
+(`server.analysis.process`), which calls `load_models` in the child.
 """
 
 from __future__ import annotations
