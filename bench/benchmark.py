@@ -1,8 +1,13 @@
-"""The speed benchmark, in one command and one process tree: pipeline cost per frame, then live streams.
+"""The speed benchmark, in one command and one process tree: pipeline cost per frame, live streams, and
+the server's capacity in cameras in both overlay modes.
 
-    python -m bench.benchmark [--quick] [--duration 30] [--json bench/results.json]
+    python -m bench.benchmark [--quick] [--duration 30] [--repeats 3] [--json bench/results.json]
 
-Prints a table for each part, the machine it ran on, and whether each target of issue 4 was met.
+The streams are real encoding clients at 30 fps with the annotated video back (issues 4 and 10); the
+capacity runs (`bench.capacity`) use cameras that cost little (`bench.cheap_cameras`), 1/4/8/16 of them,
+with the page-drawn and the server-drawn overlay, so that the server is measured rather than its clients.
+Prints a table for each part, the machine it ran on (and its load: other work on it skews every figure),
+and whether each target of issues 4 and 22 was met.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.capacity import CapacityRun, capacity_table, capacity_targets, run_matrix
 from bench.detector_bench import DetectorTiming, detector_table, run_detector_bench
 from bench.pipeline_bench import PipelineSettings, VariantResult, results_table, run_pipelines
 from bench.stream_bench import StreamRun, run_all, streams_table
@@ -122,8 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--server-arg", action="append", default=[], help="extra run_server.py argument (repeatable)"
     )
+    parser.add_argument(
+        "--cameras", default="1,4,8,16", help="cheap-camera counts of the capacity runs (bench.capacity)"
+    )
+    parser.add_argument("--overlays", default="page,server", help="overlay modes of the capacity runs")
+    parser.add_argument("--camera-fps", type=float, default=15.0, help="frame rate of the cheap cameras")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="capacity runs of every mode and count, interleaved"
+    )
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-streams", action="store_true")
+    parser.add_argument("--skip-capacity", action="store_true")
     parser.add_argument("--json", type=Path, help="write all results here")
     add_model_arguments(parser)
     args = parser.parse_args(argv)
@@ -155,8 +170,20 @@ def main(argv: list[str] | None = None) -> int:
         streams = run_all(counts, duration, warmup, server_args)
         print(f"\nStreams ({duration:.0f} s measured per run; clients and server share this machine's CPUs):")
         print(streams_table(streams))
+    capacity: list[CapacityRun] = []
+    if not args.skip_capacity:
+        camera_counts = [int(n) for n in args.cameras.split(",") if n.strip()]
+        modes = [mode.strip() for mode in args.overlays.split(",") if mode.strip()]
+        capacity = run_matrix(
+            modes, camera_counts, args.repeats, args.camera_fps, duration, min(warmup, 5.0), server_args
+        )
+        print(
+            f"\nCapacity (cheap cameras at {args.camera_fps:g} fps, {duration:.0f} s measured per run; "
+            f"ranges over {args.repeats} run(s); the generator's own CPU beside the server's):"
+        )
+        print(capacity_table(capacity))
     machine["load_average_end"] = list(os.getloadavg())
-    checks = check_targets(pipeline, streams)
+    checks = check_targets(pipeline, streams) + capacity_targets(capacity)
     print("\nTargets:")
     print(targets_table(checks))
     print(f"\nload average at start {machine['load_average_start']}, at end {machine['load_average_end']}")
@@ -175,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             "pipeline": [asdict(r) for r in pipeline],
             "detectors": [asdict(r) for r in detectors],
             "streams": [asdict(run) for run in streams],
+            "capacity": [asdict(run) for run in capacity],
             "targets": checks,
         }
         args.json.write_text(json.dumps(report, indent=2) + "\n")

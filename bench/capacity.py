@@ -239,3 +239,79 @@ def capacity_table(runs: Sequence[CapacityRun]) -> str:
         runs_cell = f"{len(ok)}" + (f" (+{failed} failed)" if failed else "")
         lines.append(f"| {overlay} | {cameras} | {runs_cell} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def capacity_targets(runs: Sequence[CapacityRun]) -> list[dict[str, Any]]:
+    """Issue 22's targets, each with its worst value over the repeats and whether every run met it."""
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, values: list[float | None], lowest_is_worst: bool, ok: Any) -> None:
+        known = [v for v in values if v is not None]
+        worst = (min(known) if lowest_is_worst else max(known)) if known else None
+        met = bool(known) and len(known) == len(values) and all(ok(v) for v in known)
+        checks.append({"target": name, "value": worst, "met": met})
+
+    def figures(overlay: str, cameras: int) -> list[dict[str, float | None]]:
+        return [run_figures(r) for r in runs if r.overlay == overlay and r.cameras == cameras]
+
+    page16, page4 = figures("page", 16), figures("page", 4)
+    if page16:
+        check(
+            "page 16: each camera >= 5 analysed/s",
+            [f["analysed_per_s_min"] for f in page16],
+            True,
+            lambda v: v >= 5,
+        )
+        check(
+            "page 16: latency p95 <= 250 ms",
+            [f["latency_p95_ms_max"] for f in page16],
+            False,
+            lambda v: v <= 250,
+        )
+        check(
+            "page 16: latency growth <= 1.2",
+            [f["latency_growth_max"] for f in page16],
+            False,
+            lambda v: v <= 1.2,
+        )
+        check(
+            "page 16: server <= 0.10 core per camera",
+            [f["server_cpu_per_camera"] for f in page16],
+            False,
+            lambda v: v <= 0.10,
+        )
+        check(
+            "page 16: peak RSS <= 1536 MB",
+            [f["server_peak_rss_mb"] for f in page16],
+            False,
+            lambda v: v <= 1536,
+        )
+        check("page 16: no session dropped", [f["sessions_dropped"] for f in page16], False, lambda v: v == 0)
+        check(
+            "page 16: label agreement >= 0.9",
+            [f["label_agreement_min"] for f in page16],
+            True,
+            lambda v: v >= 0.9,
+        )
+    if page4:
+        check(
+            "page 4: each camera >= 12 analysed/s",
+            [f["analysed_per_s_min"] for f in page4],
+            True,
+            lambda v: v >= 12,
+        )
+    every = [run_figures(r) for r in runs if r.per_camera]
+    if every:
+        check(
+            "every load: a face that enters is found within 1 s",
+            [f["time_to_find_max_s"] for f in every],
+            False,
+            lambda v: v <= 1.0,
+        )
+        check(
+            "every load: no face that entered went unfound",
+            [f["faces_not_found"] for f in every],
+            False,
+            lambda v: v == 0,
+        )
+    return checks
