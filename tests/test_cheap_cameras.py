@@ -9,7 +9,15 @@ from pathlib import Path
 import av
 import pytest
 
-from bench.cheap_cameras import CameraClip, build_clip, clip_scenes, load_clip, run_cameras, save_clip
+from bench.cheap_cameras import (
+    CameraClip,
+    build_clip,
+    clip_scenes,
+    load_clip,
+    run_cameras,
+    save_clip,
+    with_reference,
+)
 from bench.frames import SCENES_DIR
 from server.analysis.models import load_models
 from server.app import create_app
@@ -23,7 +31,7 @@ from vision.detector_factory import build_detector
 def clip() -> CameraClip:
     if not SCENES_DIR.is_dir():
         pytest.skip(f"needs the scene photos of ../shared/data ({SCENES_DIR} not found)")
-    return build_clip(clip_scenes(2), fps=15.0, segment_seconds=1.0)
+    return with_reference(build_clip(clip_scenes(2), fps=15.0, segment_seconds=1.0))
 
 
 def decoded(clip: CameraClip, indices: set[int]) -> dict[int, av.VideoFrame]:
@@ -55,6 +63,9 @@ def test_the_clip_decodes_and_its_hidden_faces_are_not_there_to_find(
     assert found(first_only)[1:] == [False] * (len(clip.faces[all_faces]) - 1)
     save_clip(clip, tmp_path / "clip.npz")
     assert load_clip(tmp_path / "clip.npz") == clip
+    # The reference: the server's models on each frame alone find the faces the clip shows there.
+    assert len(clip.reference) == len(clip.packets)
+    assert len(clip.reference[all_faces]) >= 2 and len(clip.reference[first_only]) >= 1
 
 
 @pytest.mark.slow
@@ -70,4 +81,7 @@ async def test_the_real_server_analyses_the_replayed_packets(clip: CameraClip) -
         # The server numbered the frames as they were sent: none was lost or undecodable.
         assert camera.transit_min_ms is not None and -20.0 < camera.transit_min_ms < 1000.0, camera
         assert camera.faces_entered >= 2 and camera.faces_found >= 1, camera
-        assert camera.label_agreement is not None and camera.label_agreement > 0.3, camera
+        # Messages mostly say what the models say of each frame alone (waiting for a full detection
+        # costs some), and the annotations agree less (the models' own errors).
+        assert camera.label_agreement is not None and camera.label_agreement > 0.5, camera
+        assert camera.label_agreement_truth is not None and camera.label_agreement_truth > 0.3, camera
