@@ -301,7 +301,8 @@ async function tick() {
   const figures = await sampler.sample();
   if (!figures) return;
   const { sent } = figures;
-  ui.stats.videoFps.textContent = formatUnit(figures.videoFps, 1, 'unit.fps');
+  // In page-overlay mode no video comes back: nothing to count.
+  ui.stats.videoFps.textContent = faceOverlay ? '–' : formatUnit(figures.videoFps, 1, 'unit.fps');
   ui.stats.detections.textContent = formatUnit(figures.detectionsPerSecond, 1, 'unit.perSecond');
   ui.stats.roundTrip.textContent = formatUnit(figures.roundTripMs ?? figures.networkRttMs, 0, 'unit.ms');
   ui.stats.analysis.textContent = formatUnit(lastInferenceMs, 0, 'unit.ms');

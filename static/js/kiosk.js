@@ -355,7 +355,7 @@ async function tick() {
   if (figures && figures.videoFps !== null) {
     showStatus(
       t('kiosk.connectedStats', {
-        fps: formatNumber(figures.videoFps, 0),
+        fps: formatNumber(faceOverlay ? figures.sent?.fps : figures.videoFps, 0),
         checks: formatNumber(figures.detectionsPerSecond, 0),
       }),
     );
