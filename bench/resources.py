@@ -111,6 +111,14 @@ class ProcessSampler:
         return max((s.rss_bytes for s in self.samples), default=0.0) / 2**20
 
 
+def module_command(module: str, **options: object) -> list[str]:
+    """`python -m module --option value ...` with this interpreter; option names with `_` become `-`."""
+    command = [sys.executable, "-m", module]
+    for name, value in options.items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    return command
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

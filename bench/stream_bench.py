@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.resources import PROJECT_ROOT, BenchServer, ProcessSampler
+from bench.resources import PROJECT_ROOT, BenchServer, ProcessSampler, module_command
 
 
 @dataclass
@@ -43,19 +43,7 @@ def run_streams(
     ):
         processes = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.client",
-                    "--url",
-                    server.url,
-                    "--duration",
-                    str(duration),
-                    "--warmup",
-                    str(warmup),
-                    "--json",
-                    str(output),
-                ],
+                module_command("bench.client", url=server.url, duration=duration, warmup=warmup, json=output),
                 cwd=PROJECT_ROOT,
                 stdout=subprocess.DEVNULL,
                 stderr=(log_dir / f"client-{clients}-{i}.log").open("wb"),
