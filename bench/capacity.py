@@ -150,6 +150,9 @@ def run_figures(run: CapacityRun) -> dict[str, float | None]:
     """The figures of one run that the tables and targets use: worst camera where it matters."""
     return {
         "server_cpu_per_camera": run.server_cpu_per_camera,
+        "media_cpu_per_camera": (run.server_cpu_percent - run.analysis_cpu_percent) / 100.0 / run.cameras
+        if run.server_cpu_percent is not None and run.analysis_cpu_percent is not None
+        else None,
         "server_cpu_percent": run.server_cpu_percent,
         "analysis_cpu_percent": run.analysis_cpu_percent,
         "generator_cpu_percent": run.generator_cpu_percent,
@@ -166,6 +169,7 @@ def run_figures(run: CapacityRun) -> dict[str, float | None]:
         "label_agreement_truth_min": _worst(run, "label_agreement_truth", True),
         "server_peak_rss_mb": run.server_peak_rss_mb,
         "sessions_dropped": float(sum(1 for c in run.per_camera if not c.get("connected_at_end", True))),
+        "cameras_silent_at_end": float(sum(1 for c in run.per_camera if c.get("silent_at_end", False))),
         "load_1min": run.load_average[0] if run.load_average else None,
     }
 
@@ -201,6 +205,7 @@ def _range(values: Sequence[float | None], digits: int) -> str:
 
 TABLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("server core / camera", "server_cpu_per_camera", 3),
+    ("of it without the analysis", "media_cpu_per_camera", 3),
     ("analysis process %", "analysis_cpu_percent", 0),
     ("analysed/s (worst camera)", "analysed_per_s_min", 1),
     ("latency p50 ms", "latency_p50_ms", 0),

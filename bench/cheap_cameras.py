@@ -338,7 +338,9 @@ class CameraResult:
     keyframes_requested: int = 0
     """The server's keyframe requests (it lost a packet that it needed): a loaded server's lost packets."""
     connected_at_end: bool = True
-    """Still connected at the window's end, with a message in its last 2 s: the session was not dropped."""
+    """The peer connection was still connected at the window's end: the session was not dropped."""
+    silent_at_end: bool = False
+    """No message in the window's last 2 s (a starved analysis, or a dropped session)."""
     error: str | None = None
 
 
@@ -468,7 +470,8 @@ def summarise_camera(
         time_to_find_p50_s=percentile(found, 50),
         time_to_find_max_s=max(found) if found else None,
         keyframes_requested=track.keyframes_requested,
-        connected_at_end=connected and bool(window) and window[-1].arrived >= end - 2.0,
+        connected_at_end=connected,
+        silent_at_end=not window or window[-1].arrived < end - 2.0,
     )
 
 
