@@ -31,7 +31,6 @@ from tests.test_browser import (  # noqa: F401  (fixtures and tests collected ag
     PageProblems,
     demo_masked_person,
     masked_person,
-    playwright,
     pytestmark,
     test_kiosk_recovers_from_a_lost_camera,
     test_kiosk_speaks_korean_with_lang_ko,
@@ -84,7 +83,7 @@ def picture_rect(element: list[float], video: list[int]) -> tuple[float, float, 
 )
 def test_page_draws_the_boxes_over_the_mirrored_preview(
     server: ServerProcess,
-    playwright: Playwright,  # noqa: F811  (the fixture of tests/test_browser.py)
+    playwright: Playwright,
     tmp_path: Path,
     camera_size: tuple[int, int],
     viewport: ViewportSize,
