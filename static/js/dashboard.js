@@ -9,7 +9,18 @@
 // URL options: ?location=NAME, ?from=YYYY-MM-DD, ?to=YYYY-MM-DD, ?lang=en|ko, ?token=... (the operator's).
 
 import { fetchConfig, requestJson, serverUrl } from './connection.js';
-import { formatDate, formatNumber, formatPercent, formatUnit, labelName, LANG, t, translatePage } from './i18n.js';
+import { element } from './dom.js';
+import {
+  formatClock,
+  formatDate,
+  formatNumber,
+  formatPercent,
+  formatUnit,
+  labelName,
+  LANG,
+  t,
+  translatePage,
+} from './i18n.js';
 import uPlot from '../vendor/uplot/uPlot.esm.js';
 import { startSinksPanel } from './sinks.js';
 
@@ -145,9 +156,7 @@ function api(path, query = {}) {
 
 /** A time of day in the server's zone, with its seconds or (an hour's start) without. */
 function formatTime(iso, { seconds = true } = {}) {
-  const options = { hour: '2-digit', minute: '2-digit', timeZone: today?.tz };
-  if (seconds) options.second = '2-digit';
-  return formatDate(new Date(iso), options);
+  return formatClock(new Date(iso), { seconds, timeZone: today?.tz });
 }
 
 function formatDay(isoDate) {
@@ -157,13 +166,6 @@ function formatDay(isoDate) {
     day: 'numeric',
     timeZone: 'UTC',
   });
-}
-
-function element(tag, className, text) {
-  const made = document.createElement(tag);
-  if (className) made.className = className;
-  if (text !== undefined) made.textContent = text;
-  return made;
 }
 
 function peopleOf(counts) {

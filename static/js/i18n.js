@@ -76,3 +76,10 @@ export function formatPercent(share) {
 export function formatDate(date, options) {
   return new Intl.DateTimeFormat(LANG, options).format(date);
 }
+
+/** The one time-of-day format of the operator's screens: 2-digit hours, minutes and (optionally) seconds. */
+export function formatClock(date, { seconds = true, timeZone } = {}) {
+  const options = { hour: '2-digit', minute: '2-digit', timeZone };
+  if (seconds) options.second = '2-digit';
+  return formatDate(date, options);
+}

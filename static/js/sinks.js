@@ -4,16 +4,10 @@
 // and stays hidden on a server that has no sink (the default).
 
 import { requestJson } from './connection.js';
-import { formatDate, formatNumber, t } from './i18n.js';
+import { element } from './dom.js';
+import { formatClock, formatNumber, t } from './i18n.js';
 
 const POLL_MS = 5000;
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function buildPanel(container) {
   const section = element('section', 'panel sinks');
@@ -36,7 +30,7 @@ function buildPanel(container) {
 
 function lastDelivery(ms) {
   if (ms === null || ms === undefined) return t('dash.sinkNever');
-  return formatDate(new Date(ms), { dateStyle: 'short', timeStyle: 'medium' });
+  return formatClock(new Date(ms));
 }
 
 function render(section, sinks) {
