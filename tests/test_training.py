@@ -104,6 +104,7 @@ def test_a_larger_input_is_trained_on_crops_cut_at_its_own_size() -> None:
     assert CropGeometry.for_input(128) == CropGeometry()
     assert default_cache(CropGeometry.for_input(128)) == DEFAULT_CACHE
     geometry = CropGeometry.for_input(160)
+    # The inference region is the centre 1/context of the stored crop: 200 / 1.25 = 160 px, no resampling.
     assert geometry.stored_size == 200 and geometry.stored_size / geometry.context == 160
     assert default_cache(geometry) == DEFAULT_CACHE.with_name("crops_200.npz")
     image = textured_image(480, 640, seed=3)

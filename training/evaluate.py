@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ IOU_HELP = (
 # (label, box, score) for each face a predictor reports in one image.
 Prediction = tuple[str, FloatBox, float]
 Predictor = Callable[[np.ndarray, SceneAnnotation], list[Prediction]]
+# (label, score) for each of a batch of whole face images (``--faces``).
+FaceClassifier = Callable[[Sequence[np.ndarray]], list[tuple[str, float]]]
 
 
 class EvaluationError(RuntimeError):
@@ -102,6 +105,59 @@ def without_small_faces(annotation: SceneAnnotation, min_side: float) -> SceneAn
     )
 
 
+@dataclass
+class SceneRecords:
+    """What `evaluate_scenes` collects photo by photo besides the tally: misclassified matched faces,
+    unmatched detections and the verdicts on them, and the time spent predicting."""
+
+    root: Path | None
+    judgements: Judgements | None
+    misclassified: list[dict[str, Any]] = field(default_factory=list)
+    unmatched: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: dict[str, int] = field(
+        default_factory=lambda: {"face": 0, "not_face": 0, "unjudged": 0, "under_20px": 0}
+    )
+    seconds: float = 0.0
+
+    def add_misclassified(
+        self,
+        image_path: Path,
+        truths: list[tuple[str, FloatBox]],
+        predictions: list[Prediction],
+        matches: list[tuple[int, int]],
+    ) -> None:
+        for t, p in matches:
+            true_label, truth_box = truths[t]
+            label, box, score = predictions[p]
+            if label != true_label:
+                self.misclassified.append(
+                    {
+                        "image": _relative(image_path, self.root),
+                        "box": [round(v, 1) for v in truth_box],
+                        "predicted_box": [round(v, 1) for v in box],
+                        "true": true_label,
+                        "predicted": label,
+                        "score": round(score, 4),
+                        "short_side": round(short_side(truth_box), 1),
+                    }
+                )
+
+    def add_unmatched(self, image_path: Path, predictions: list[Prediction], matched: set[int]) -> None:
+        """Unmatched detections >= `MIN_JUDGED_SIDE`, with their verdict where one was judged."""
+        key = _dataset_key(image_path, self.root)
+        for p, (label, box, _) in enumerate(predictions):
+            if p in matched:
+                continue
+            if short_side(box) < MIN_JUDGED_SIDE:
+                self.verdicts["under_20px"] += 1
+                continue
+            verdict = self.judgements.verdict(key, box) if self.judgements is not None else None
+            self.verdicts[verdict or "unjudged"] += 1
+            self.unmatched.append(
+                {"image": key, "box": [round(v, 1) for v in box], "label": label, "verdict": verdict}
+            )
+
+
 def evaluate_scenes(
     pairs: Sequence[tuple[Path, SceneAnnotation]],
     predictor: Predictor,
@@ -118,64 +174,41 @@ def evaluate_scenes(
     as correct, and ``judged`` says how many were judged each way and how many were not.
     """
     tally = Tally()
-    misclassified: list[dict[str, Any]] = []
-    unmatched: list[dict[str, Any]] = []
-    verdicts = {"face": 0, "not_face": 0, "unjudged": 0, "under_20px": 0}
-    seconds = 0.0
+    records = SceneRecords(root, judgements)
     for image_path, annotation in pairs:
         image = _read(image_path)
         started = time.perf_counter()
         predictions = predictor(image, annotation)
-        seconds += time.perf_counter() - started
+        records.seconds += time.perf_counter() - started
         truths = [(face.label, face.box) for face in annotation.faces]
         matches = tally.add_image(truths, [(label, box) for label, box, _ in predictions], min_iou)
-        for t, p in matches:
-            true_label, truth_box = truths[t]
-            label, box, score = predictions[p]
-            if label != true_label:
-                misclassified.append(
-                    {
-                        "image": _relative(image_path, root),
-                        "box": [round(v, 1) for v in truth_box],
-                        "predicted_box": [round(v, 1) for v in box],
-                        "true": true_label,
-                        "predicted": label,
-                        "score": round(score, 4),
-                        "short_side": round(short_side(truth_box), 1),
-                    }
-                )
-        matched_predictions = {p for _, p in matches}
-        key = _dataset_key(image_path, root)
-        for p, (label, box, _) in enumerate(predictions):
-            if p in matched_predictions:
-                continue
-            if short_side(box) < MIN_JUDGED_SIDE:
-                verdicts["under_20px"] += 1
-                continue
-            verdict = judgements.verdict(key, box) if judgements is not None else None
-            verdicts[verdict or "unjudged"] += 1
-            unmatched.append(
-                {"image": key, "box": [round(v, 1) for v in box], "label": label, "verdict": verdict}
-            )
+        records.add_misclassified(image_path, truths, predictions, matches)
+        records.add_unmatched(image_path, predictions, {p for _, p in matches})
+    return scene_report(tally, records, len(pairs))
+
+
+def scene_report(tally: Tally, records: SceneRecords, images: int) -> dict[str, Any]:
+    """The figures of `evaluate_scenes` from what it collected."""
     correct = sum(sum(row.values()) for row in tally.confusion.values())  # matched predictions
+    judgements = records.judgements
     return {
-        "images": len(pairs),
+        "images": images,
         "faces": len(tally.truths),
         "faces_by_size": tally.size_counts(),
         "predictions": tally.predictions,
         **tally.detection_metrics(),
         **tally.detail_metrics(),
         "verified_precision": (
-            (correct + verdicts["face"]) / tally.predictions
+            (correct + records.verdicts["face"]) / tally.predictions
             if judgements is not None and tally.predictions
             else None
         ),
-        "judged": {"detector": judgements.detector if judgements is not None else None, **verdicts},
+        "judged": {"detector": judgements.detector if judgements is not None else None, **records.verdicts},
         **classification_metrics(tally.confusion),
         "confusion": tally.confusion,
-        "ms_per_image": round(1000.0 * seconds / len(pairs), 2) if pairs else None,
-        "misclassified": misclassified,
-        "unmatched_detections": unmatched,
+        "ms_per_image": round(1000.0 * records.seconds / images, 2) if images else None,
+        "misclassified": records.misclassified,
+        "unmatched_detections": records.unmatched,
     }
 
 
@@ -197,12 +230,23 @@ def face_folder_entries(faces_dir: Path, split: str | None) -> list[tuple[Path, 
     return [(faces_dir / row["path"], canonical_label(row["label"])) for row in rows]
 
 
-def evaluate_faces(
-    entries: Sequence[tuple[Path, str]], classifier: MaskClassifier, root: Path | None = None
-) -> dict[str, Any]:
-    """Classification figures over face crops, each cropped as training crops ``faces/`` images."""
+def served_face_classifier(classifier: MaskClassifier) -> FaceClassifier:
+    """The project's classifier on ``faces/`` images: each cut with the training geometry
+    (``training.data.face_image_box``: the whole image is the margin crop), so the two cannot drift."""
     from training.data import face_image_box
 
+    def classify(images: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        crops = [classifier.crop(image, face_image_box(image, classifier.info.margin)) for image in images]
+        return [best_label(probs, classifier.labels) for probs in classifier.predict_crops(crops)]
+
+    return classify
+
+
+def evaluate_faces(
+    entries: Sequence[tuple[Path, str]], classify: FaceClassifier, root: Path | None = None
+) -> dict[str, Any]:
+    """Classification figures over face crops; ``classify`` gives (label, score) per whole image
+    (`served_face_classifier` for the project's model)."""
     confusion: dict[str, dict[str, int]] = {t: dict.fromkeys(LABELS, 0) for t in LABELS}
     misclassified: list[dict[str, Any]] = []
     seconds = 0.0
@@ -210,11 +254,9 @@ def evaluate_faces(
         batch = entries[start : start + FACES_BATCH]
         images = [_read(path) for path, _ in batch]
         started = time.perf_counter()
-        crops = [classifier.crop(image, face_image_box(image, classifier.info.margin)) for image in images]
-        probabilities = classifier.predict_crops(crops)
+        verdicts = classify(images)
         seconds += time.perf_counter() - started
-        for (path, true_label), probs in zip(batch, probabilities, strict=True):
-            label, score = best_label(probs, classifier.labels)
+        for (path, true_label), (label, score) in zip(batch, verdicts, strict=True):
             confusion[true_label][label] += 1
             if label != true_label:
                 misclassified.append(
@@ -381,7 +423,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.faces is not None:
         root = args.faces
         settings["faces"] = args.faces.as_posix()
-        report = evaluate_faces(face_folder_entries(args.faces, args.split), classifier, root=root)
+        entries = face_folder_entries(args.faces, args.split)
+        report = evaluate_faces(entries, served_face_classifier(classifier), root=root)
     else:
         # Several datasets pool into one report (both scene test splits at once); image paths are then
         # relative to their common folder.

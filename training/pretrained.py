@@ -112,23 +112,31 @@ class LayerPair:
     keras_bn: str
 
 
+def _pair(features: nn.Sequential, conv: str, bn: str, keras_conv: str, keras_bn: str) -> LayerPair:
+    """The pair at two submodule paths of ``features`` (``"2.conv.0.0"``), their types checked."""
+    conv_module, bn_module = features.get_submodule(conv), features.get_submodule(bn)
+    if not isinstance(conv_module, nn.Conv2d) or not isinstance(bn_module, nn.BatchNorm2d):
+        raise PretrainedWeightsError(
+            f"features.{conv} / features.{bn} are not a convolution and a batch norm"
+        )
+    return LayerPair(conv_module, bn_module, keras_conv, keras_bn)
+
+
 def layer_pairs(features: nn.Sequential) -> Iterator[LayerPair]:
     """Every convolution of torchvision's MobileNetV2 ``features`` with the Keras layer names of the same
     convolution in ``keras.applications.MobileNetV2`` (stem ``Conv1``, block 0 ``expanded_conv_*``,
     blocks 1-16 ``block_N_{expand,depthwise,project}``, last ``Conv_1``)."""
     if len(features) != 19:
         raise PretrainedWeightsError(f"expected MobileNetV2 features of 19 stages, got {len(features)}")
-    yield LayerPair(features[0][0], features[0][1], "Conv1", "bn_Conv1")
-    first = features[1].conv
-    yield LayerPair(first[0][0], first[0][1], "expanded_conv_depthwise", "expanded_conv_depthwise_BN")
-    yield LayerPair(first[1], first[2], "expanded_conv_project", "expanded_conv_project_BN")
+    yield _pair(features, "0.0", "0.1", "Conv1", "bn_Conv1")
+    yield _pair(features, "1.conv.0.0", "1.conv.0.1", "expanded_conv_depthwise", "expanded_conv_depthwise_BN")
+    yield _pair(features, "1.conv.1", "1.conv.2", "expanded_conv_project", "expanded_conv_project_BN")
     for block in range(1, 17):
-        stages = features[block + 1].conv
-        name = f"block_{block}"
-        yield LayerPair(stages[0][0], stages[0][1], f"{name}_expand", f"{name}_expand_BN")
-        yield LayerPair(stages[1][0], stages[1][1], f"{name}_depthwise", f"{name}_depthwise_BN")
-        yield LayerPair(stages[2], stages[3], f"{name}_project", f"{name}_project_BN")
-    yield LayerPair(features[18][0], features[18][1], "Conv_1", "Conv_1_bn")
+        stage, name = f"{block + 1}.conv", f"block_{block}"
+        yield _pair(features, f"{stage}.0.0", f"{stage}.0.1", f"{name}_expand", f"{name}_expand_BN")
+        yield _pair(features, f"{stage}.1.0", f"{stage}.1.1", f"{name}_depthwise", f"{name}_depthwise_BN")
+        yield _pair(features, f"{stage}.2", f"{stage}.3", f"{name}_project", f"{name}_project_BN")
+    yield _pair(features, "18.0", "18.1", "Conv_1", "Conv_1_bn")
 
 
 def torch_kernel(keras_kernel: np.ndarray, depthwise: bool) -> torch.Tensor:
@@ -191,7 +199,7 @@ def use_keras_padding(features: nn.Sequential) -> None:
             conv.in_channels,
             conv.out_channels,
             conv.kernel_size,  # type: ignore[arg-type]
-            stride=conv.stride,  # type: ignore[arg-type]
+            stride=conv.stride,
             padding=0,
             groups=conv.groups,
             bias=conv.bias is not None,
@@ -226,13 +234,14 @@ def fold_input_scaling(features: nn.Sequential) -> None:
     linear, so its kernel is scaled per input channel by ``2 * std`` and the constant it would add,
     ``sum(W * (2 * mean - 1))`` per output channel, is subtracted from the following batch norm's running
     mean (the convolution has no bias). Exact away from the image border."""
-    conv, bn = features[0][0], features[0][1]
+    stem = next(layer_pairs(features))
+    conv, bn = stem.conv, stem.bn
     normalise = Normalise()
     std, offset = normalise.std, 2.0 * normalise.mean - 1.0
     with torch.no_grad():
         constant = (conv.weight * offset).sum(dim=(1, 2, 3))
         conv.weight.mul_(2.0 * std)
-        bn.running_mean.sub_(constant)
+        bn.running_mean.sub_(constant)  # type: ignore[union-attr]
 
 
 def imagenet_network(arch: str, num_classes: int, model: KerasModel | None = None) -> nn.Module:
@@ -241,7 +250,9 @@ def imagenet_network(arch: str, num_classes: int, model: KerasModel | None = Non
     if arch != "mobilenet_v2":
         raise PretrainedWeightsError(f"ImageNet weights are available for mobilenet_v2 only, not {arch}")
     network = build_network(arch, num_classes)
-    features = network[1].features
+    features = network.get_submodule("1.features")
+    if not isinstance(features, nn.Sequential):
+        raise PretrainedWeightsError(f"{arch} has no features to load the base into")
     load_keras_features(features, model or read_keras_model())
     fold_input_scaling(features)
     return network

