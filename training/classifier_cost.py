@@ -16,6 +16,7 @@ import json
 import statistics
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,8 @@ def measure(paths: Sequence[Path], threads: int, rounds: int, repeats: int) -> d
     for _ in range(rounds):
         for faces in FACES_PER_CALL:
             for index, classifier in enumerate(classifiers):
-                crops = crops_for(classifier, faces)
-                milliseconds = median_ms(lambda c=classifier, x=crops: c.predict_crops(x), repeats)
+                call = partial(classifier.predict_crops, crops_for(classifier, faces))
+                milliseconds = median_ms(call, repeats)
                 per_round[faces][index].append(milliseconds / faces)
     result: dict[str, Any] = {"threads": threads, "rounds": rounds, "repeats": repeats, "models": []}
     for index, (path, classifier) in enumerate(zip(paths, classifiers, strict=True)):
