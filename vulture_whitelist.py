@@ -26,14 +26,27 @@ _.sent_kbps_by_second
 _.received_kbps_by_second
 _.client_cpu_percent
 
+# Fields of bench.cheap_cameras.CameraResult: written to the benchmark's JSON by dataclasses.asdict.
+_.analysed_per_s
+_.messages_lost
+_.transit_min_ms
+_.label_agreement_truth
+_.faces_entered
+_.faces_found
+_.time_to_find_p50_s
+_.time_to_find_max_s
+_.connected_at_end
+_.silent_at_end
+
 # Event handlers registered by aiortc's decorators (`@pc.on("track")`, `@channel.on("message")`).
 _.on_message
 _.on_track
 
 # Attributes set on third-party objects, read by those libraries: PyAV codec contexts and frames
-# (pix_fmt, thread_count, gop_size, qmin, qmax, pict_type), onnxruntime SessionOptions (thread counts),
-# torch.backends.cudnn.benchmark.
+# (pix_fmt, framerate, thread_count, gop_size, qmin, qmax, pict_type), onnxruntime SessionOptions
+# (thread counts), torch.backends.cudnn.benchmark.
 _.pix_fmt
+_.framerate
 _.thread_count
 _.gop_size
 _.qmin
@@ -42,6 +55,11 @@ _.pict_type
 _.intra_op_num_threads
 _.inter_op_num_threads
 _.benchmark
+
+# Replaced in aiortc and aioice for their own use: the cheap cameras' sender asks the track for a
+# keyframe (`RTCRtpSender._send_keyframe`); aioice reads `UDP_SOCKET_BUFFER_SIZE` for its sockets.
+_._send_keyframe
+_.UDP_SOCKET_BUFFER_SIZE
 
 # SQLAlchemy "connect" listener registered by @sa.event.listens_for (server/history/store.py).
 _._pragmas
