@@ -35,6 +35,7 @@ from tests.postgres_helpers import PostgresCluster
 ROOT = Path(__file__).resolve().parents[1]
 NGINX_EXAMPLE = ROOT / "deploy" / "nginx" / "maskcam.conf"
 CONNECTION_JS = ROOT / "static" / "js" / "connection.js"
+RETRY_JS = ROOT / "static" / "js" / "retry.js"
 INSTANCES = 3
 MAX_SESSIONS = 2
 CAMERA_FPS = 10
@@ -42,20 +43,20 @@ SCENE = [0] * 25 + [1] * 25  # 2.5 s with two faces, 2.5 s without: one passage 
 RECONNECT_LIMIT_S = 10.0
 
 
-def page_constant(name: str) -> int:
-    """A timing of the page's reconnect logic, read from static/js/connection.js so that the test's
-    cameras keep behaving as the page does."""
-    match = re.search(rf"^const {name} = \[?(\d+)", CONNECTION_JS.read_text(), re.MULTILINE)
-    assert match, f"{name} not in {CONNECTION_JS}"
-    return int(match[1])
+def page_constant(name: str, source: Path = CONNECTION_JS) -> list[int]:
+    """A timing of the page's reconnect logic (a number or a list of them), read from the page's own
+    modules so that the test's cameras keep behaving as the page does."""
+    match = re.search(rf"^(?:export )?const {name} = \[?([\d, ]+)", source.read_text(), re.MULTILINE)
+    assert match, f"{name} not in {source}"
+    return [int(value) for value in match[1].split(",") if value.strip()]
 
 
 # A browser sees a killed server as ICE `disconnected` and gives it DISCONNECTED_GRACE_MS; an aiortc peer
 # has no such state for seconds (its consent checks take 30 s), so these cameras take DISCONNECTED_GRACE_MS
 # of data-channel silence (they ping once a second, as the page does) for the same signal.
-LOST_AFTER_S = page_constant("DISCONNECTED_GRACE_MS") / 1000
-FIRST_BACKOFF_S = page_constant("BACKOFF_MS") / 1000
-PING_INTERVAL_S = page_constant("PING_INTERVAL_MS") / 1000
+LOST_AFTER_S = page_constant("DISCONNECTED_GRACE_MS")[0] / 1000
+RETRY_STEPS_S = [step / 1000 for step in page_constant("RETRY_STEPS_MS", RETRY_JS)]
+PING_INTERVAL_S = page_constant("PING_INTERVAL_MS")[0] / 1000
 
 
 def nginx_config(example: str, instances: Sequence[str], port: int, cert: Path, key: Path) -> str:
@@ -221,9 +222,10 @@ class KioskCamera:
         while True:
             if await self._connect_and_watch():
                 attempt = 0
-            backoff = FIRST_BACKOFF_S * 2 ** min(attempt, 3)
+            # static/js/retry.js's retryDelay: the attempt's step, 50-100 % of it at random.
+            step = RETRY_STEPS_S[min(attempt, len(RETRY_STEPS_S) - 1)]
             attempt += 1
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+            await asyncio.sleep(step * random.uniform(0.5, 1.0))
 
     async def _connect_and_watch(self) -> bool:
         """One connection until it is lost; whether it carried messages."""
