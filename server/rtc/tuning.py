@@ -15,9 +15,10 @@ product latency and CPU that it needs for analysis, or packets:
   denoiser off and otherwise the same settings.
 - **UDP receive buffers.** aioice asks the kernel for 256 KiB per socket, about 100 full-size RTP packets
   at the kernel's accounting: one second of a camera's video. With 16 cameras on the 2 shared cores the
-  event loop was held off longer than that, and the kernel dropped 30 % of the datagrams (`RcvbufErrors`
-  in /proc/net/snmp), each loss a broken frame and a keyframe request; with `UDP_RECEIVE_BUFFER_BYTES`
-  (capped by the kernel at `net.core.rmem_max`) none was dropped in the same run.
+  event loop was held off longer than that and the kernel dropped datagrams (`RcvbufErrors` in
+  /proc/net/snmp), each loss a broken frame and a keyframe request; with `UDP_RECEIVE_BUFFER_BYTES`
+  (capped by the kernel at `net.core.rmem_max`) none was dropped in the same run (bench/RESULTS.md,
+  "Issue 22", "Packets").
 
 `install()` puts these in place of aiortc's own, for every peer connection made afterwards in this
 process. aiortc offers no option for either; the tests in tests/test_rtc_tuning.py check that the
