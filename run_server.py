@@ -7,6 +7,7 @@ the addresses to open, and on SIGTERM/SIGINT closes every peer and exits within 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
 import ssl
@@ -104,12 +105,27 @@ async def serve(config: ServerConfig, app: web.Application, ssl_context: ssl.SSL
     return 0
 
 
+def start_analysis_processes(config: ServerConfig) -> list[AnalysisProcess]:
+    """Start the `--analysis-processes` children side by side (each loads the models) before serving, so
+    that a missing model file is an exit code; AnalysisProcessError (the others closed) if one fails."""
+    with concurrent.futures.ThreadPoolExecutor(config.analysis_processes) as pool:
+        futures = [pool.submit(AnalysisProcess, config) for _ in range(config.analysis_processes)]
+        concurrent.futures.wait(futures)
+    errors = [error for future in futures if (error := future.exception()) is not None]
+    if errors:
+        for future in futures:
+            if future.exception() is None:
+                future.result().close()
+        raise errors[0]
+    return [future.result() for future in futures]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_config(argv)
     configure_logging(config.log_format, config.log_level)
     use_fixed_mmap_threshold()
     try:
-        pipeline = AnalysisProcess(config)
+        processes = start_analysis_processes(config)
     except AnalysisProcessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print(
@@ -130,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError, ssl.SSLError) as exc:
             print(f"error: cannot use the TLS files {config.cert} / {config.key}: {exc}", file=sys.stderr)
             return EXIT_BAD_TLS
-    app = create_app(config, source_factory=lambda _: pipeline)
+    started = iter(processes)
+    app = create_app(config, source_factory=lambda _: next(started))
     return asyncio.run(serve(config, app, ssl_context))
 
 

@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ class ServerState:
     source_factory: AnalyserSourceFactory
     recorder_factory: RecorderFactory | None
     worker: AnalysisWorker | None = None
-    analysis_process: AnalysisProcess | None = None
+    analysis_processes: list[AnalysisProcess] = field(default_factory=list)
 
 
 STATE = web.AppKey("maskcam_state", ServerState)
@@ -144,16 +144,19 @@ async def _not_found_middleware(request: web.Request, handler: Any) -> web.Strea
 
 async def _start_worker(app: web.Application) -> None:
     state = app[STATE]
-    source = await asyncio.to_thread(state.source_factory, state.config)
-    # The analysis process is the one source with a health of its own (/healthz) and a child to stop.
-    if isinstance(source, AnalysisProcess):
-        state.analysis_process = source
-    # The worker thread runs the analysis itself at low priority, or only waits for the analysis process,
-    # which has lowered its own.
-    worker = AnalysisWorker(source, state.metrics, lower_priority=state.analysis_process is None)
+    # One analyser source per lane (`--analysis-processes`), built side by side: each loads the models.
+    lanes = state.config.analysis_processes
+    sources = await asyncio.gather(
+        *(asyncio.to_thread(state.source_factory, state.config) for _ in range(lanes))
+    )
+    # The analysis processes are the sources with a health of their own (/healthz) and a child to stop.
+    state.analysis_processes = [s for s in sources if isinstance(s, AnalysisProcess)]
+    # The worker threads run the analysis themselves at low priority, or only wait for the analysis
+    # processes, which have lowered their own.
+    worker = AnalysisWorker(sources, state.metrics, lower_priority=not state.analysis_processes)
     worker.start()
     state.worker = worker
-    logger.info("models loaded; analysis worker running")
+    logger.info("models loaded; analysis worker running (%d lanes)", len(sources))
 
 
 async def _close_sessions(app: web.Application) -> None:
@@ -166,9 +169,9 @@ async def _stop_worker(app: web.Application) -> None:
     if state.worker is not None:
         await asyncio.to_thread(state.worker.stop)
         state.worker = None
-    if state.analysis_process is not None:
-        await asyncio.to_thread(state.analysis_process.close)
-        state.analysis_process = None
+    for process in state.analysis_processes:
+        await asyncio.to_thread(process.close)
+    state.analysis_processes = []
 
 
 def _page(name: str) -> Callable[[web.Request], Any]:
@@ -219,8 +222,8 @@ async def _healthz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if state.worker is None or not state.worker.running:
         return web.json_response({"status": "loading"}, status=503)
-    analysis = state.analysis_process
-    if analysis is not None and not analysis.available:
+    analysis = next((p for p in state.analysis_processes if not p.available), None)
+    if analysis is not None:
         # Video still flows, without boxes: the operator's monitoring must see that the product is down.
         return web.json_response(
             {"status": "analysis-down", "error": analysis.last_error or "the analysis process is restarting"},

@@ -13,7 +13,12 @@ import ctypes
 import os
 
 MMAP_THRESHOLD_BYTES = 128 * 1024
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter numbers
+_M_TRIM_THRESHOLD = -1
+
+ANALYSIS_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
+"""glibc's largest mmap threshold: every buffer of the detector and the classifier comes from the heap."""
+ANALYSIS_TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
 
 
 def use_fixed_mmap_threshold(environ: dict[str, str] | None = None) -> bool:
@@ -26,3 +31,23 @@ def use_fixed_mmap_threshold(environ: dict[str, str] | None = None) -> bool:
     except OSError:  # not glibc (musl, macOS): nothing to do
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
+def use_heap_for_analysis() -> bool:
+    """In the analysis process: keep the models' per-frame buffers on the heap, whatever the environment
+    says; True when set.
+
+    The detector allocates and frees megabytes of buffers on every frame. Above the 128 KiB threshold that
+    the server process uses (and that deployments put in the environment, which the child inherits) each
+    of them was a fresh mmap, page-faulted in and unmapped again: a frame of full detection took 1.6x as
+    long (bench/RESULTS.md, issue 22). Its buffers have the same sizes frame after frame, so on the heap
+    they are reused and its memory stays flat; a high trim threshold keeps the heap's top from being
+    returned and faulted in again on every frame.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, ANALYSIS_MMAP_THRESHOLD_BYTES)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, ANALYSIS_TRIM_THRESHOLD_BYTES)
+    )

@@ -212,6 +212,13 @@ class ServerConfig(ModelSettings):
         parse=_non_negative_float,
         shown_default="`0.5`",
     )
+    analysis_processes: int = setting(
+        2,
+        "analysis processes (lanes): each runs the models for its share of the sessions, a session "
+        "staying in one; a second one keeps the analysis busy while the server hands it the next frame, "
+        "and uses a second core (bench/RESULTS.md, issue 22)",
+        parse=_positive_int,
+    )
     log_format: str = setting(
         "text", "log format: `text` or `json` (one object per line)", choices=("text", "json")
     )

@@ -219,8 +219,9 @@ async def test_a_child_that_cannot_restart_fails_fast_and_health_says_so(
     async with serve_app(app) as base_url, aiohttp.ClientSession() as http:
         async with http.get(f"{base_url}/healthz") as response:
             assert response.status == 200
-        process = app[STATE].analysis_process
-        assert process is not None and process.available
+        processes = app[STATE].analysis_processes
+        assert len(processes) == config.analysis_processes and all(p.available for p in processes)
+        process = processes[-1]  # one lane down is enough for the health to say so
         frame = np.zeros((48, 64, 3), np.uint8)
 
         # The model file disappears, then the child dies: the restart fails with the loader's message.
@@ -249,3 +250,36 @@ async def test_a_child_that_cannot_restart_fails_fast_and_health_says_so(
         assert process.available and process.restarts == restarts + 1
         async with http.get(f"{base_url}/healthz") as response:
             assert response.status == 200
+
+
+def _minor_faults(pid: int) -> int:
+    """Minor page faults of a process so far (/proc/PID/stat, field 10)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[7])
+
+
+def test_the_child_reuses_its_buffers_even_with_the_servers_mmap_threshold_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deployments put the server's 128 KiB mmap threshold in the environment (server/memory.py), and the
+    child inherits it; with it, the detector's per-frame buffers were mmapped and faulted in anew on every
+    frame (1.6x the time of a frame). The child keeps them on the heap: few page faults per frame."""
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    process = AnalysisProcess(CONFIG)
+    try:
+        pid = process.pid
+        assert pid is not None
+        frame = two_face_frame().image
+        stream = process.open_stream()
+        for _ in range(5):
+            stream.analyse(frame)
+        before = _minor_faults(pid)
+        frames = 20
+        for _ in range(frames):
+            stream.analyse(frame)
+        per_frame = (_minor_faults(pid) - before) / frames
+    finally:
+        process.close()
+    # Measured 2026-12-07: about 2,100 faults a frame with the mmapped buffers, 210 without (CONFIG: a
+    # full detection every 8th frame).
+    assert per_frame < 700, f"{per_frame:.0f} page faults per analysed frame"

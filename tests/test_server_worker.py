@@ -140,3 +140,52 @@ async def test_a_failing_analysis_does_not_kill_the_worker() -> None:
     finally:
         worker.stop()
     assert results[0].number == 1
+
+
+async def test_lanes_share_the_sessions_and_one_busy_lane_does_not_hold_up_another() -> None:
+    """Two sources (two analysis processes in the server): sessions go to the lane with the fewest, stay
+    there (their state lives in that lane's process), and a lane stuck on a frame leaves the other serving."""
+    busy, free = GatedAnalyser(), SlowAnalyser(0.0)
+    opened: list[str] = []
+
+    class Source:
+        def __init__(self, name: str, analyser: GatedAnalyser | SlowAnalyser) -> None:
+            self.name, self.analyser = name, analyser
+
+        def open_stream(self) -> GatedAnalyser | SlowAnalyser:
+            opened.append(self.name)
+            return self.analyser
+
+    worker = AnalysisWorker([Source("busy", busy), Source("free", free)])
+    loop = asyncio.get_running_loop()
+    results: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+
+    def record(session_id: str) -> Callable[[AnalysisResult], None]:
+        return lambda result: results[session_id].append(result.number)
+
+    for session_id in ("a", "b", "c"):
+        worker.open(session_id, loop, record(session_id))
+    assert opened == ["busy", "free", "busy"]
+    assert worker.lanes == [["a", "c"], ["b"]]
+    worker.start()
+    try:
+        assert worker.running
+        worker.submit("a", 0, numbered(0))
+        await asyncio.to_thread(busy.started.wait, 5.0)
+        # Lane 0 is held by session a's frame; session b, in lane 1, is analysed meanwhile.
+        for number in range(5):
+            worker.submit("b", number, numbered(number))
+            await wait_until(lambda: results["b"][-1:] == [number])  # noqa: B023 (awaited here)
+        worker.submit("c", 7, numbered(7))
+        await asyncio.sleep(0.1)
+        assert results["a"] == [] and results["c"] == []
+        busy.release.set()
+        await wait_until(lambda: results["a"] == [0] and results["c"] == [7])
+        worker.close("a")
+        assert worker.lanes == [["c"], ["b"]]
+        # The next session goes to the lane with fewer sessions (ties: the first).
+        worker.open("d", loop, lambda _: None)
+        assert worker.lanes == [["c", "d"], ["b"]]
+    finally:
+        worker.stop()
+    assert not worker.running

@@ -309,3 +309,27 @@ def test_a_followed_face_keeps_its_track_id(
     assert len({d.face_id for d in both if isinstance(d, FollowedDetection)}) == 2
     assert ids <= {d.face_id for d in both if isinstance(d, FollowedDetection)}
     assert "track" not in both[0].to_json(), "the wire format is unchanged"
+
+
+def test_a_face_that_moved_far_between_two_full_detections_stays_the_same_face(
+    detector: FaceDetector, region_detector: FaceDetector, faces: list[np.ndarray]
+) -> None:
+    """With many cameras each frame of a camera is a full detection and frames are far apart: a person
+    who walked 110 px (the photo is 150 px, the face in it about 90: no overlap with the old box) keeps
+    the face id and class, not classified again; another person who appears as far away is new."""
+    settings = StreamSettings(detect_every=1)
+    analyser, classifier = make_analyser(detector, region_detector, settings)
+    first = analyser.analyse(scene([(faces[0], 100, 150)]))
+    moved = analyser.analyse(scene([(faces[0], 210, 160)]))
+    assert len(first) == len(moved) == 1
+    assert moved[0].face_id == first[0].face_id
+    assert len(classifier.calls) == 1, "the moved face was classified again"
+    other = analyser.analyse(scene([(faces[3], 320, 150)]))
+    assert len(other) == 1 and other[0].face_id != first[0].face_id
+    assert len(classifier.calls) == 2
+
+    by_overlap_only, classifier = make_analyser(
+        detector, region_detector, StreamSettings(detect_every=1, match_distance=0.0)
+    )
+    ids = {by_overlap_only.analyse(scene([(faces[0], x, 150)]))[0].face_id for x in (100, 210)}
+    assert len(ids) == 2 and len(classifier.calls) == 2

@@ -86,6 +86,10 @@ class StreamSettings:
     again in its region, so a box that the flow carried onto the background when the face left is
     dropped at once instead of staying there, with the old label, until the next full detection; and a
     face found in the region that does not look like the one last seen is re-classified at once."""
+    match_distance: float = 1.5
+    """A face of a full detection that overlaps no followed face still continues the followed face whose
+    box centre is within this many of its long sides, when size and look agree (`min_similarity`):
+    it keeps that face's id and class instead of being classified again as a new face."""
     scene_change: float = 30.0
     """Mean absolute difference (grey levels) of tiny frame thumbnails from one analysed frame to the
     next that counts as a new scene (camera switched or cut): it gets a full detection at once."""
@@ -217,6 +221,8 @@ class StreamAnalyser:
                 continue
             matched[f] = previous[t]
             used_faces.add(t)
+        appearances = [_appearance(frame if grey is None else grey, face.box) for face in faces]
+        self._match_moved(faces, appearances, previous, matched, used_faces)
         found = []
         for f, face in enumerate(faces):
             followed = matched.get(f)
@@ -226,9 +232,42 @@ class StreamAnalyser:
                 )
             else:
                 followed.box, followed.face_confidence, followed.misses = face.box, face.confidence, 0
-            followed.appearance = _appearance(frame if grey is None else grey, followed.box)
+            followed.appearance = appearances[f]
             found.append(followed)
         self._followed = found
+
+    def _match_moved(
+        self,
+        faces: Sequence[FaceBox],
+        appearances: Sequence[np.ndarray | None],
+        previous: Sequence[_FollowedFace],
+        matched: dict[int, _FollowedFace],
+        used: set[int],
+    ) -> None:
+        """Pair the faces left unpaired by overlap with followed faces that moved further: a centre within
+        ``match_distance`` of the old box's long side, a similar size, and the same look.
+
+        With many cameras a camera gets one or two analysed frames a second, each a full detection, and a
+        person walking moves more than a box's overlap between two of them: by overlap alone every frame
+        made every face new, re-classified (the most costly step after the detector) and given a new id."""
+        limit = self.settings.match_distance
+        candidates = []
+        for f, face in enumerate(faces):
+            if f in matched:
+                continue
+            for t, followed in enumerate(previous):
+                if t in used:
+                    continue
+                distance = _centre_distance(face.box, followed.box)
+                if distance <= limit and _similar_size(face.box, followed.box):
+                    candidates.append((distance, f, t))
+        for _, f, t in sorted(candidates):
+            if f in matched or t in used:
+                continue
+            if similarity(previous[t].appearance, appearances[f]) < self.settings.min_similarity:
+                continue
+            matched[f] = previous[t]
+            used.add(t)
 
     def _follow(self, frame: np.ndarray, grey: np.ndarray | None) -> None:
         """Move each face's box with the optical flow, or search the face again in a region around its
@@ -309,6 +348,18 @@ def _to_frame(face: FaceBox, region: Box, size: int, shape: tuple[int, ...]) -> 
     bx0, by0, bx1, by1 = face.box
     box = clipped_box(x0 + bx0 * scale, y0 + by0 * scale, x0 + bx1 * scale, y0 + by1 * scale, width, height)
     return FaceBox(box=box, confidence=face.confidence)
+
+
+def _centre_distance(a: IntBox, b: IntBox) -> float:
+    """Distance between the boxes' centres, in multiples of ``b``'s long side."""
+    side = max(b[2] - b[0], b[3] - b[1], 1)
+    return float(np.hypot((a[0] + a[2] - b[0] - b[2]) / 2.0, (a[1] + a[3] - b[1] - b[3]) / 2.0)) / side
+
+
+def _similar_size(a: IntBox, b: IntBox, ratio: float = 1.5) -> bool:
+    """Whether the long sides of the two boxes differ by less than ``ratio`` times."""
+    side_a, side_b = max(a[2] - a[0], a[3] - a[1], 1), max(b[2] - b[0], b[3] - b[1], 1)
+    return max(side_a, side_b) / min(side_a, side_b) < ratio
 
 
 def _closest(previous: IntBox, candidates: Sequence[FaceBox]) -> FaceBox | None:

@@ -51,7 +51,7 @@ from server.analysis.pipe import (
     StartReply,
 )
 from server.analysis.priority import run_only_on_idle_cpu
-from server.memory import use_fixed_mmap_threshold
+from server.memory import use_heap_for_analysis
 from server.settings import ServerConfig
 from vision.classifier import ModelFileError
 from vision.detector import DetectorFileError
@@ -88,7 +88,7 @@ def _serve(config: ServerConfig, connection: Connection) -> None:
     """The child: load the models, then answer one `AnalyseFrame` at a time until the pipe closes."""
     run_only_on_idle_cpu()
     cv2.setNumThreads(1)
-    use_fixed_mmap_threshold()
+    use_heap_for_analysis()
     try:
         models = load_models(config)
     except (ModelFileError, DetectorFileError) as exc:
