@@ -92,7 +92,7 @@ def create_app(
     metrics = ServerMetrics()
     middlewares = [*_security_middlewares(config, metrics), _not_found_middleware]
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=middlewares)
-    registry = SessionRegistry(config.max_sessions, metrics)
+    registry = SessionRegistry(config.session_limit, metrics)
     app[STATE] = ServerState(
         config=config,
         metrics=metrics,
@@ -195,7 +195,7 @@ async def _config(request: web.Request) -> web.Response:
             "iceServers": []
             if request.get(CREDENTIAL) == OPERATOR_ONLY
             else [server.to_json() for server in config.ice_servers],
-            "maxSessions": config.max_sessions,
+            "maxSessions": config.session_limit,
             "activeSessions": len(state.registry),
             "dataChannelLabel": DATA_CHANNEL_LABEL,
             "labels": list(LABELS),

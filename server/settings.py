@@ -35,6 +35,9 @@ DEFAULT_SPOOL = PROJECT_ROOT / "data" / "spool.sqlite3"
 HISTORY_DETAILS = ("passages", "counts")
 ENV_PREFIX = "MASKCAM_"
 OVERLAY_MODES = ("server", "page")
+SESSIONS_BY_OVERLAY = {"server": 4, "page": 8}
+"""The default `--max-sessions` of each `--overlay` mode: the cameras that one instance on 2 cores serves
+with every capacity target of bench/RESULTS.md met (issue 22; docs/DEPLOY.md, "Capacity")."""
 """Who draws the boxes: the server, into the video it sends back; or the page, over its own preview (no
 video back, the camera's frame rate capped)."""
 TABLE_BEGIN = "<!-- settings table: python -m server.settings --markdown -->"
@@ -191,8 +194,12 @@ class ServerConfig(ModelSettings):
     ice_credential: str | None = setting(
         None, "password for every `turn:`/`turns:` URL without inline credentials", parse=optional_text
     )
-    max_sessions: int = setting(
-        4, "concurrent WebRTC sessions; beyond it `/offer` answers 503", parse=_positive_int
+    max_sessions: int | None = setting(
+        None,
+        "concurrent WebRTC sessions; beyond it `/offer` answers 503. Default: the measured capacity of "
+        '2 cores in the server\'s `--overlay` mode (docs/DEPLOY.md, "Capacity")',
+        parse=_positive_int,
+        shown_default="`4`; `8` with `--overlay page`",
     )
     idle_timeout: float = setting(
         10.0, "seconds without a video frame before a session is closed", parse=_positive_float
@@ -346,6 +353,14 @@ class ServerConfig(ModelSettings):
     ice_servers: tuple[IceServer, ...] = ()
     """Derived from `ice_server`, `ice_username` and `ice_credential` by `parse_config`."""
     static_dir: Path = field(default=PROJECT_ROOT / "static")
+
+    @property
+    def session_limit(self) -> int:
+        """`--max-sessions`, or by default the measured capacity of the server's overlay mode: a page in
+        page mode sends half the frames and takes no video back, so 2 cores serve twice the cameras."""
+        if self.max_sessions is not None:
+            return self.max_sessions
+        return SESSIONS_BY_OVERLAY[self.overlay]
 
 
 def parse_ice_server(url: str, username: str | None = None, credential: str | None = None) -> IceServer:

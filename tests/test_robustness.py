@@ -597,7 +597,7 @@ async def test_offers_that_break_aiortc_half_way_get_400_and_free_their_place(
     app = create_app(config, source_factory=stand_in)
     async with serve_app(app) as base_url:
         await wait_healthy(http, base_url)
-        for _ in range(config.max_sessions + 2):
+        for _ in range(config.session_limit + 2):
             async with http.post(f"{base_url}/offer", json={"type": "offer", "sdp": broken}) as response:
                 assert response.status == 400
                 assert (await response.json())["reason"] == "bad_sdp"

@@ -9,6 +9,7 @@ import pytest
 from server.settings import (
     DEFAULT_HISTORY,
     DEFAULT_SPOOL,
+    SESSIONS_BY_OVERLAY,
     ConfigError,
     IceServer,
     ServerConfig,
@@ -26,7 +27,8 @@ def test_defaults() -> None:
     assert DEFAULT_HISTORY.endswith("data/history.sqlite3")
     assert (config.history_detail, config.history_days, config.passage_gap) == ("passages", 90.0, 1.0)
     assert config.admin_token is None
-    assert (config.host, config.port, config.https, config.max_sessions) == ("127.0.0.1", 8080, False, 4)
+    assert (config.host, config.port, config.https, config.session_limit) == ("127.0.0.1", 8080, False, 4)
+    assert config.max_sessions is None
     assert config.ice_servers == ()
     assert config.record is None and config.token is None
     assert config.classifier.name == "mask_classifier.onnx"
@@ -244,3 +246,12 @@ def test_a_new_setting_is_one_field() -> None:
     assert "| `--greeting-seconds` | `MASKCAM_GREETING_SECONDS` | `2.5` | how long the kiosk greets |" in (
         markdown_table(WithGreeting, "MASKCAM_")
     )
+
+
+def test_the_session_cap_follows_the_overlay_mode_unless_set() -> None:
+    """Page mode's cameras cost the server half as much (bench/RESULTS.md, issue 22): its default cap is
+    higher; an operator's --max-sessions wins in either mode."""
+    assert parse_config([], {}).session_limit == SESSIONS_BY_OVERLAY["server"] == 4
+    assert parse_config(["--overlay", "page"], {}).session_limit == SESSIONS_BY_OVERLAY["page"] == 8
+    assert parse_config(["--overlay", "page", "--max-sessions", "3"], {}).session_limit == 3
+    assert parse_config([], {"MASKCAM_MAX_SESSIONS": "6"}).session_limit == 6
