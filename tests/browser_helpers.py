@@ -234,14 +234,18 @@ class ServerProcess:
             self.process.kill()
             self.process.wait(timeout=5)
 
-    def analysis_child(self) -> psutil.Process:
-        """The server's analysis process (multiprocessing's spawned child, not its resource tracker)."""
+    def analysis_children(self) -> list[psutil.Process]:
+        """The server's analysis processes, one per lane (multiprocessing's spawned children, not its
+        resource tracker)."""
         assert self.process is not None
-        for child in psutil.Process(self.process.pid).children(recursive=True):
-            command = " ".join(child.cmdline())
-            if "spawn_main" in command and "resource_tracker" not in command:
-                return child
-        raise LookupError("the server has no analysis process")
+        children = [
+            child
+            for child in psutil.Process(self.process.pid).children(recursive=True)
+            if "spawn_main" in (command := " ".join(child.cmdline())) and "resource_tracker" not in command
+        ]
+        if not children:
+            raise LookupError("the server has no analysis process")
+        return children
 
     def log_tail(self, chars: int = 3000) -> str:
         if self.log_path is None or not self.log_path.exists():

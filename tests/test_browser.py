@@ -362,20 +362,21 @@ def test_screenshots_of_the_page_and_the_kiosk(
 
 
 class PausableAnalysis:
-    """A server's real analysis process, stopped (SIGSTOP, as a hung or starved one) and resumed by a
-    test, and never left stopped."""
+    """A server's real analysis processes (every lane's), stopped (SIGSTOP, as hung or starved ones) and
+    resumed by a test, and never left stopped."""
 
     def __init__(self, server: ServerProcess) -> None:
         self._server = server
-        self._child: psutil.Process | None = None
+        self._children: list[psutil.Process] = []
 
     def pause(self) -> None:
-        self._child = self._server.analysis_child()
-        self._child.suspend()
+        self._children = self._server.analysis_children()
+        for child in self._children:
+            child.suspend()
 
     def resume(self) -> None:
-        child, self._child = self._child, None
-        if child is not None:
+        children, self._children = self._children, []
+        for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.resume()
 
