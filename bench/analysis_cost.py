@@ -15,6 +15,8 @@ in a process of its own:
 
     python -m bench.analysis_cost --cameras 16 --rate 1.6 --allocator server
     python -m bench.analysis_cost --cameras 16 --rate 1.6 --allocator heap
+
+``--classifier`` compares two classifier files the same way (issue 19: 128 against 160 px).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import av
 import cv2
@@ -65,7 +68,12 @@ def decoded_clip(fps: float = DEFAULT_FPS) -> list[np.ndarray]:
 
 
 def measure(
-    cameras: int, rate: float, seconds: float, allocator: str, clip_fps: float = DEFAULT_FPS
+    cameras: int,
+    rate: float,
+    seconds: float,
+    allocator: str,
+    clip_fps: float = DEFAULT_FPS,
+    classifier: Path | None = None,
 ) -> AnalysisCost:
     """Analyse ``seconds`` of clip time for every camera (see the module doc); one thread, as the child."""
     if allocator == "heap":
@@ -74,7 +82,8 @@ def measure(
         use_fixed_mmap_threshold()
     cv2.setNumThreads(1)
     frames = decoded_clip(clip_fps)
-    models = load_models(ServerConfig())
+    config = ServerConfig() if classifier is None else ServerConfig(classifier=classifier)
+    models = load_models(config)
     now = [0.0]
     analysers = [
         StreamAnalyser(
@@ -112,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="clip seconds analysed per camera")
     parser.add_argument("--allocator", choices=("server", "heap"), default="heap")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--classifier", type=Path, default=None, help="mask classifier file (default: the server's)"
+    )
     args = parser.parse_args(argv)
-    cost = measure(args.cameras, args.rate, args.seconds, args.allocator)
+    cost = measure(args.cameras, args.rate, args.seconds, args.allocator, classifier=args.classifier)
     if args.json:
         print(json.dumps(asdict(cost)))
     else:

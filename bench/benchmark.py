@@ -175,7 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         camera_counts = [int(n) for n in args.cameras.split(",") if n.strip()]
         modes = [mode.strip() for mode in args.overlays.split(",") if mode.strip()]
         capacity = run_matrix(
-            modes, camera_counts, args.repeats, args.camera_fps, duration, min(warmup, 5.0), server_args
+            modes,
+            camera_counts,
+            args.repeats,
+            args.camera_fps,
+            duration,
+            min(warmup, 5.0),
+            server_args,
+            model_flags=as_flags(models),
         )
         print(
             f"\nCapacity (cheap cameras at {args.camera_fps:g} fps, {duration:.0f} s measured per run; "

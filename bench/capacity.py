@@ -53,8 +53,12 @@ def run_capacity(
     server_args: Sequence[str],
     log_dir: Path,
     clip: Path,
+    model_flags: Sequence[str] = (),
 ) -> CapacityRun:
-    """A fresh server, `cameras` cheap cameras in one generator process: the measured window's figures."""
+    """A fresh server, `cameras` cheap cameras in one generator process: the measured window's figures.
+
+    ``model_flags`` are the server's model flags: the generator's reference (what the models say of each
+    frame alone, for the label agreement) is made with the same models."""
     name = f"{overlay}-{cameras}-{repeat}"
     output = log_dir / f"cameras-{name}.json"
     with (
@@ -72,7 +76,8 @@ def run_capacity(
                 warmup=warmup,
                 clip=clip,
                 json=output,
-            ),
+            )
+            + list(model_flags),
             cwd=PROJECT_ROOT,
             stdout=subprocess.DEVNULL,
             stderr=(log_dir / f"cameras-{name}.log").open("wb"),
@@ -117,6 +122,7 @@ def run_matrix(
     duration: float,
     warmup: float,
     server_args: Sequence[str],
+    model_flags: Sequence[str] = (),
 ) -> list[CapacityRun]:
     """Every (mode, count) once per repeat, modes interleaved within each count."""
     log_dir = Path(tempfile.mkdtemp(prefix="maskcam-capacity-"))
@@ -127,7 +133,7 @@ def run_matrix(
         for cameras in counts:
             for overlay in modes:
                 run = run_capacity(
-                    overlay, cameras, fps, duration, warmup, repeat, server_args, log_dir, clip
+                    overlay, cameras, fps, duration, warmup, repeat, server_args, log_dir, clip, model_flags
                 )
                 print(summary_line(run), file=sys.stderr, flush=True)
                 runs.append(run)

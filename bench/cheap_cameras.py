@@ -29,7 +29,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +43,8 @@ from bench.frames import HEIGHT, SCENES_DIR, WIDTH, Scene, load_scene, motion, m
 from bench.stats import percentile
 from training.voc import load_scene_annotations
 from vision.boxes import iou
+from vision.model_options import ModelSettings, add_model_arguments, model_settings
+from vision.settings_fields import as_flags
 
 Overlay = Literal["server", "page"]
 VIDEO_CLOCK = 90000
@@ -82,6 +84,9 @@ class CameraClip:
     reference: tuple[tuple[tuple[str, Box], ...], ...] = ()
     """Per frame, what the server's models say of that frame alone (a full detection and classification
     of the decoded frame): the best any message about it can say, the annotations' agreement aside."""
+    models: tuple[str, ...] = ()
+    """The model flags (`vision.settings_fields.as_flags`) the reference was made with: those of the server
+    under test, so that a run with another classifier is compared with that classifier's own answers."""
 
     @property
     def segments(self) -> int:
@@ -198,6 +203,7 @@ def save_clip(clip: CameraClip, path: Path) -> None:
             json.dumps([[[label, list(box)] for label, box in frame] for frame in clip.reference])
         ),
         timing=np.array([clip.fps, clip.segment_frames], np.float64),
+        models=np.array(json.dumps(list(clip.models))),
     )
 
 
@@ -220,15 +226,19 @@ def load_clip(path: Path) -> CameraClip:
         )
         fps, segment_frames = (float(value) for value in saved["timing"])
         keyframes = tuple(bool(k) for k in saved["keyframes"])
-        return CameraClip(packets, keyframes, faces, fps, round(segment_frames), reference)
+        models = tuple(json.loads(str(saved["models"]))) if "models" in saved else ()
+        return CameraClip(packets, keyframes, faces, fps, round(segment_frames), reference, models)
 
 
-def with_reference(clip: CameraClip) -> CameraClip:
-    """The clip with `CameraClip.reference`: every frame decoded and analysed by the server's models alone."""
+def with_reference(clip: CameraClip, models: ModelSettings | None = None) -> CameraClip:
+    """The clip with `CameraClip.reference`: every frame decoded and analysed alone by the server's models
+    (``models``: the server's model settings; default, the command line's defaults)."""
     from server.analysis.models import load_models
     from server.settings import ServerConfig
 
-    analyser = load_models(ServerConfig(detect_every=1)).open_stream()
+    models = models or ModelSettings()
+    chosen = {declared.name: getattr(models, declared.name) for declared in fields(ModelSettings)}
+    analyser = load_models(ServerConfig(detect_every=1, **chosen)).open_stream()
     decoder = av.CodecContext.create("libvpx", "r")
     reference = []
     for packet in clip.packets:
@@ -238,7 +248,7 @@ def with_reference(clip: CameraClip) -> CameraClip:
             reference.append(tuple((d.label, tuple(map(float, d.box))) for d in detections))
     if len(reference) != len(clip.packets):
         raise RuntimeError(f"{len(clip.packets)} packets decoded into {len(reference)} frames")
-    return replace(clip, reference=tuple(reference))  # type: ignore[arg-type]
+    return replace(clip, reference=tuple(reference), models=tuple(as_flags(models)))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -586,13 +596,15 @@ async def run_cameras(
     return result
 
 
-def clip_for(path: Path | None, fps: float) -> CameraClip:
-    """The clip at ``fps``: read from ``path`` when it holds one at that rate, else encoded (and saved)."""
+def clip_for(path: Path | None, fps: float, models: ModelSettings | None = None) -> CameraClip:
+    """The clip at ``fps`` with the reference of ``models``: read from ``path`` when it holds that one, else
+    encoded (and saved)."""
+    models = models or ModelSettings()
     if path is not None and path.is_file():
         clip = load_clip(path)
-        if clip.fps == fps:
+        if clip.fps == fps and clip.models == tuple(as_flags(models)):
             return clip
-    clip = with_reference(build_clip(clip_scenes(), fps=fps))
+    clip = with_reference(build_clip(clip_scenes(), fps=fps), models)
     if path is not None:
         save_clip(clip, path)
     return clip
@@ -614,11 +626,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="the encoded clip (.npz): read when it exists, else encoded and written there",
     )
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
     if args.cameras < 1 or args.fps <= 0 or args.duration <= 0:
         parser.error("--cameras, --fps and --duration must be positive")
     try:
-        clip = clip_for(args.clip, args.fps)
+        clip = clip_for(args.clip, args.fps, model_settings(args))
         result = asyncio.run(
             run_cameras(args.url, args.cameras, args.duration, args.warmup, args.overlay, clip)
         )

@@ -7,7 +7,7 @@ each in its own process (so torch's and onnxruntime's threads never meet):
 - ``baseline``: the original project: every frame res10 300x300, then torch eager MobileNetV2 at 224,
   one face at a time (untrained weights of the same architecture: timing only);
 - ``per_frame``: this project's detector (``PipelineSettings.detector``, the server's default unless
-  told) + ONNX classifier at 128 with all faces in one batch, on every
+  told) + the ONNX classifier at its input size with all faces in one batch, on every
   frame (what the evaluation command measures on still photos);
 - ``stream``: ``vision.stream.StreamAnalyser`` as the server runs it per session (full detection on
   every N-th frame, faces followed in between, periodic re-classification), with OpenCV on one thread

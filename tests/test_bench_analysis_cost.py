@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.analysis_cost import main, measure
 from bench.frames import SCENES_DIR
+from vision.classifier import ModelFileError
 
 pytestmark = pytest.mark.skipif(
     not (SCENES_DIR / "jolignier").is_dir(), reason=f"scene photos not found in {SCENES_DIR}"
@@ -28,3 +31,15 @@ def test_at_one_frame_a_second_every_frame_is_a_full_detection(capsys: pytest.Ca
     assert main(["--cameras", "1", "--rate", "1", "--seconds", "3", "--json"]) == 0
     printed = capsys.readouterr().out
     assert '"full_detections": 3' in printed and '"flow_follows": 0' in printed
+
+
+def test_another_classifier_file_is_the_one_measured(tmp_path: Path) -> None:
+    # A file that is not a model must fail loudly: proof that --classifier reaches the analysers.
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match=r"broken\.onnx"):
+        measure(cameras=1, rate=1.0, seconds=1.0, allocator="heap", classifier=broken)
+    cost = measure(
+        cameras=1, rate=1.0, seconds=1.0, allocator="heap", classifier=Path("models/mask_classifier.onnx")
+    )
+    assert cost.frames == 1 and cost.full_detections == 1

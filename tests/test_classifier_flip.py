@@ -25,7 +25,8 @@ def real_crops() -> list[np.ndarray]:
     paths = (
         sorted((FACES / "without_mask").glob("*.jpg"))[:4] + sorted((FACES / "with_mask").glob("*.jpg"))[:4]
     )
-    return [cv2.resize(read_image(path), (128, 128), interpolation=cv2.INTER_AREA) for path in paths]
+    side = MaskClassifier(MODEL).input_size  # the committed model's (160 px since issue 19)
+    return [cv2.resize(read_image(path), (side, side), interpolation=cv2.INTER_AREA) for path in paths]
 
 
 def test_flip_average_is_mirror_invariant(real_crops: list[np.ndarray]) -> None:
