@@ -184,8 +184,24 @@ def test_the_training_start_has_the_imagenet_base_and_a_fresh_three_class_layer(
             torch.testing.assert_close(ours.state_dict()[key], value, rtol=0, atol=0)
     last = network.get_submodule("1.classifier.1")
     assert isinstance(last, nn.Linear) and last.out_features == 3
-    with pytest.raises(RuntimeError, match="mobilenet_v2 only"):
+    with pytest.raises(RuntimeError, match="mobilenet_v2_keras only, not resnet101"):
         imagenet_network("resnet101", 3, keras_model)
+
+
+@needs_package
+def test_the_exact_start_runs_the_base_as_keras_does(keras_model: KerasModel) -> None:
+    """``--arch mobilenet_v2_keras --init imagenet``: Keras' input and padding, so the base computes what the
+    exact conversion (tested against the Keras graph above) computes, border included; the default start
+    does not (torchvision's padding shifts the grid by a pixel)."""
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    exact = imagenet_network("mobilenet_v2_keras", 3, keras_model).eval()
+    default = imagenet_network("mobilenet_v2", 3, keras_model).eval()
+    with torch.inference_mode():
+        reference = keras_features(keras_model)(x * 2.0 - 1.0)
+        torch.testing.assert_close(
+            features_of(exact)(exact.get_submodule("0")(x)), reference, rtol=0, atol=1e-6
+        )
+        assert (features_of(default)(default.get_submodule("0")(x)) - reference).abs().max() > 0.1
 
 
 @needs_package
