@@ -16,7 +16,8 @@ in a process of its own:
     python -m bench.analysis_cost --cameras 16 --rate 1.6 --allocator server
     python -m bench.analysis_cost --cameras 16 --rate 1.6 --allocator heap
 
-``--classifier`` compares two classifier files the same way (issue 19: 128 against 160 px).
+The model flags (``--classifier``, ``--detector``...) compare two models the same way (issue 19: 128
+against 160 px).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import av
 import cv2
@@ -37,6 +37,7 @@ from bench.cheap_cameras import DEFAULT_FPS, clip_for
 from server.analysis.models import load_models
 from server.memory import use_fixed_mmap_threshold, use_heap_for_analysis
 from server.settings import ServerConfig
+from vision.model_options import ModelSettings, add_model_arguments, model_settings
 from vision.stream import StreamAnalyser
 
 
@@ -73,7 +74,7 @@ def measure(
     seconds: float,
     allocator: str,
     clip_fps: float = DEFAULT_FPS,
-    classifier: Path | None = None,
+    models: ModelSettings | None = None,
 ) -> AnalysisCost:
     """Analyse ``seconds`` of clip time for every camera (see the module doc); one thread, as the child."""
     if allocator == "heap":
@@ -82,12 +83,11 @@ def measure(
         use_fixed_mmap_threshold()
     cv2.setNumThreads(1)
     frames = decoded_clip(clip_fps)
-    config = ServerConfig() if classifier is None else ServerConfig(classifier=classifier)
-    models = load_models(config)
+    loaded = load_models(ServerConfig.with_models(models or ModelSettings()))
     now = [0.0]
     analysers = [
         StreamAnalyser(
-            models.detector, models.classifier, models.settings, models.region_detector, lambda: now[0]
+            loaded.detector, loaded.classifier, loaded.settings, loaded.region_detector, lambda: now[0]
         )
         for _ in range(cameras)
     ]
@@ -121,11 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="clip seconds analysed per camera")
     parser.add_argument("--allocator", choices=("server", "heap"), default="heap")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument(
-        "--classifier", type=Path, default=None, help="mask classifier file (default: the server's)"
-    )
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
-    cost = measure(args.cameras, args.rate, args.seconds, args.allocator, classifier=args.classifier)
+    cost = measure(args.cameras, args.rate, args.seconds, args.allocator, models=model_settings(args))
     if args.json:
         print(json.dumps(asdict(cost)))
     else:

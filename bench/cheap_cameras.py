@@ -29,7 +29,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -237,8 +237,7 @@ def with_reference(clip: CameraClip, models: ModelSettings | None = None) -> Cam
     from server.settings import ServerConfig
 
     models = models or ModelSettings()
-    chosen = {declared.name: getattr(models, declared.name) for declared in fields(ModelSettings)}
-    analyser = load_models(ServerConfig(detect_every=1, **chosen)).open_stream()
+    analyser = load_models(ServerConfig.with_models(models, detect_every=1)).open_stream()
     decoder = av.CodecContext.create("libvpx", "r")
     reference = []
     for packet in clip.packets:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -353,6 +353,13 @@ class ServerConfig(ModelSettings):
     ice_servers: tuple[IceServer, ...] = ()
     """Derived from `ice_server`, `ice_username` and `ice_credential` by `parse_config`."""
     static_dir: Path = field(default=PROJECT_ROOT / "static")
+
+    @classmethod
+    def with_models(cls, models: ModelSettings, **settings: object) -> ServerConfig:
+        """The server's settings for these model settings (a tool that measures the server's analysis with
+        the models a command line chose), the other fields from ``settings`` or their defaults."""
+        chosen = {declared.name: getattr(models, declared.name) for declared in fields(ModelSettings)}
+        return cls(**chosen, **settings)  # type: ignore[arg-type]
 
     @property
     def session_limit(self) -> int:

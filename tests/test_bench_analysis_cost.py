@@ -9,6 +9,7 @@ import pytest
 from bench.analysis_cost import main, measure
 from bench.frames import SCENES_DIR
 from vision.classifier import ModelFileError
+from vision.model_options import ModelSettings
 
 pytestmark = pytest.mark.skipif(
     not (SCENES_DIR / "jolignier").is_dir(), reason=f"scene photos not found in {SCENES_DIR}"
@@ -38,8 +39,12 @@ def test_another_classifier_file_is_the_one_measured(tmp_path: Path) -> None:
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match=r"broken\.onnx"):
-        measure(cameras=1, rate=1.0, seconds=1.0, allocator="heap", classifier=broken)
+        measure(cameras=1, rate=1.0, seconds=1.0, allocator="heap", models=ModelSettings(classifier=broken))
     cost = measure(
-        cameras=1, rate=1.0, seconds=1.0, allocator="heap", classifier=Path("models/mask_classifier.onnx")
+        cameras=1,
+        rate=1.0,
+        seconds=1.0,
+        allocator="heap",
+        models=ModelSettings(classifier=Path("models/mask_classifier.onnx")),
     )
     assert cost.frames == 1 and cost.full_detections == 1

@@ -255,3 +255,12 @@ def test_the_session_cap_follows_the_overlay_mode_unless_set() -> None:
     assert parse_config(["--overlay", "page"], {}).session_limit == SESSIONS_BY_OVERLAY["page"] == 8
     assert parse_config(["--overlay", "page", "--max-sessions", "3"], {}).session_limit == 3
     assert parse_config([], {"MASKCAM_MAX_SESSIONS": "6"}).session_limit == 6
+
+
+def test_a_tool_gets_the_server_settings_of_the_models_it_was_given() -> None:
+    from vision.model_options import ModelSettings
+
+    models = ModelSettings(classifier=Path("other.onnx"), confidence=0.9)
+    config = ServerConfig.with_models(models, detect_every=1)
+    assert (config.classifier, config.confidence, config.detect_every) == (Path("other.onnx"), 0.9, 1)
+    assert config.detector == ModelSettings().detector and config.port == ServerConfig().port
