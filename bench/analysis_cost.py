@@ -74,7 +74,7 @@ def measure(
     seconds: float,
     allocator: str,
     clip_fps: float = DEFAULT_FPS,
-    models: ModelSettings | None = None,
+    models: ModelSettings = ModelSettings(),
 ) -> AnalysisCost:
     """Analyse ``seconds`` of clip time for every camera (see the module doc); one thread, as the child."""
     if allocator == "heap":
@@ -83,7 +83,7 @@ def measure(
         use_fixed_mmap_threshold()
     cv2.setNumThreads(1)
     frames = decoded_clip(clip_fps)
-    loaded = load_models(ServerConfig.with_models(models or ModelSettings()))
+    loaded = load_models(ServerConfig.with_models(models))
     now = [0.0]
     analysers = [
         StreamAnalyser(

@@ -230,13 +230,12 @@ def load_clip(path: Path) -> CameraClip:
         return CameraClip(packets, keyframes, faces, fps, round(segment_frames), reference, models)
 
 
-def with_reference(clip: CameraClip, models: ModelSettings | None = None) -> CameraClip:
+def with_reference(clip: CameraClip, models: ModelSettings = ModelSettings()) -> CameraClip:
     """The clip with `CameraClip.reference`: every frame decoded and analysed alone by the server's models
-    (``models``: the server's model settings; default, the command line's defaults)."""
+    (``models``: the server's model settings, by default the command line's defaults)."""
     from server.analysis.models import load_models
     from server.settings import ServerConfig
 
-    models = models or ModelSettings()
     analyser = load_models(ServerConfig.with_models(models, detect_every=1)).open_stream()
     decoder = av.CodecContext.create("libvpx", "r")
     reference = []
@@ -595,10 +594,9 @@ async def run_cameras(
     return result
 
 
-def clip_for(path: Path | None, fps: float, models: ModelSettings | None = None) -> CameraClip:
+def clip_for(path: Path | None, fps: float, models: ModelSettings = ModelSettings()) -> CameraClip:
     """The clip at ``fps`` with the reference of ``models``: read from ``path`` when it holds that one, else
     encoded (and saved)."""
-    models = models or ModelSettings()
     if path is not None and path.is_file():
         clip = load_clip(path)
         if clip.fps == fps and clip.models == tuple(as_flags(models)):
